@@ -1,0 +1,1 @@
+"""The medbadge trust core: canonical encoding, keys, sealed segments, chains, verifier."""

@@ -1,0 +1,43 @@
+"""The trust core's errors: one hierarchy, each saying what failed and where."""
+
+from __future__ import annotations
+
+
+class EvidenceError(Exception):
+    """Base of every error the trust core raises."""
+
+
+class EncodingError(EvidenceError):
+    """Bytes are not the canonical encoding of a value, or a value cannot be encoded."""
+
+
+class InvalidIdentifierError(EvidenceError):
+    """An identifier (badge id, incident id) does not follow the allowed pattern."""
+
+
+class KeyFileError(EvidenceError):
+    """A key file is missing, unreadable, of the wrong kind, or too widely readable."""
+
+
+class PassphraseError(KeyFileError):
+    """A passphrase-protected key could not be unlocked with the passphrase given."""
+
+
+class SegmentFormatError(EvidenceError):
+    """A sealed segment file is truncated, empty, or not in the sealed-segment format."""
+
+
+class VerificationError(EvidenceError):
+    """A signature, hash or binding did not verify; the message says which and where."""
+
+
+class DecryptionError(EvidenceError):
+    """A sealed segment could not be opened with the custodian key given."""
+
+
+class ChainError(VerificationError):
+    """A run of sealed segments is not one continuous chain; ``findings`` says every break."""
+
+    def __init__(self, message: str, findings: tuple[object, ...] = ()) -> None:
+        super().__init__(message)
+        self.findings = findings

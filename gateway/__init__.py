@@ -1,0 +1,1 @@
+"""The medbadge hospital gateway: enrolment, intake, vault, ledger, console and export."""

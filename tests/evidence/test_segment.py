@@ -1,0 +1,133 @@
+"""Sealed segments: round trip, verification without decryption, and every kind of damage."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from evidence.errors import (
+    DecryptionError,
+    EvidenceError,
+    SegmentFormatError,
+    VerificationError,
+)
+from evidence.hashing import ZERO_DIGEST, sha256
+from evidence.keys import BadgeIdentity, CustodianPrivateKey, SigningKey
+from evidence.segment import SealedSegment, seal_segment
+from tests.evidence.conftest import facts_for
+
+
+@pytest.fixture(scope="module")
+def sealed_bytes(identity: BadgeIdentity, custodian: CustodianPrivateKey) -> bytes:
+    return seal_segment(
+        b"segment plaintext " * 50, facts_for(3, ZERO_DIGEST), identity, custodian.public_key
+    ).to_bytes()
+
+
+@pytest.mark.parametrize("custodian_fixture", ["custodian", "hybrid_custodian"])
+def test_round_trip(
+    identity: BadgeIdentity, custodian_fixture: str, request: pytest.FixtureRequest
+) -> None:
+    custodian: CustodianPrivateKey = request.getfixturevalue(custodian_fixture)
+    plaintext = os.urandom(100_000)
+    sealed = seal_segment(plaintext, facts_for(0, ZERO_DIGEST), identity, custodian.public_key)
+    parsed = SealedSegment.from_bytes(sealed.to_bytes())
+    parsed.verify(identity.signing_key.public_key)
+    assert parsed.open(custodian) == plaintext
+    assert parsed.header.plaintext_sha256 == sha256(plaintext)
+    assert parsed.header.suite == custodian.suite.value
+    assert plaintext not in sealed.to_bytes()
+
+
+def test_file_round_trip(tmp_path: Path, sealed_bytes: bytes, identity: BadgeIdentity) -> None:
+    path = tmp_path / "seg.mbseal"
+    path.write_bytes(sealed_bytes)
+    SealedSegment.read(path).verify(identity.signing_key.public_key)
+
+
+def test_wrong_badge_key_is_refused(sealed_bytes: bytes) -> None:
+    other = SigningKey.generate().public_key
+    with pytest.raises(VerificationError, match="segment 3 of badge badge-007: the signature"):
+        SealedSegment.from_bytes(sealed_bytes).verify(other)
+
+
+def test_wrong_custodian_key_cannot_open(sealed_bytes: bytes) -> None:
+    with pytest.raises(DecryptionError, match="cannot be opened"):
+        SealedSegment.from_bytes(sealed_bytes).open(CustodianPrivateKey.generate())
+
+
+@given(position=st.data(), bit=st.integers(min_value=0, max_value=7))
+@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_any_flipped_bit_is_caught(
+    sealed_bytes: bytes,
+    identity: BadgeIdentity,
+    custodian: CustodianPrivateKey,
+    position: st.DataObject,
+    bit: int,
+) -> None:
+    index = position.draw(st.integers(min_value=0, max_value=len(sealed_bytes) - 1))
+    damaged = bytearray(sealed_bytes)
+    damaged[index] ^= 1 << bit
+    with pytest.raises(EvidenceError) as caught:
+        segment = SealedSegment.from_bytes(bytes(damaged))
+        segment.verify(identity.signing_key.public_key)
+    assert str(caught.value)
+
+
+def test_a_flipped_ciphertext_bit_names_the_ciphertext(
+    sealed_bytes: bytes, identity: BadgeIdentity
+) -> None:
+    damaged = bytearray(sealed_bytes)
+    damaged[-1] ^= 1
+    with pytest.raises(VerificationError, match="ciphertext does not match"):
+        SealedSegment.from_bytes(bytes(damaged)).verify(identity.signing_key.public_key)
+
+
+def test_ciphertext_moved_under_another_header_does_not_open(
+    identity: BadgeIdentity, custodian: CustodianPrivateKey
+) -> None:
+    """Even with a badge's own signature, a header and a foreign ciphertext do not match."""
+    first = seal_segment(b"a" * 500, facts_for(0, ZERO_DIGEST), identity, custodian.public_key)
+    second = seal_segment(b"b" * 500, facts_for(1, ZERO_DIGEST), identity, custodian.public_key)
+    assert len(first.ciphertext) == len(second.ciphertext)
+    swapped = SealedSegment(first.header, first.header_bytes, first.signature, second.ciphertext)
+    with pytest.raises(VerificationError, match="ciphertext"):
+        swapped.verify(identity.signing_key.public_key)
+    with pytest.raises(DecryptionError):
+        swapped.open(custodian)
+
+
+@pytest.mark.parametrize("cut", [0, 1, 8, 12, 40, -64, -1])
+def test_truncated_and_empty_files(sealed_bytes: bytes, cut: int) -> None:
+    data = sealed_bytes[:cut]
+    with pytest.raises(SegmentFormatError) as caught:
+        SealedSegment.from_bytes(data, "seg-3.mbseal")
+    assert "seg-3.mbseal" in str(caught.value)
+
+
+def test_extended_file_is_refused(sealed_bytes: bytes) -> None:
+    with pytest.raises(SegmentFormatError, match="truncated or extended"):
+        SealedSegment.from_bytes(sealed_bytes + b"\x00")
+
+
+@given(st.binary(max_size=400))
+@settings(max_examples=300)
+def test_garbage_gives_our_error(data: bytes) -> None:
+    with pytest.raises(SegmentFormatError):
+        SealedSegment.from_bytes(data)
+
+
+@given(st.binary(max_size=300))
+@settings(max_examples=300)
+def test_garbage_after_valid_magic_gives_our_error(data: bytes) -> None:
+    with pytest.raises(SegmentFormatError):
+        SealedSegment.from_bytes(b"MBSEAL\x00\x01" + data)
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    with pytest.raises(SegmentFormatError, match="cannot be read"):
+        SealedSegment.read(tmp_path / "missing.mbseal")
