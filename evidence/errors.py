@@ -41,3 +41,7 @@ class ChainError(VerificationError):
     def __init__(self, message: str, findings: tuple[object, ...] = ()) -> None:
         super().__init__(message)
         self.findings = findings
+
+
+class LedgerError(EvidenceError):
+    """A ledger operation asked for something impossible (an index or size out of range)."""
