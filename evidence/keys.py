@@ -152,6 +152,13 @@ class SigningPublicKey:
             raise VerificationError(f"{what}: the signature does not verify") from None
 
     @classmethod
+    def from_raw(cls, raw: bytes) -> SigningPublicKey:
+        """Build a key from its 32 raw bytes."""
+        if len(raw) != 32:
+            raise KeyFileError(f"an Ed25519 public key has 32 bytes, not {len(raw)}")
+        return cls(ed25519.Ed25519PublicKey.from_public_bytes(raw))
+
+    @classmethod
     def from_pem(cls, data: bytes, path: Path) -> SigningPublicKey:
         """Parse a SubjectPublicKeyInfo PEM Ed25519 key (``path`` names it in errors)."""
         key = _load_public(_pem_blocks(data, path)[0], path)

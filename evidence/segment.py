@@ -121,10 +121,25 @@ class _HeaderReader:
     """Reads typed fields out of a decoded header map, naming the field in every error."""
 
     _FIELDS = frozenset(
-        {"type", "badge", "seq", "boot", "mono_start_ns", "mono_end_ns", "wall_start_ns",
-         "wall_end_ns", "codec", "dropped_frames", "pt_size", "pt_sha256", "prev", "suite",
-         "ct_size", "ct_sha256"}
-    )  # fmt: skip
+        {
+            "type",
+            "badge",
+            "seq",
+            "boot",
+            "mono_start_ns",
+            "mono_end_ns",
+            "wall_start_ns",
+            "wall_end_ns",
+            "codec",
+            "dropped_frames",
+            "pt_size",
+            "pt_sha256",
+            "prev",
+            "suite",
+            "ct_size",
+            "ct_sha256",
+        }
+    )
 
     def __init__(self, fields: dict[str, CanonicalValue], where: str) -> None:
         self.fields = fields
@@ -163,8 +178,10 @@ class _HeaderReader:
         unknown = set(self.fields) - self._FIELDS
         missing = self._FIELDS - set(self.fields)
         if unknown or missing:
-            raise self._fail(f"fields differ from format v1 (unknown {sorted(unknown)}, "
-                             f"missing {sorted(missing)})")  # fmt: skip
+            raise self._fail(
+                f"fields differ from format v1 (unknown {sorted(unknown)}, "
+                f"missing {sorted(missing)})"
+            )
         if self.fields["type"] != HEADER_TYPE:
             raise self._fail(f"type {self.fields['type']!r} is not {HEADER_TYPE!r}")
         badge_id = self.text("badge")

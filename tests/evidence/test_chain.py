@@ -53,8 +53,9 @@ def test_insertion_of_a_segment_from_another_run(
 ) -> None:
     run = seal_run(5)
     # Validly signed by the same badge, but not part of this chain.
-    stray = seal_segment(os.urandom(100), facts_for(2, os.urandom(32)), identity,
-                         custodian.public_key)  # fmt: skip
+    stray = seal_segment(
+        os.urandom(100), facts_for(2, os.urandom(32)), identity, custodian.public_key
+    )
     replaced = [*run[:2], stray, *run[3:]]
     assert kinds(replaced) == [FindingKind.INSERTION, FindingKind.INSERTION]
     assert kinds([*run, stray]) == [FindingKind.REORDER, FindingKind.INSERTION]
@@ -65,8 +66,7 @@ def test_segment_from_another_badge_is_an_insertion(
 ) -> None:
     run = seal_run(3)
     other = BadgeIdentity.generate("badge-999")
-    foreign = seal_segment(b"x", facts_for(3, run[-1].header.digest()), other,
-                           custodian.public_key)  # fmt: skip
+    foreign = seal_segment(b"x", facts_for(3, run[-1].header.digest()), other, custodian.public_key)
     report = check_chain([*[s.header for s in run], foreign.header])
     assert [f.kind for f in report.findings] == [FindingKind.INSERTION]
     assert "badge-999" in report.findings[0].message

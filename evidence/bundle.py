@@ -1,0 +1,109 @@
+"""The enrolment bundle: everything a badge needs, written by the gateway, read by the badge.
+
+A directory (mode 0700) holding ``badge.key`` (the badge's private key, 0600),
+``badge.pub``, ``custodian.pub``, ``gateway-signing.pub``, ``evidence-ca.crt`` and
+``badge.json`` (0600: badge id, hospital, key generation and broker credentials).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from evidence.errors import KeyFileError
+from evidence.identifiers import validate_badge_id
+from evidence.keyfiles import (
+    read_public_file,
+    read_secret_file,
+    write_public_file,
+    write_secret_file,
+)
+from evidence.keys import BadgeIdentity, CustodianPublicKey, SigningKey, SigningPublicKey
+
+BUNDLE_FORMAT = "medbadge.enrolment.v1"
+
+
+@dataclass(frozen=True)
+class BrokerCredentials:
+    """How the badge reaches the hospital broker, and its own account there."""
+
+    host: str
+    port: int
+    username: str
+    password: str
+
+    def __repr__(self) -> str:
+        # never print the password, not even in a traceback or a log line
+        return (
+            f"BrokerCredentials(host={self.host!r}, port={self.port}, username={self.username!r})"
+        )
+
+
+@dataclass(frozen=True)
+class EnrolmentBundle:
+    """A badge's identity and trust anchors."""
+
+    identity: BadgeIdentity
+    hospital: str
+    key_generation: int
+    custodian_key: CustodianPublicKey
+    gateway_key: SigningPublicKey
+    evidence_ca_pem: bytes
+    broker: BrokerCredentials
+
+    def write(self, directory: Path) -> None:
+        """Write the bundle into ``directory`` (created with mode 0700)."""
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(directory, 0o700)
+        self.identity.signing_key.save(directory / "badge.key")
+        self.identity.signing_key.public_key.save(directory / "badge.pub")
+        self.custodian_key.save(directory / "custodian.pub")
+        self.gateway_key.save(directory / "gateway-signing.pub")
+        write_public_file(directory / "evidence-ca.crt", self.evidence_ca_pem)
+        manifest = {
+            "format": BUNDLE_FORMAT,
+            "badge_id": self.identity.badge_id,
+            "hospital": self.hospital,
+            "key_generation": self.key_generation,
+            "broker": {
+                "host": self.broker.host,
+                "port": self.broker.port,
+                "username": self.broker.username,
+                "password": self.broker.password,
+            },
+        }
+        write_secret_file(directory / "badge.json", json.dumps(manifest, indent=2).encode())
+
+    @classmethod
+    def load(cls, directory: Path) -> EnrolmentBundle:
+        """Read a bundle, checking that its parts belong together."""
+        manifest_path = directory / "badge.json"
+        try:
+            manifest = json.loads(read_secret_file(manifest_path))
+            if manifest.get("format") != BUNDLE_FORMAT:
+                raise KeyFileError(f"{manifest_path} is not a {BUNDLE_FORMAT} bundle")
+            broker = manifest["broker"]
+            credentials = BrokerCredentials(
+                str(broker["host"]),
+                int(broker["port"]),
+                str(broker["username"]),
+                str(broker["password"]),
+            )
+            badge_id = validate_badge_id(manifest["badge_id"])
+            hospital, generation = str(manifest["hospital"]), int(manifest["key_generation"])
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise KeyFileError(f"{manifest_path} is not a valid enrolment manifest") from None
+        signing_key = SigningKey.load(directory / "badge.key")
+        if signing_key.public_key.raw != SigningPublicKey.load(directory / "badge.pub").raw:
+            raise KeyFileError(f"badge.key and badge.pub in {directory} do not match")
+        return cls(
+            identity=BadgeIdentity(badge_id, signing_key),
+            hospital=hospital,
+            key_generation=generation,
+            custodian_key=CustodianPublicKey.load(directory / "custodian.pub"),
+            gateway_key=SigningPublicKey.load(directory / "gateway-signing.pub"),
+            evidence_ca_pem=read_public_file(directory / "evidence-ca.crt"),
+            broker=credentials,
+        )

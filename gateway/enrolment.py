@@ -1,0 +1,57 @@
+"""Badge enrolment: a new identity for a badge, registered here and bundled for its Pi."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from evidence.bundle import BrokerCredentials, EnrolmentBundle
+from evidence.keys import BadgeIdentity
+from gateway.broker_config import hash_broker_password, new_broker_password
+from gateway.datadir import GatewayDataDir
+from gateway.registry import BadgeRegistry, EnrolledBadge
+
+
+def enroll_badge(
+    data_dir: GatewayDataDir,
+    badge_id: str,
+    bundle_dir: Path,
+    *,
+    wearer: str = "",
+    location: str = "",
+    broker_host: str = "localhost",
+    broker_port: int = 8883,
+    operator: str = "cli",
+    rotate: bool = False,
+) -> EnrolledBadge:
+    """Create ``badge_id``'s key and broker password, register them, write its bundle.
+
+    Re-enrolling an enrolled badge is refused unless ``rotate``; a rotation is recorded
+    and the old key stays on file so the footage it signed still verifies.
+    """
+    identity = BadgeIdentity.generate(badge_id)
+    password = new_broker_password()
+    connection = data_dir.database()
+    try:
+        enrolled = BadgeRegistry(connection).enroll(
+            badge_id,
+            identity.signing_key.public_key,
+            hash_broker_password(password),
+            wearer=wearer,
+            location=location,
+            operator=operator,
+            rotate=rotate,
+        )
+    finally:
+        connection.close()
+    EnrolmentBundle(
+        identity=identity,
+        hospital=data_dir.evidence_ca().hospital_name,
+        key_generation=enrolled.key_generation,
+        custodian_key=data_dir.custodian_public_key(),
+        gateway_key=data_dir.signing_key().public_key,
+        evidence_ca_pem=data_dir.evidence_ca().certificate.public_bytes(Encoding.PEM),
+        broker=BrokerCredentials(broker_host, broker_port, badge_id, password),
+    ).write(bundle_dir)
+    return enrolled

@@ -1,0 +1,151 @@
+"""The badge registry: which badges are enrolled, their public keys over time, and every change."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+
+from evidence.identifiers import validate_badge_id
+from evidence.keys import SigningPublicKey
+from gateway.errors import EnrolmentError
+
+
+@dataclass(frozen=True)
+class EnrolledBadge:
+    """A badge as the gateway knows it."""
+
+    badge_id: str
+    wearer: str
+    location: str
+    key_generation: int
+    public_key: SigningPublicKey
+    broker_password_hash: str
+    enrolled_at_ns: int
+    revoked_at_ns: int | None
+
+
+@dataclass(frozen=True)
+class EnrolmentEvent:
+    """One recorded change to a badge's enrolment."""
+
+    badge_id: str
+    kind: str
+    at_ns: int
+    operator: str
+    detail: str
+
+
+class BadgeRegistry:
+    """Badge enrolments stored in the gateway database."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._db = connection
+
+    def enroll(
+        self,
+        badge_id: str,
+        public_key: SigningPublicKey,
+        broker_password_hash: str,
+        *,
+        wearer: str,
+        location: str,
+        operator: str,
+        rotate: bool,
+    ) -> EnrolledBadge:
+        """Register ``public_key`` for ``badge_id``; an existing id needs ``rotate=True``.
+
+        A rotation retires the previous key (kept, so footage it signed still verifies)
+        and is recorded as an enrolment event.
+        """
+        validate_badge_id(badge_id)
+        now = time.time_ns()
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            existing = self._row(badge_id)
+            if existing is not None and not rotate:
+                raise EnrolmentError(
+                    f"badge {badge_id} is already enrolled; use --rotate to issue it a new key"
+                )
+            generation = 1 if existing is None else existing["key_generation"] + 1
+            if existing is None:
+                self._db.execute(
+                    "INSERT INTO badges (badge_id, wearer, location, key_generation,"
+                    " broker_password_hash, enrolled_at_ns) VALUES (?, ?, ?, ?, ?, ?)",
+                    (badge_id, wearer, location, generation, broker_password_hash, now),
+                )
+            else:
+                self._db.execute(
+                    "UPDATE badges SET wearer = ?, location = ?, key_generation = ?,"
+                    " broker_password_hash = ?, revoked_at_ns = NULL WHERE badge_id = ?",
+                    (wearer, location, generation, broker_password_hash, badge_id),
+                )
+                self._db.execute(
+                    "UPDATE badge_keys SET retired_at_ns = ? WHERE badge_id = ?"
+                    " AND retired_at_ns IS NULL",
+                    (now, badge_id),
+                )
+            self._db.execute(
+                "INSERT INTO badge_keys (badge_id, generation, public_key, valid_from_ns)"
+                " VALUES (?, ?, ?, ?)",
+                (badge_id, generation, public_key.raw, now),
+            )
+            kind = "enrolled" if existing is None else "rotated"
+            self._db.execute(
+                "INSERT INTO enrolment_events (badge_id, kind, at_ns, operator, detail)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (badge_id, kind, now, operator, f"key generation {generation}"),
+            )
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return self.get(badge_id)
+
+    def _row(self, badge_id: str) -> sqlite3.Row | None:
+        cursor = self._db.execute("SELECT * FROM badges WHERE badge_id = ?", (badge_id,))
+        cursor.row_factory = sqlite3.Row
+        row: sqlite3.Row | None = cursor.fetchone()
+        return row
+
+    def get(self, badge_id: str) -> EnrolledBadge:
+        """Return the badge's current enrolment; raise EnrolmentError if it has none."""
+        row = self._row(badge_id)
+        if row is None:
+            raise EnrolmentError(f"badge {badge_id} is not enrolled")
+        (key,) = self._db.execute(
+            "SELECT public_key FROM badge_keys WHERE badge_id = ? AND generation = ?",
+            (badge_id, row["key_generation"]),
+        ).fetchone()
+        return EnrolledBadge(
+            badge_id=row["badge_id"],
+            wearer=row["wearer"],
+            location=row["location"],
+            key_generation=row["key_generation"],
+            public_key=SigningPublicKey.from_raw(key),
+            broker_password_hash=row["broker_password_hash"],
+            enrolled_at_ns=row["enrolled_at_ns"],
+            revoked_at_ns=row["revoked_at_ns"],
+        )
+
+    def key_history(self, badge_id: str) -> list[tuple[int, SigningPublicKey]]:
+        """Every key the badge has had, oldest first, as (generation, key)."""
+        rows = self._db.execute(
+            "SELECT generation, public_key FROM badge_keys WHERE badge_id = ? ORDER BY generation",
+            (badge_id,),
+        ).fetchall()
+        return [(generation, SigningPublicKey.from_raw(key)) for generation, key in rows]
+
+    def events(self, badge_id: str) -> list[EnrolmentEvent]:
+        """The badge's enrolment events, oldest first."""
+        rows = self._db.execute(
+            "SELECT badge_id, kind, at_ns, operator, detail FROM enrolment_events"
+            " WHERE badge_id = ? ORDER BY event_id",
+            (badge_id,),
+        ).fetchall()
+        return [EnrolmentEvent(*row) for row in rows]
+
+    def all(self) -> list[EnrolledBadge]:
+        """Every enrolled badge, by id."""
+        ids = [row[0] for row in self._db.execute("SELECT badge_id FROM badges ORDER BY badge_id")]
+        return [self.get(badge_id) for badge_id in ids]
