@@ -1,0 +1,132 @@
+"""The badge daemon end to end on the synthetic camera: presses, incidents, coverage, audio."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from gpiozero.pins.mock import MockFactory
+
+from badge.daemon import BadgeDaemon
+from evidence.chain import check_chain
+from evidence.incident import SignedIncident
+from evidence.segment import SealedSegment
+from tests.badge.conftest import EnrolledBadge
+
+SECOND = 1_000_000_000
+
+
+def wait_until(condition: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def pins() -> MockFactory:
+    return MockFactory()
+
+
+@pytest.fixture
+def daemon(
+    enrolled_badge: EnrolledBadge, tmp_path: Path, pins: MockFactory
+) -> Iterator[BadgeDaemon]:
+    running = BadgeDaemon(enrolled_badge.config(tmp_path / "data"), pin_factory=pins)
+    running.start()
+    yield running
+    running.stop()
+
+
+def press_button(pins: MockFactory, bounces: int = 0) -> int:
+    """Press pin 17 (pulled up: pressed = low), with contact bounce; return the press time."""
+    pin = pins.pin(17)
+    pressed_at = time.monotonic_ns()
+    pin.drive_low()
+    for _ in range(bounces):
+        time.sleep(0.003)
+        pin.drive_high()
+        time.sleep(0.003)
+        pin.drive_low()
+    time.sleep(0.02)
+    pin.drive_high()
+    return pressed_at
+
+
+def ffprobe(path: Path) -> dict[str, object]:
+    result = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_streams", "-count_frames", "-of", "json", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    data: dict[str, object] = json.loads(result.stdout)
+    return data
+
+
+def test_presses_make_one_incident_that_covers_pre_and_post_roll(
+    daemon: BadgeDaemon, pins: MockFactory, enrolled_badge: EnrolledBadge, tmp_path: Path
+) -> None:
+    time.sleep(4.5)  # more than the 3 s pre-roll
+    first = press_button(pins, bounces=3)
+    time.sleep(1.0)
+    last = press_button(pins, bounces=3)
+    wait_until(lambda: daemon.recorder.closed_count == 1, timeout=20)
+
+    (record_path,) = (tmp_path / "data" / "incidents").glob("*.incident")
+    incident = SignedIncident.from_bytes(record_path.read_bytes())
+    incident.verify(daemon.bundle.identity.signing_key.public_key)
+    record = incident.record
+    assert len(record.presses) == 2, "a bounce must not count as a press"
+    assert abs(record.presses[0].mono_ns - first) < 0.1 * SECOND
+    assert record.location == "ER 3"
+
+    stored = daemon.ring.segments(record.first_seq, record.last_seq)
+    assert [s.seq for s in stored] == list(range(record.first_seq, record.last_seq + 1))
+    headers = [s.header for s in stored]
+    assert check_chain(headers).intact
+    segment = SECOND  # segment_seconds = 1.0
+    assert headers[0].mono_start_ns <= first - 3 * SECOND + segment
+    assert headers[-1].mono_end_ns >= last + 2 * SECOND
+    assert headers[-1].mono_end_ns <= last + 2 * SECOND + segment + SECOND // 2
+
+    # the custodian opens the clip; it plays as one, with sound (pre-roll audio is on)
+    clip = tmp_path / "clip.ts"
+    clip.write_bytes(
+        b"".join(SealedSegment.read(s.path).open(enrolled_badge.custodian) for s in stored)
+    )
+    streams = ffprobe(clip)["streams"]
+    assert isinstance(streams, list)
+    assert {stream["codec_type"] for stream in streams} == {"video", "audio"}
+    video = next(stream for stream in streams if stream["codec_type"] == "video")
+    assert (
+        int(video["nb_read_frames"])
+        == round(sum(h.mono_end_ns - h.mono_start_ns for h in headers) * 30 / SECOND)
+    )
+
+
+def test_unpinned_footage_does_not_outlive_the_pre_roll(daemon: BadgeDaemon) -> None:
+    time.sleep(7)
+    status = daemon.status()
+    assert status["ring"]["pinned_segments"] == 0
+    newest = daemon.ring.segments(0)[-1].header.mono_end_ns
+    for stored in daemon.ring.segments(0)[:-1]:
+        # every kept segment is needed to cover the 3 s window ending at the newest
+        assert stored.header.mono_end_ns > newest - 3 * SECOND - SECOND
+
+
+def test_status_and_press_through_the_control_socket(daemon: BadgeDaemon, tmp_path: Path) -> None:
+    from badge.control import send_command
+
+    socket_path = tmp_path / "data" / "control.sock"
+    answer = send_command(socket_path, "press")
+    assert answer["opened"] is True
+    status = send_command(socket_path, "status")
+    assert status["recording_incident"] == answer["incident"]
+    assert status["outbox_pending"] == 1  # the alert is queued before anything else
+    assert daemon.outbox.pending()[0].kind == "alert"
