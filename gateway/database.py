@@ -36,6 +36,82 @@ MIGRATIONS: Sequence[str] = (
         detail TEXT NOT NULL DEFAULT ''
     );
     """,
+    """
+    CREATE TABLE incidents (
+        badge_id TEXT NOT NULL REFERENCES badges(badge_id),
+        incident_id TEXT NOT NULL,
+        first_seq INTEGER NOT NULL,
+        last_seq INTEGER NOT NULL,
+        signed_record BLOB NOT NULL,
+        record_sha256 BLOB NOT NULL,
+        received_wall_ns INTEGER NOT NULL,
+        complete_wall_ns INTEGER,
+        PRIMARY KEY (badge_id, incident_id)
+    );
+    CREATE INDEX incidents_by_range ON incidents (badge_id, first_seq, last_seq);
+    CREATE TABLE segments (
+        badge_id TEXT NOT NULL REFERENCES badges(badge_id),
+        seq INTEGER NOT NULL,
+        incident_id TEXT NOT NULL,
+        sealed_sha256 BLOB NOT NULL,
+        sealed_size INTEGER NOT NULL,
+        header BLOB NOT NULL,
+        header_sha256 BLOB NOT NULL,
+        prev_sha256 BLOB NOT NULL,
+        boot INTEGER NOT NULL,
+        mono_start_ns INTEGER NOT NULL,
+        mono_end_ns INTEGER NOT NULL,
+        badge_wall_start_ns INTEGER NOT NULL,
+        badge_wall_end_ns INTEGER NOT NULL,
+        received_wall_ns INTEGER NOT NULL,
+        capture_start_ns INTEGER,
+        capture_end_ns INTEGER,
+        capture_error_ns INTEGER,
+        clock_offset_ns INTEGER,
+        clock_samples INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (badge_id, seq)
+    );
+    CREATE TABLE alerts (
+        badge_id TEXT NOT NULL REFERENCES badges(badge_id),
+        incident_id TEXT NOT NULL,
+        signed_alert BLOB NOT NULL,
+        alert_sha256 BLOB NOT NULL,
+        press_boot INTEGER NOT NULL,
+        press_mono_ns INTEGER NOT NULL,
+        press_wall_ns INTEGER NOT NULL,
+        location TEXT NOT NULL,
+        received_wall_ns INTEGER NOT NULL,
+        PRIMARY KEY (badge_id, incident_id)
+    );
+    CREATE TABLE badge_state (
+        badge_id TEXT PRIMARY KEY REFERENCES badges(badge_id),
+        online INTEGER NOT NULL DEFAULT 0,
+        status_boot INTEGER,
+        status_wall_ns INTEGER,
+        boot INTEGER,
+        battery_percent INTEGER,
+        storage_free_bytes INTEGER,
+        ring_bytes INTEGER,
+        ring_segments INTEGER,
+        pinned_segments INTEGER,
+        dropped_frames INTEGER,
+        outbox_pending INTEGER,
+        recording INTEGER,
+        last_heartbeat_wall_ns INTEGER,
+        clock_offset_ns INTEGER,
+        clock_drift_ppb INTEGER,
+        clock_error_ns INTEGER,
+        clock_samples INTEGER
+    );
+    CREATE TABLE clock_samples (
+        badge_id TEXT NOT NULL REFERENCES badges(badge_id),
+        boot INTEGER NOT NULL,
+        mono_ns INTEGER NOT NULL,
+        badge_wall_ns INTEGER NOT NULL,
+        gateway_wall_ns INTEGER NOT NULL,
+        PRIMARY KEY (badge_id, boot, mono_ns)
+    );
+    """,
 )
 """Each entry moves the schema one version up; never edit one that has shipped."""
 

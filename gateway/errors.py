@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import enum
+from pathlib import Path
+
 
 class GatewayError(Exception):
     """Base of every error the gateway raises."""
@@ -17,3 +20,63 @@ class BrokerConfigError(GatewayError):
 
 class CertificateError(GatewayError):
     """A certificate or its key is missing, malformed, mismatched or too widely readable."""
+
+
+class TimestampAuthorityError(GatewayError):
+    """A time-stamping authority (ours or an external one) could not give a token that verifies."""
+
+
+class VaultError(GatewayError):
+    """The vault cannot store or find a sealed segment, or its bytes are not what was named."""
+
+
+class QuarantineError(GatewayError):
+    """Rejected bytes could not be kept in the quarantine directory."""
+
+
+class IntakeError(GatewayError):
+    """The intake cannot start or cannot reach its storage (not a rejection of a message)."""
+
+
+class Reason(enum.StrEnum):
+    """Why the intake refused or set aside something a badge sent (docs/protocol.md)."""
+
+    UNKNOWN_BADGE = "unknown-badge"
+    MALFORMED = "malformed"
+    BAD_SIGNATURE = "bad-signature"
+    BADGE_MISMATCH = "badge-mismatch"
+    OVERSIZED = "oversized"
+    UNEXPECTED_SEGMENT = "unexpected-segment"
+    HASH_MISMATCH = "hash-mismatch"
+    CHAIN_BREAK = "chain-break"
+    CONFLICT = "conflict"
+    INTERNAL_ERROR = "internal-error"
+    """The gateway failed, not the badge: logged and quarantined, never sent to the badge."""
+    PARTIAL_TIMEOUT = "partial-timeout"
+    """A partial segment saw no chunk for too long; the badge resends it, so nothing is sent."""
+
+
+class RejectedMessageError(GatewayError):
+    """A badge's message is refused; ``reason`` is one of the protocol's reason codes.
+
+    ``subject`` and ``key`` say what was refused (``segment`` and the seq in decimal, an
+    incident id, ...), ``detail`` is the one-sentence explanation sent to the badge, and
+    ``evidence_path`` (when set) names a file on disk, such as a reassembled segment, to
+    keep in quarantine instead of the message's own bytes.
+    """
+
+    def __init__(
+        self,
+        reason: Reason,
+        detail: str,
+        *,
+        subject: str = "",
+        key: str = "",
+        evidence_path: Path | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+        self.subject = subject
+        self.key = key
+        self.evidence_path = evidence_path

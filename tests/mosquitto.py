@@ -84,16 +84,20 @@ class MosquittoProcess:
         max_packet_bytes: int = DEFAULT_MAX_PACKET_BYTES,
         ca: EvidenceCA | None = None,
         run_as_user: str | None = None,
+        accounts: Sequence[BrokerAccount] = (),
     ) -> None:
         """Generate the configuration in ``config_dir``; the broker starts on ``start()``.
 
         ``run_as_user`` defaults to whoever runs the tests: a root test run must not drop
         to "mosquitto", which cannot enter pytest's private temporary directories.
+        ``accounts`` are added as given (already hashed, e.g. from the badge registry);
+        ``session()`` works only for ``logins``, whose clear passwords are known here.
         """
         self.config_dir = Path(config_dir)
         self.run_as_user = run_as_user or getpass.getuser()
         self.logins = {login.username: login for login in logins}
         self.max_packet_bytes = max_packet_bytes
+        self.accounts = tuple(accounts)
         self.ca = ca or EvidenceCA.create("Test Hospital")
         self.tls_port = 0
         self.plain_port = 0
@@ -260,6 +264,7 @@ class MosquittoProcess:
             BrokerAccount(login.username, hash_broker_password(login.password), login.role)
             for login in self.logins.values()
         ]
+        accounts.extend(self.accounts)
         settings = BrokerSettings(
             tls_port=self.tls_port,
             plain_port=self.plain_port,

@@ -1,0 +1,85 @@
+"""Alerts as the gateway reads them: the badge-signed alert, and the event the console is given."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from evidence.canonical import CanonicalValue
+from evidence.envelope import Envelope
+from evidence.errors import SegmentFormatError
+from evidence.identifiers import validate_badge_id, validate_incident_id
+from evidence.incident import ALERT_CONTEXT, ALERT_TYPE, Press
+from evidence.keys import SigningPublicKey
+
+_FIELDS = frozenset({"type", "badge", "incident", "press", "location"})
+
+
+@dataclass(frozen=True)
+class SignedAlert:
+    """An alert (``medbadge.alert.v1``) whose badge signature has been checked."""
+
+    badge_id: str
+    incident_id: str
+    press: Press
+    location: str
+
+    @classmethod
+    def open(cls, data: bytes, key: SigningPublicKey, where: str) -> SignedAlert:
+        """Parse a signed alert and verify it under ``key``.
+
+        Raises SegmentFormatError when it is not a well-formed alert and VerificationError
+        when the signature does not verify (the counterpart of ``evidence.incident.sign_alert``).
+        """
+        envelope = Envelope.from_bytes(data, where)
+        envelope.verify(key, ALERT_CONTEXT, where)
+        fields = envelope.record(where)
+        if set(fields) != _FIELDS or fields["type"] != ALERT_TYPE:
+            raise SegmentFormatError(
+                f"{where}: alert fields {sorted(fields)} are not those of {ALERT_TYPE}"
+            )
+        badge, incident, location = fields["badge"], fields["incident"], fields["location"]
+        if not (isinstance(badge, str) and isinstance(incident, str) and isinstance(location, str)):
+            raise SegmentFormatError(f"{where}: alert badge, incident and location must be text")
+        try:
+            validate_badge_id(badge)
+            validate_incident_id(incident)
+        except Exception as error:
+            raise SegmentFormatError(f"{where}: {error}") from None
+        return cls(badge, incident, Press(*_press(fields["press"], where)), location)
+
+
+def _press(value: CanonicalValue, where: str) -> tuple[int, int, int]:
+    """The ``[boot, mono_ns, wall_ns]`` triple of a press."""
+    if (
+        not isinstance(value, list)
+        or len(value) != 3
+        or not all(isinstance(item, int) and not isinstance(item, bool) for item in value)
+    ):
+        raise SegmentFormatError(f"{where}: alert press must be [boot, mono_ns, wall_ns]")
+    boot, mono, wall = (int(item) for item in value if isinstance(item, int))
+    if min(boot, mono, wall) < 0:
+        raise SegmentFormatError(f"{where}: alert press times must not be negative")
+    return boot, mono, wall
+
+
+@dataclass(frozen=True)
+class AlertEvent:
+    """What the live alert screen and webhooks get the moment an alert is stored."""
+
+    badge_id: str
+    wearer: str
+    registered_location: str
+    """Where the badge is registered (enrolment)."""
+    location: str
+    """The location label the badge sent with the alert."""
+    incident_id: str
+    press: Press
+    received_wall_ns: int
+    """Gateway time the alert arrived: the trusted time."""
+    claimed_latency_ns: int
+    """Receipt time minus the press time by the badge's own clock (uncorrected)."""
+    estimated_press_wall_ns: int | None
+    """The press in gateway time, by the badge's measured clock offset (None: no heartbeat yet)."""
+    estimated_latency_ns: int | None
+    latency_error_ns: int | None
+    """The bound, either way, on the estimated press time and latency."""

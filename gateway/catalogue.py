@@ -1,0 +1,273 @@
+"""The catalogue: the database rows for what the gateway holds (alerts, incidents, segments).
+
+The bytes of a segment are in the vault; its row here names them by SHA-256 and keeps the
+signed header, the badge-claimed clocks, the gateway's receipt time and the estimated
+capture time with its error bound (DESIGN decision 7).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from evidence.incident import IncidentRecord
+from evidence.segment import SealedSegment, SegmentHeader
+from gateway.alerts import SignedAlert
+from gateway.errors import IntakeError
+
+_Row = TypeVar("_Row")
+
+
+@dataclass(frozen=True)
+class CaptureTime:
+    """When a segment was captured, in gateway time, as far as the badge's clock model says."""
+
+    start_ns: int
+    end_ns: int
+    error_ns: int
+    offset_ns: int
+    samples: int
+
+
+@dataclass(frozen=True)
+class StoredSegment:
+    """A segment's row."""
+
+    badge_id: str
+    seq: int
+    incident_id: str
+    sealed_sha256: bytes
+    sealed_size: int
+    header_bytes: bytes
+    received_wall_ns: int
+    capture: CaptureTime | None
+
+    @property
+    def header(self) -> SegmentHeader:
+        """The badge-signed header (checked when the segment was accepted)."""
+        return SegmentHeader.decode(self.header_bytes, f"stored segment {self.seq}")
+
+
+@dataclass(frozen=True)
+class StoredIncident:
+    """An incident record's row; ``complete_wall_ns`` is set once every segment is held."""
+
+    badge_id: str
+    incident_id: str
+    first_seq: int
+    last_seq: int
+    signed_record: bytes
+    record_sha256: bytes
+    received_wall_ns: int
+    complete_wall_ns: int | None
+
+
+@dataclass(frozen=True)
+class StoredAlert:
+    """An alert's row."""
+
+    badge_id: str
+    incident_id: str
+    signed_alert: bytes
+    alert_sha256: bytes
+    received_wall_ns: int
+
+
+_SEGMENT_COLUMNS = (
+    "badge_id, seq, incident_id, sealed_sha256, sealed_size, header, received_wall_ns,"
+    " capture_start_ns, capture_end_ns, capture_error_ns, clock_offset_ns, clock_samples"
+)
+_INCIDENT_COLUMNS = (
+    "badge_id, incident_id, first_seq, last_seq, signed_record, record_sha256,"
+    " received_wall_ns, complete_wall_ns"
+)
+
+
+class Catalogue:
+    """Reads and writes the intake's rows in the gateway database."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        """Use the gateway database ``connection`` (schema from gateway.database)."""
+        self._db = connection
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One write transaction (taken at once, so concurrent writers queue, not fail)."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def segment(self, badge_id: str, seq: int) -> StoredSegment | None:
+        """The row of segment ``seq`` of ``badge_id``, if stored."""
+        row = self._db.execute(
+            f"SELECT {_SEGMENT_COLUMNS} FROM segments WHERE badge_id = ? AND seq = ?",  # noqa: S608
+            (badge_id, seq),
+        ).fetchone()
+        return None if row is None else _segment(row)
+
+    def insert_segment(
+        self,
+        *,
+        segment: SealedSegment,
+        incident_id: str,
+        sealed_sha256: bytes,
+        sealed_size: int,
+        received_wall_ns: int,
+        capture: CaptureTime | None,
+    ) -> StoredSegment:
+        """Add a segment's row (call inside ``transaction``, after the vault holds its bytes)."""
+        header = segment.header
+        self._db.execute(
+            "INSERT INTO segments (badge_id, seq, incident_id, sealed_sha256, sealed_size,"
+            " header, header_sha256, prev_sha256, boot, mono_start_ns, mono_end_ns,"
+            " badge_wall_start_ns, badge_wall_end_ns, received_wall_ns, capture_start_ns,"
+            " capture_end_ns, capture_error_ns, clock_offset_ns, clock_samples)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                header.badge_id,
+                header.seq,
+                incident_id,
+                sealed_sha256,
+                sealed_size,
+                segment.header_bytes,
+                header.digest(),
+                header.previous_header_sha256,
+                header.boot,
+                header.mono_start_ns,
+                header.mono_end_ns,
+                header.wall_start_ns,
+                header.wall_end_ns,
+                received_wall_ns,
+                None if capture is None else capture.start_ns,
+                None if capture is None else capture.end_ns,
+                None if capture is None else capture.error_ns,
+                None if capture is None else capture.offset_ns,
+                0 if capture is None else capture.samples,
+            ),
+        )
+        return StoredSegment(
+            header.badge_id,
+            header.seq,
+            incident_id,
+            sealed_sha256,
+            sealed_size,
+            segment.header_bytes,
+            received_wall_ns,
+            capture,
+        )
+
+    def headers(self, badge_id: str, first_seq: int, last_seq: int) -> list[bytes] | None:
+        """The header bytes of every segment ``first_seq..last_seq``, or None if any is missing."""
+        (count,) = self._db.execute(
+            "SELECT COUNT(*) FROM segments WHERE badge_id = ? AND seq BETWEEN ? AND ?",
+            (badge_id, first_seq, last_seq),
+        ).fetchone()
+        if count != last_seq - first_seq + 1:
+            return None
+        rows = self._db.execute(
+            "SELECT header FROM segments WHERE badge_id = ? AND seq BETWEEN ? AND ? ORDER BY seq",
+            (badge_id, first_seq, last_seq),
+        ).fetchall()
+        return [row[0] for row in rows]
+
+    def incident(self, badge_id: str, incident_id: str) -> StoredIncident | None:
+        """The row of an incident, if its record was received."""
+        row = self._db.execute(
+            f"SELECT {_INCIDENT_COLUMNS} FROM incidents"  # noqa: S608
+            " WHERE badge_id = ? AND incident_id = ?",
+            (badge_id, incident_id),
+        ).fetchone()
+        return None if row is None else StoredIncident(*row)
+
+    def incidents_covering(self, badge_id: str, seq: int) -> list[StoredIncident]:
+        """Every incident of ``badge_id`` whose segment range includes ``seq``."""
+        rows = self._db.execute(
+            f"SELECT {_INCIDENT_COLUMNS} FROM incidents"  # noqa: S608
+            " WHERE badge_id = ? AND first_seq <= ? AND last_seq >= ? ORDER BY incident_id",
+            (badge_id, seq, seq),
+        ).fetchall()
+        return [StoredIncident(*row) for row in rows]
+
+    def add_incident(
+        self, record: IncidentRecord, signed_record: bytes, sha256: bytes, received_wall_ns: int
+    ) -> StoredIncident:
+        """Store an incident record unless one with its id is stored; return the stored row."""
+        with self.transaction():
+            self._db.execute(
+                "INSERT OR IGNORE INTO incidents (badge_id, incident_id, first_seq, last_seq,"
+                " signed_record, record_sha256, received_wall_ns) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.badge_id,
+                    record.incident_id,
+                    record.first_seq,
+                    record.last_seq,
+                    signed_record,
+                    sha256,
+                    received_wall_ns,
+                ),
+            )
+        return _present(self.incident(record.badge_id, record.incident_id), "incident")
+
+    def mark_complete(self, badge_id: str, incident_id: str, when_ns: int) -> StoredIncident:
+        """Note when every segment of an incident was held (the first time only)."""
+        with self.transaction():
+            self._db.execute(
+                "UPDATE incidents SET complete_wall_ns = ? WHERE badge_id = ?"
+                " AND incident_id = ? AND complete_wall_ns IS NULL",
+                (when_ns, badge_id, incident_id),
+            )
+        return _present(self.incident(badge_id, incident_id), "incident")
+
+    def alert(self, badge_id: str, incident_id: str) -> StoredAlert | None:
+        """The row of an alert, if received."""
+        row = self._db.execute(
+            "SELECT badge_id, incident_id, signed_alert, alert_sha256, received_wall_ns"
+            " FROM alerts WHERE badge_id = ? AND incident_id = ?",
+            (badge_id, incident_id),
+        ).fetchone()
+        return None if row is None else StoredAlert(*row)
+
+    def add_alert(
+        self, alert: SignedAlert, signed_alert: bytes, sha256: bytes, received_wall_ns: int
+    ) -> tuple[StoredAlert, bool]:
+        """Store an alert unless its incident has one; return the row and whether it is new."""
+        with self.transaction():
+            cursor = self._db.execute(
+                "INSERT OR IGNORE INTO alerts (badge_id, incident_id, signed_alert, alert_sha256,"
+                " press_boot, press_mono_ns, press_wall_ns, location, received_wall_ns)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    alert.badge_id,
+                    alert.incident_id,
+                    signed_alert,
+                    sha256,
+                    alert.press.boot,
+                    alert.press.mono_ns,
+                    alert.press.wall_ns,
+                    alert.location,
+                    received_wall_ns,
+                ),
+            )
+        stored = _present(self.alert(alert.badge_id, alert.incident_id), "alert")
+        return stored, cursor.rowcount == 1
+
+
+def _segment(row: Any) -> StoredSegment:
+    """A StoredSegment from a row in ``_SEGMENT_COLUMNS`` order."""
+    badge_id, seq, incident_id, sha, size, header, received, start, end, error, offset, n = row
+    capture = None if start is None else CaptureTime(start, end, error, offset, n)
+    return StoredSegment(badge_id, seq, incident_id, sha, size, header, received, capture)
+
+
+def _present(row: _Row | None, what: str) -> _Row:
+    """``row``, which the write just before guarantees; IntakeError if the database lost it."""
+    if row is None:
+        raise IntakeError(f"{what} is missing from the gateway database right after writing it")
+    return row

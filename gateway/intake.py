@@ -1,0 +1,450 @@
+"""The intake: every message a badge sends, checked, stored durably, and answered.
+
+For each message, in order (docs/protocol.md): the topic parses and names an enrolled,
+unrevoked badge; the payload decodes; its signature verifies under that badge's key; the
+record names the same badge as the topic. A segment, once its chunks are all on disk, is
+checked again as a whole (SHA-256, format, badge signature, an incident covering its seq,
+the chain link to its stored neighbours), stored in the vault (fsynced) first, then given
+its row in the database, and only then receipted. An incident is receipted once every
+segment of its range is stored and the chain over the range is intact.
+
+Anything refused gets a signed rejection (if the badge is known), a log line, a count and a
+copy in quarantine; nothing raises out of ``handle``. The state that matters is on disk or
+in the database, so a restarted or a second intake process picks up where another left
+off; only the partial segments must stay with one process (decision 0701).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from evidence.chain import check_chain
+from evidence.errors import EvidenceError
+from evidence.hashing import sha256
+from evidence.identifiers import validate_incident_id
+from evidence.incident import SignedIncident
+from evidence.messages import Heartbeat, Receipt, Rejection, SegmentChunk, Status
+from evidence.segment import SegmentHeader
+from evidence.topics import badge_topic, gateway_topic, parse_badge_topic
+from gateway.alerts import AlertEvent, SignedAlert
+from gateway.badge_state import BadgeStates
+from gateway.broker_config import DEFAULT_MAX_PACKET_BYTES
+from gateway.catalogue import Catalogue, StoredIncident, StoredSegment
+from gateway.clock import BadgeClocks, ClockSample
+from gateway.datadir import GatewayDataDir
+from gateway.errors import EnrolmentError, Reason, RejectedMessageError
+from gateway.message_checks import opened, same_badge, within_int64
+from gateway.quarantine import Quarantine
+from gateway.reassembly import DEFAULT_TIMEOUT_NS, PartialSegment, Reassembly
+from gateway.registry import BadgeRegistry, EnrolledBadge
+from gateway.segment_store import SegmentStore
+from gateway.vault import DirectoryVault, Vault
+
+log = logging.getLogger(__name__)
+
+VAULT_DIR = "vault"
+PARTIAL_DIR = "partial"
+QUARANTINE_DIR = "quarantine"
+MAX_PAYLOAD_BYTES = DEFAULT_MAX_PACKET_BYTES
+"""The broker refuses bigger packets; the intake refuses them too, whatever the broker does."""
+MAX_SEGMENT_BYTES = 64 * 1024 * 1024
+"""A 2 s segment is about 1 MB at 1080p; 64 MiB leaves room and bounds what one seq can cost."""
+SWEEP_INTERVAL_NS = 60 * 1_000_000_000
+_MAX_DETAIL = 300
+
+Publish = Callable[[str, bytes], None]
+AlertListener = Callable[[AlertEvent], None]
+
+
+class Intake:
+    """Handles badge messages one at a time: call ``handle`` for each, in arrival order."""
+
+    def __init__(
+        self,
+        data_dir: GatewayDataDir,
+        publish: Publish,
+        on_alert: AlertListener,
+        *,
+        vault: Vault | None = None,
+        clock: Callable[[], int] = time.time_ns,
+        partial_timeout_ns: int = DEFAULT_TIMEOUT_NS,
+    ) -> None:
+        """Open the data directory's database, vault, partial and quarantine directories.
+
+        ``publish(topic, payload)`` sends receipts and rejections (QoS 1); ``on_alert`` is
+        called with each new alert once it is stored; ``clock`` gives gateway wall time (ns).
+        """
+        data_dir.require_initialised()
+        self._db = data_dir.database()
+        self._signing_key = data_dir.signing_key()
+        self._publish = publish
+        self._on_alert = on_alert
+        self._clock = clock
+        self._registry = BadgeRegistry(self._db)
+        self._catalogue = Catalogue(self._db)
+        self._states = BadgeStates(self._db)
+        self._clocks = BadgeClocks(self._db)
+        self.vault: Vault = vault or DirectoryVault(data_dir.root / VAULT_DIR)
+        self._segments = SegmentStore(self._catalogue, self.vault, self._clocks)
+        self.quarantine = Quarantine(data_dir.root / QUARANTINE_DIR, clock=clock)
+        self.partials = Reassembly(
+            data_dir.root / PARTIAL_DIR, timeout_ns=partial_timeout_ns, clock=clock
+        )
+        self._next_sweep_ns: int | None = None
+        self._handlers: dict[str, Callable[[EnrolledBadge, bytes, int], None]] = {
+            "alert": self._alert,
+            "heartbeat": self._heartbeat,
+            "status": self._status,
+            "incident": self._incident,
+            "segment": self._chunk,
+        }
+
+    def close(self) -> None:
+        """Close the database connection."""
+        self._db.close()
+
+    def counts(self) -> dict[str, int]:
+        """Refusals so far per reason code (survives restarts; see Quarantine.counts)."""
+        return self.quarantine.counts()
+
+    def handle(self, topic: str, payload: bytes) -> None:
+        """Check, store and answer one message; never raises."""
+        received = self._clock()
+        self._sweep_if_due(received)
+        badge_id = None
+        kind = "message"
+        try:
+            badge, kind = self._sender(topic)
+            badge_id = badge.badge_id
+            if len(payload) > MAX_PAYLOAD_BYTES:
+                raise RejectedMessageError(
+                    Reason.OVERSIZED,
+                    f"{kind} of {len(payload)} bytes exceeds the limit of {MAX_PAYLOAD_BYTES}",
+                )
+            self._handlers[kind](badge, payload, received)
+        except RejectedMessageError as rejection:
+            rejection.subject = rejection.subject or kind
+            self._refuse(topic, payload, badge_id, rejection)
+        except Exception as error:
+            log.exception("intake failed on a %s message on %r", kind, topic[:200])
+            detail = f"the gateway failed on this {kind}: {type(error).__name__}: {error}"
+            self._keep(
+                topic,
+                payload,
+                badge_id=badge_id,
+                reason=Reason.INTERNAL_ERROR,
+                detail=detail,
+                path=None,
+            )
+
+    def expire_partials(self) -> int:
+        """Move partial segments with no chunk for the timeout into quarantine; say how many."""
+        expired = self.partials.expired()
+        for partial in expired:
+            self._expire(partial)
+        return len(expired)
+
+    # -- who sent it ---------------------------------------------------------------------
+
+    def _sender(self, topic: str) -> tuple[EnrolledBadge, str]:
+        """The enrolled, unrevoked badge whose topic this is, and the message kind."""
+        try:
+            badge_id, kind = parse_badge_topic(topic)
+        except EvidenceError as error:
+            raise RejectedMessageError(Reason.MALFORMED, f"not a badge topic: {error}") from None
+        try:
+            badge = self._registry.get(badge_id)
+        except EnrolmentError:
+            raise RejectedMessageError(
+                Reason.UNKNOWN_BADGE, f"badge {badge_id} is not enrolled", subject=kind
+            ) from None
+        if badge.revoked_at_ns is not None:
+            raise RejectedMessageError(
+                Reason.UNKNOWN_BADGE, f"badge {badge_id} is revoked", subject=kind
+            )
+        return badge, kind
+
+    # -- the five kinds of message ---------------------------------------------------------
+
+    def _alert(self, badge: EnrolledBadge, payload: bytes, received: int) -> None:
+        where = f"alert from badge {badge.badge_id}"
+        alert = opened(lambda: SignedAlert.open(payload, badge.public_key, where))
+        same_badge(alert.badge_id, badge, "alert", alert.incident_id)
+        within_int64(where, alert.press.boot, alert.press.mono_ns, alert.press.wall_ns)
+        digest = sha256(payload)
+        stored, new = self._catalogue.add_alert(alert, payload, digest, received)
+        if stored.alert_sha256 != digest:
+            raise RejectedMessageError(
+                Reason.CONFLICT,
+                f"a different alert for incident {alert.incident_id} is already stored",
+                key=alert.incident_id,
+            )
+        if new:
+            self._announce(badge, alert, received)
+        self._receipt(badge.badge_id, "alert", alert.incident_id, digest, stored.received_wall_ns)
+
+    def _announce(self, badge: EnrolledBadge, alert: SignedAlert, received: int) -> None:
+        """Give the console the alert, with the press in gateway time when the clock is known."""
+        estimate = self._clocks.estimate(badge.badge_id, alert.press.boot)
+        press = alert.press
+        pressed = error = None
+        if estimate is not None and estimate.boot == press.boot:
+            pressed, error = estimate.gateway_time(press.wall_ns, press.mono_ns)
+        event = AlertEvent(
+            badge_id=badge.badge_id,
+            wearer=badge.wearer,
+            registered_location=badge.location,
+            location=alert.location,
+            incident_id=alert.incident_id,
+            press=press,
+            received_wall_ns=received,
+            claimed_latency_ns=received - press.wall_ns,
+            estimated_press_wall_ns=pressed,
+            estimated_latency_ns=None if pressed is None else received - pressed,
+            latency_error_ns=error,
+        )
+        try:
+            self._on_alert(event)
+        except Exception:
+            log.exception("alert listener failed on incident %s", alert.incident_id)
+
+    def _heartbeat(self, badge: EnrolledBadge, payload: bytes, received: int) -> None:
+        where = f"heartbeat from badge {badge.badge_id}"
+        heartbeat = opened(lambda: Heartbeat.open(payload, badge.public_key, where))
+        same_badge(heartbeat.badge, badge, "heartbeat", "")
+        within_int64(
+            where,
+            heartbeat.boot,
+            heartbeat.mono_ns,
+            heartbeat.wall_ns,
+            heartbeat.battery_percent or 0,
+            heartbeat.storage_free_bytes,
+            heartbeat.ring_bytes,
+            heartbeat.ring_segments,
+            heartbeat.pinned_segments,
+            heartbeat.dropped_frames,
+            heartbeat.outbox_pending,
+        )
+        sample = ClockSample(heartbeat.boot, heartbeat.mono_ns, heartbeat.wall_ns, received)
+        self._clocks.record(badge.badge_id, sample)
+        estimate = self._clocks.estimate(badge.badge_id, heartbeat.boot)
+        self._states.heartbeat(heartbeat, received, estimate)
+
+    def _status(self, badge: EnrolledBadge, payload: bytes, received: int) -> None:
+        where = f"status of badge {badge.badge_id}"
+        status = opened(lambda: Status.from_bytes(payload, where))
+        same_badge(status.badge, badge, "status", "")
+        within_int64(where, status.boot)
+        self._states.status(badge.badge_id, status.state == "online", status.boot, received)
+
+    def _incident(self, badge: EnrolledBadge, payload: bytes, received: int) -> None:
+        where = f"incident record from badge {badge.badge_id}"
+        signed = opened(lambda: SignedIncident.from_bytes(payload, where))
+        record = signed.record
+        opened(lambda: signed.verify(badge.public_key), key=record.incident_id)
+        same_badge(record.badge_id, badge, "incident", record.incident_id)
+        within_int64(where, record.first_seq, record.last_seq)
+        digest = sha256(payload)
+        stored = self._catalogue.add_incident(record, payload, digest, received)
+        if stored.record_sha256 != digest:
+            raise RejectedMessageError(
+                Reason.CONFLICT,
+                f"a different record for incident {record.incident_id} is already stored",
+                key=record.incident_id,
+            )
+        self._settle(stored, resend=True)
+
+    def _chunk(self, badge: EnrolledBadge, payload: bytes, received: int) -> None:
+        where = f"segment chunk from badge {badge.badge_id}"
+        chunk = opened(lambda: SegmentChunk.from_bytes(payload, where))
+        key = str(chunk.seq)
+        same_badge(chunk.badge, badge, "segment", key)
+        opened(lambda: validate_incident_id(chunk.incident), key=key)
+        within_int64(where, chunk.seq, chunk.total_size)
+        if chunk.total_size > MAX_SEGMENT_BYTES:
+            raise RejectedMessageError(
+                Reason.OVERSIZED,
+                f"segment {chunk.seq} of {chunk.total_size} bytes exceeds the limit of "
+                f"{MAX_SEGMENT_BYTES}",
+                key=key,
+            )
+        stored = self._catalogue.segment(badge.badge_id, chunk.seq)
+        if stored is not None:
+            self._repeat(stored, chunk.sealed_sha256)
+            return
+        self._require_incident(badge.badge_id, chunk.seq)
+        stale = self.partials.stale(badge.badge_id, chunk.seq)
+        if stale is not None:
+            self._expire(stale)
+        partial = self.partials.add(chunk)
+        if partial.complete:
+            self._complete(badge, partial, received)
+
+    # -- segments --------------------------------------------------------------------------
+
+    def _repeat(self, stored: StoredSegment, sealed_sha256: bytes) -> None:
+        """A chunk of a stored segment: the same receipt again, or a conflict."""
+        if stored.sealed_sha256 != sealed_sha256:
+            raise RejectedMessageError(
+                Reason.CONFLICT,
+                f"a different segment {stored.seq} is already stored",
+                key=str(stored.seq),
+            )
+        self._segment_receipt(stored)
+
+    def _require_incident(self, badge_id: str, seq: int) -> None:
+        if not self._catalogue.incidents_covering(badge_id, seq):
+            raise RejectedMessageError(
+                Reason.UNEXPECTED_SEGMENT,
+                f"no incident record of badge {badge_id} covers segment {seq}",
+                key=str(seq),
+            )
+
+    def _complete(self, badge: EnrolledBadge, partial: PartialSegment, received: int) -> None:
+        """A reassembled segment: check it, store it, receipt it; quarantine it if refused."""
+        try:
+            stored = self._segments.store(badge, partial, received)
+        except RejectedMessageError as rejection:
+            rejection.evidence_path = partial.path
+            raise
+        self.partials.discard(badge.badge_id, partial.seq)
+        self._segment_receipt(stored)
+        for incident in self._catalogue.incidents_covering(badge.badge_id, partial.seq):
+            self._settle(incident, resend=False)
+
+    def _expire(self, partial: PartialSegment) -> None:
+        """Quarantine a partial segment that timed out (the badge sends it again in full)."""
+        detail = (
+            f"partial segment {partial.seq} timed out with {partial.received_bytes} of "
+            f"{partial.total_size} bytes"
+        )
+        log.warning("badge %s: %s", partial.badge_id, detail)
+        topic = badge_topic(partial.badge_id, "segment")
+        self._keep(
+            topic,
+            b"",
+            badge_id=partial.badge_id,
+            reason=Reason.PARTIAL_TIMEOUT,
+            detail=detail,
+            path=partial.path,
+        )
+        self.partials.discard(partial.badge_id, partial.seq)
+
+    def _sweep_if_due(self, now: int) -> None:
+        if self._next_sweep_ns is not None and now < self._next_sweep_ns:
+            return
+        self._next_sweep_ns = now + SWEEP_INTERVAL_NS
+        try:
+            self.expire_partials()
+        except Exception:
+            log.exception("could not sweep timed-out partial segments")
+
+    # -- incidents -------------------------------------------------------------------------
+
+    def _settle(self, incident: StoredIncident, *, resend: bool) -> None:
+        """Receipt an incident whose segments are all stored and chained (again if ``resend``)."""
+        complete = incident.complete_wall_ns
+        if complete is None:
+            headers = self._catalogue.headers(
+                incident.badge_id, incident.first_seq, incident.last_seq
+            )
+            if headers is None:
+                return
+            where = f"incident {incident.incident_id}"
+            report = check_chain([SegmentHeader.decode(item, where) for item in headers])
+            if not report.intact:
+                self._refuse(
+                    badge_topic(incident.badge_id, "incident"),
+                    incident.signed_record,
+                    incident.badge_id,
+                    RejectedMessageError(
+                        Reason.CHAIN_BREAK,
+                        "; ".join(finding.message for finding in report.breaks),
+                        subject="incident",
+                        key=incident.incident_id,
+                    ),
+                )
+                return
+            marked = self._catalogue.mark_complete(
+                incident.badge_id, incident.incident_id, self._clock()
+            )
+            complete = marked.complete_wall_ns
+        elif not resend:
+            return
+        if complete is not None:
+            self._receipt(
+                incident.badge_id,
+                "incident",
+                incident.incident_id,
+                incident.record_sha256,
+                complete,
+            )
+
+    # -- answers ---------------------------------------------------------------------------
+
+    def _segment_receipt(self, stored: StoredSegment) -> None:
+        self._receipt(
+            stored.badge_id,
+            "segment",
+            str(stored.seq),
+            stored.sealed_sha256,
+            stored.received_wall_ns,
+        )
+
+    def _receipt(self, badge_id: str, subject: str, key: str, digest: bytes, when: int) -> None:
+        receipt = Receipt(badge_id, subject, key, digest, when)
+        self._send(gateway_topic(badge_id, "receipt"), receipt.sign(self._signing_key))
+
+    def _refuse(
+        self, topic: str, payload: bytes, badge_id: str | None, rejection: RejectedMessageError
+    ) -> None:
+        """Log, count and quarantine a refusal, and tell the badge when it is a known one."""
+        detail = rejection.detail[:_MAX_DETAIL]
+        self._keep(
+            topic,
+            payload,
+            badge_id=badge_id,
+            reason=rejection.reason,
+            detail=detail,
+            path=rejection.evidence_path,
+        )
+        if rejection.evidence_path is not None:
+            self.partials.discard_path(rejection.evidence_path)
+        if badge_id is None:
+            return
+        message = Rejection(badge_id, rejection.subject, rejection.key, rejection.reason, detail)
+        self._send(gateway_topic(badge_id, "reject"), message.sign(self._signing_key))
+
+    def _keep(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        badge_id: str | None,
+        reason: Reason,
+        detail: str,
+        path: Path | None,
+    ) -> None:
+        """Log and quarantine (the file at ``path`` if given, else ``payload``); never raises."""
+        log.warning("refused (%s) from %s on %r: %s", reason, badge_id, topic[:200], detail)
+        try:
+            if path is not None and path.exists():
+                self.quarantine.keep_file(
+                    path, badge=badge_id, topic=topic, reason=reason, detail=detail
+                )
+            else:
+                self.quarantine.keep(
+                    payload, badge=badge_id, topic=topic, reason=reason, detail=detail
+                )
+        except Exception:
+            log.exception("could not quarantine a refused message on %r", topic[:200])
+
+    def _send(self, topic: str, payload: bytes) -> None:
+        try:
+            self._publish(topic, payload)
+        except Exception:
+            # the badge keeps the item and sends it again; the duplicate gets this answer
+            log.exception("could not publish on %s", topic)

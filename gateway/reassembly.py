@@ -1,0 +1,271 @@
+"""Reassembly: chunks of a sealed segment written straight to a partial file until it is whole.
+
+Each (badge, seq) being received has ``<dir>/<badge>/<seq>.part`` (the bytes, each chunk
+written at its offset) and ``<seq>.json`` (what the first chunk declared: total size,
+SHA-256 of the sealed segment, chunk count, incident; which byte ranges have arrived; when
+the last chunk came). Memory use is one chunk at a time, whatever the segment's size.
+
+A chunk that repeats bytes already received is accepted if it carries the same bytes (a
+resend or a redelivery), refused if it carries different ones; a chunk declaring another
+total size, SHA-256 or chunk count than the partial's first chunk is refused. A partial
+that sees no chunk for ``timeout_ns`` is handed back by ``expired`` (or ``stale``) for the
+caller to move into quarantine; the next chunk then starts the segment afresh.
+
+Partial files are not fsynced: nothing is receipted until the whole segment has been
+checked and stored in the vault, so a partial lost to a power cut is simply sent again.
+The state lives on disk, not in this object, so a restarted gateway carries on where it
+stopped. Two processes must not receive chunks of one segment at the same time
+(decision 0701).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from evidence.identifiers import validate_badge_id
+from evidence.messages import SegmentChunk
+from gateway.errors import Reason, RejectedMessageError
+
+DEFAULT_TIMEOUT_NS = 10 * 60 * 1_000_000_000
+"""docs/protocol.md: a partial segment with no new chunk for 10 minutes goes to quarantine."""
+
+
+@dataclass(frozen=True)
+class PartialSegment:
+    """Where a segment's reassembly stands."""
+
+    badge_id: str
+    seq: int
+    incident_id: str
+    path: Path
+    total_size: int
+    sealed_sha256: bytes
+    received_bytes: int
+    last_chunk_wall_ns: int
+
+    @property
+    def complete(self) -> bool:
+        """True when every byte of the segment has arrived."""
+        return self.received_bytes == self.total_size
+
+
+@dataclass
+class _State:
+    """The sidecar's contents."""
+
+    incident: str
+    total_size: int
+    sealed_sha256: bytes
+    count: int
+    ranges: list[tuple[int, int]]
+    first_chunk_wall_ns: int
+    last_chunk_wall_ns: int
+
+    def to_json(self) -> bytes:
+        return json.dumps(
+            {
+                "incident": self.incident,
+                "total_size": self.total_size,
+                "sealed_sha256": self.sealed_sha256.hex(),
+                "count": self.count,
+                "ranges": [list(span) for span in self.ranges],
+                "first_chunk_wall_ns": self.first_chunk_wall_ns,
+                "last_chunk_wall_ns": self.last_chunk_wall_ns,
+            }
+        ).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> _State:
+        fields = json.loads(data)
+        return cls(
+            incident=str(fields["incident"]),
+            total_size=int(fields["total_size"]),
+            sealed_sha256=bytes.fromhex(fields["sealed_sha256"]),
+            count=int(fields["count"]),
+            ranges=[(int(start), int(end)) for start, end in fields["ranges"]],
+            first_chunk_wall_ns=int(fields["first_chunk_wall_ns"]),
+            last_chunk_wall_ns=int(fields["last_chunk_wall_ns"]),
+        )
+
+    @property
+    def received(self) -> int:
+        return sum(end - start for start, end in self.ranges)
+
+
+class Reassembly:
+    """Partial segments on disk, keyed by (badge, seq)."""
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        timeout_ns: int = DEFAULT_TIMEOUT_NS,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        """Keep partial segments under ``directory`` (created, mode 0700)."""
+        self.directory = Path(directory)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.timeout_ns = timeout_ns
+        self._clock = clock
+
+    def data_path(self, badge_id: str, seq: int) -> Path:
+        """The partial file of segment ``seq`` of ``badge_id``."""
+        return self.directory / validate_badge_id(badge_id) / f"{int(seq)}.part"
+
+    def add(self, chunk: SegmentChunk) -> PartialSegment:
+        """Write ``chunk`` into its partial segment and say how far the segment has come.
+
+        Raises RejectedMessageError (``conflict``) for a chunk that disagrees with what the
+        partial already holds or declared, and (``malformed``) for an empty chunk.
+        """
+        if not chunk.data:
+            raise _refusal(Reason.MALFORMED, chunk, "carries no data")
+        now = self._clock()
+        path = self.data_path(chunk.badge, chunk.seq)
+        state = self._load(path)
+        if state is None:
+            path.parent.mkdir(mode=0o700, exist_ok=True)
+            path.unlink(missing_ok=True)  # bytes left without a sidecar by a crash
+            state = _State(
+                chunk.incident, chunk.total_size, chunk.sealed_sha256, chunk.count, [], now, now
+            )
+        elif (state.total_size, state.sealed_sha256, state.count) != (
+            chunk.total_size,
+            chunk.sealed_sha256,
+            chunk.count,
+        ):
+            raise _refusal(
+                Reason.CONFLICT,
+                chunk,
+                "declares another size, SHA-256 or chunk count than the partial segment "
+                "already being received",
+            )
+        self._write(path, chunk, state)
+        state.ranges = _merge([*state.ranges, (chunk.offset, chunk.offset + len(chunk.data))])
+        state.last_chunk_wall_ns = now
+        _replace(_sidecar(path), state.to_json())
+        return self._partial(chunk.badge, chunk.seq, path, state)
+
+    def _write(self, path: Path, chunk: SegmentChunk, state: _State) -> None:
+        """Write the chunk's bytes at its offset, after checking any overlap agrees."""
+        start, end = chunk.offset, chunk.offset + len(chunk.data)
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        try:
+            for covered_start, covered_end in state.ranges:
+                low, high = max(start, covered_start), min(end, covered_end)
+                if (
+                    low < high
+                    and os.pread(descriptor, high - low, low)
+                    != (chunk.data[low - start : high - start])
+                ):
+                    raise _refusal(
+                        Reason.CONFLICT,
+                        chunk,
+                        f"differs from bytes {low}..{high} already received for this segment",
+                    )
+            view = memoryview(chunk.data)
+            position = start
+            while view:
+                written = os.pwrite(descriptor, view, position)
+                view, position = view[written:], position + written
+        finally:
+            os.close(descriptor)
+
+    def stale(self, badge_id: str, seq: int) -> PartialSegment | None:
+        """The partial segment ``seq`` of ``badge_id`` if it has timed out, else None.
+
+        Call it before ``add``: a timed-out partial goes to quarantine and the chunk then
+        starts the segment afresh.
+        """
+        path = self.data_path(badge_id, seq)
+        state = self._load(path)
+        if state is None or self._clock() - state.last_chunk_wall_ns <= self.timeout_ns:
+            return None
+        return self._partial(badge_id, seq, path, state)
+
+    def discard(self, badge_id: str, seq: int) -> None:
+        """Forget a partial segment (after it was stored, or moved to quarantine)."""
+        self.discard_path(self.data_path(badge_id, seq))
+
+    def expired(self) -> list[PartialSegment]:
+        """Partial segments that have seen no chunk for longer than the timeout."""
+        now = self._clock()
+        stale = []
+        for sidecar in sorted(self.directory.glob("*/*.json")):
+            if not sidecar.stem.isdigit():
+                continue  # not ours
+            path = sidecar.with_suffix(".part")
+            state = self._load(path)
+            if state is not None and now - state.last_chunk_wall_ns > self.timeout_ns:
+                stale.append(self._partial(sidecar.parent.name, int(sidecar.stem), path, state))
+        return stale
+
+    def _load(self, path: Path) -> _State | None:
+        """The partial's state, or None when there is no (usable) partial."""
+        try:
+            state = _State.from_json(_sidecar(path).read_bytes())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError):
+            # a sidecar torn by a crash: start over, the badge sends every chunk again
+            self.discard_path(path)
+            return None
+        if not path.exists():
+            _sidecar(path).unlink(missing_ok=True)
+            return None
+        return state
+
+    @staticmethod
+    def discard_path(path: Path) -> None:
+        """Remove a partial file and its sidecar by the partial file's path."""
+        path.unlink(missing_ok=True)
+        _sidecar(path).unlink(missing_ok=True)
+
+    @staticmethod
+    def _partial(badge_id: str, seq: int, path: Path, state: _State) -> PartialSegment:
+        return PartialSegment(
+            badge_id=badge_id,
+            seq=seq,
+            incident_id=state.incident,
+            path=path,
+            total_size=state.total_size,
+            sealed_sha256=state.sealed_sha256,
+            received_bytes=state.received,
+            last_chunk_wall_ns=state.last_chunk_wall_ns,
+        )
+
+
+def _refusal(reason: Reason, chunk: SegmentChunk, what: str) -> RejectedMessageError:
+    return RejectedMessageError(
+        reason,
+        f"chunk {chunk.index} of segment {chunk.seq} {what}",
+        subject="segment",
+        key=str(chunk.seq),
+    )
+
+
+def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sort and join overlapping or touching byte ranges."""
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(ranges):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_suffix(".json")
+
+
+def _replace(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (rename), without fsync (see the module doc)."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)

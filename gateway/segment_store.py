@@ -1,0 +1,112 @@
+"""Storing a reassembled segment: check it whole, chain it, vault first, then its row.
+
+The order is what makes a receipt trustworthy: the bytes are checked (SHA-256 against what
+the chunks declared, the sealed-segment format, the badge's signature, the seq), then linked
+to the stored segments either side of it, then written to the vault and fsynced, and only
+then given a row in one database transaction, which re-checks for a duplicate and the links
+in case another intake process stored a neighbour meanwhile. A receipt may follow.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from evidence.chain import check_chain
+from evidence.hashing import sha256
+from evidence.segment import SealedSegment, SegmentHeader
+from gateway.catalogue import CaptureTime, Catalogue, StoredSegment
+from gateway.clock import BadgeClocks
+from gateway.errors import Reason, RejectedMessageError
+from gateway.message_checks import opened, same_badge, within_int64
+from gateway.reassembly import PartialSegment
+from gateway.registry import EnrolledBadge
+from gateway.vault import Vault
+
+
+class SegmentStore:
+    """Accepts reassembled segments into the vault and the catalogue."""
+
+    def __init__(self, catalogue: Catalogue, vault: Vault, clocks: BadgeClocks) -> None:
+        """Store into ``vault`` and ``catalogue``; date segments with ``clocks``."""
+        self._catalogue = catalogue
+        self._vault = vault
+        self._clocks = clocks
+
+    def store(
+        self, badge: EnrolledBadge, partial: PartialSegment, received_wall_ns: int
+    ) -> StoredSegment:
+        """Check and store a complete partial segment; RejectedMessageError says why not."""
+        key = str(partial.seq)
+        data = _read(partial.path, partial.total_size)
+        if sha256(data) != partial.sealed_sha256:
+            raise RejectedMessageError(
+                Reason.HASH_MISMATCH,
+                f"segment {partial.seq} does not hash to the SHA-256 its chunks declared",
+                key=key,
+            )
+        where = f"segment {partial.seq} from badge {badge.badge_id}"
+        segment = opened(lambda: SealedSegment.from_bytes(data, where), key=key)
+        opened(lambda: segment.verify(badge.public_key), key=key)
+        header = segment.header
+        same_badge(header.badge_id, badge, "segment", key)
+        if header.seq != partial.seq:
+            raise RejectedMessageError(
+                Reason.MALFORMED, f"chunks of seq {partial.seq} carry segment {header.seq}", key=key
+            )
+        within_int64(where, header.boot, header.mono_start_ns, header.mono_end_ns)
+        within_int64(where, header.wall_start_ns, header.wall_end_ns)
+        self.check_links(header)
+        self._vault.put_file(partial.path, partial.sealed_sha256)
+        with self._catalogue.transaction():
+            existing = self._catalogue.segment(badge.badge_id, header.seq)
+            if existing is not None:  # another intake process stored it meanwhile
+                if existing.sealed_sha256 != partial.sealed_sha256:
+                    raise RejectedMessageError(
+                        Reason.CONFLICT, f"a different segment {key} is already stored", key=key
+                    )
+                return existing
+            self.check_links(header)
+            return self._catalogue.insert_segment(
+                segment=segment,
+                incident_id=partial.incident_id,
+                sealed_sha256=partial.sealed_sha256,
+                sealed_size=partial.total_size,
+                received_wall_ns=received_wall_ns,
+                capture=self.capture_time(header),
+            )
+
+    def check_links(self, header: SegmentHeader) -> None:
+        """Refuse (``chain-break``) a segment that does not chain to its stored neighbours."""
+        for seq in (header.seq - 1, header.seq + 1):
+            neighbour = self._catalogue.segment(header.badge_id, seq) if seq >= 0 else None
+            if neighbour is None:
+                continue
+            pair = sorted((neighbour.header, header), key=lambda item: item.seq)
+            report = check_chain(pair)
+            if not report.intact:
+                raise RejectedMessageError(
+                    Reason.CHAIN_BREAK,
+                    "; ".join(finding.message for finding in report.breaks),
+                    key=str(header.seq),
+                )
+
+    def capture_time(self, header: SegmentHeader) -> CaptureTime | None:
+        """The segment's capture time in gateway time, from its badge's clock estimate."""
+        estimate = self._clocks.estimate(header.badge_id, header.boot)
+        if estimate is None or estimate.boot != header.boot:
+            return None
+        start, error = estimate.gateway_time(header.wall_start_ns, header.mono_start_ns)
+        end, end_error = estimate.gateway_time(header.wall_end_ns, header.mono_end_ns)
+        return CaptureTime(
+            start_ns=start,
+            end_ns=end,
+            error_ns=max(error, end_error),
+            offset_ns=estimate.offset_at(header.mono_start_ns),
+            samples=estimate.samples,
+        )
+
+
+def _read(path: Path, size: int) -> bytes:
+    """The first ``size`` bytes of a reassembled segment (the intake bounds ``size``)."""
+    with path.open("rb") as stream:
+        return stream.read(size)

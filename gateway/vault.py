@@ -1,0 +1,143 @@
+"""The vault: sealed segment bytes stored by their SHA-256, written durably, never rewritten.
+
+A stored segment lives at ``<root>/<hex[:2]>/<hex>.mbseal``. A put copies from a stream in
+1 MiB blocks (a segment is never held whole in memory here), hashing as it goes, into a
+temporary file beside the target; it is fsynced, renamed into place and the directory
+fsynced, so after ``put_*`` returns the bytes survive a power cut. Storing bytes that are
+already there does nothing: the name is the content.
+
+``Vault`` is the seam: the directory below is the one-box backend; an S3-compatible store
+with object lock can implement the same four methods (DESIGN decision 9).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from evidence.hashing import DIGEST_SIZE
+from gateway.errors import VaultError
+
+SUFFIX = ".mbseal"
+_BLOCK = 1 << 20
+_FILE_MODE = 0o440
+"""Stored evidence is read-only, even for the gateway's own account."""
+
+
+def _hex(sha256: bytes) -> str:
+    if not isinstance(sha256, bytes) or len(sha256) != DIGEST_SIZE:
+        raise VaultError(f"vault keys are {DIGEST_SIZE}-byte SHA-256 digests, got {sha256!r}")
+    return sha256.hex()
+
+
+class Vault(Protocol):
+    """Content-addressed storage of sealed segments."""
+
+    def has(self, sha256: bytes) -> bool:
+        """True when bytes with this SHA-256 are stored."""
+        ...
+
+    def get(self, sha256: bytes) -> Path:
+        """A local path to the stored bytes; raise VaultError if they are not stored."""
+        ...
+
+    def put_stream(self, stream: BinaryIO, sha256: bytes) -> None:
+        """Store everything ``stream`` yields, refusing it unless its SHA-256 is ``sha256``."""
+        ...
+
+    def put_file(self, source: Path, sha256: bytes) -> None:
+        """Store a file's bytes (read as a stream), refusing them unless they hash to ``sha256``."""
+        ...
+
+
+class DirectoryVault:
+    """The vault as a directory tree on the gateway's own disk."""
+
+    def __init__(self, root: Path) -> None:
+        """Use (creating if needed, mode 0700) the directory ``root``."""
+        self.root = Path(root)
+        try:
+            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as error:
+            raise VaultError(f"cannot create vault directory {self.root}: {error}") from None
+
+    def path_for(self, sha256: bytes) -> Path:
+        """Where bytes with this SHA-256 are (or would be) stored."""
+        name = _hex(sha256)
+        return self.root / name[:2] / f"{name}{SUFFIX}"
+
+    def has(self, sha256: bytes) -> bool:
+        """True when bytes with this SHA-256 are stored."""
+        return self.path_for(sha256).is_file()
+
+    def get(self, sha256: bytes) -> Path:
+        """The path of the stored bytes; raise VaultError if they are not stored."""
+        path = self.path_for(sha256)
+        if not path.is_file():
+            raise VaultError(f"vault {self.root} holds no segment with SHA-256 {sha256.hex()}")
+        return path
+
+    def put_file(self, source: Path, sha256: bytes) -> None:
+        """Store the bytes of ``source``, refusing them unless they hash to ``sha256``."""
+        if self.has(sha256):
+            return
+        try:
+            with Path(source).open("rb") as stream:
+                self.put_stream(stream, sha256)
+        except OSError as error:
+            raise VaultError(f"cannot read {source} to store it in the vault: {error}") from None
+
+    def put_stream(self, stream: BinaryIO, sha256: bytes) -> None:
+        """Copy ``stream`` into the vault; store nothing unless it hashes to ``sha256``."""
+        target = self.path_for(sha256)
+        if target.is_file():
+            return
+        try:
+            target.parent.mkdir(mode=0o700, exist_ok=True)
+            temporary = target.with_name(f".{target.name}.{secrets.token_hex(8)}.tmp")
+            try:
+                digest = self._copy(stream, temporary)
+                if digest != sha256:
+                    raise VaultError(
+                        f"bytes offered to the vault as {sha256.hex()} hash to {digest.hex()}; "
+                        "nothing was stored"
+                    )
+                # a concurrent put of the same bytes may have won: either copy is the content
+                os.replace(temporary, target)
+            finally:
+                temporary.unlink(missing_ok=True)
+            _fsync_directory(target.parent)
+            _fsync_directory(self.root)
+        except OSError as error:
+            raise VaultError(
+                f"cannot store segment {sha256.hex()} in {self.root}: {error}"
+            ) from None
+
+    @staticmethod
+    def _copy(stream: BinaryIO, temporary: Path) -> bytes:
+        """Write ``stream`` to a new file, fsync it, and return its SHA-256."""
+        digest = hashlib.sha256()
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
+        descriptor = os.open(temporary, flags, _FILE_MODE)
+        try:
+            while block := stream.read(_BLOCK):
+                digest.update(block)
+                view = memoryview(block)
+                while view:
+                    view = view[os.write(descriptor, view) :]
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+        return digest.digest()
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a rename (or a new entry) in ``directory`` durable."""
+    descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
