@@ -19,8 +19,8 @@ from pathlib import Path
 
 from badge.outbox import Outbox
 from badge.ring import Ring, StoredSegment
+from evidence.durable import write_durably
 from evidence.incident import IncidentRecord, Press, SignedIncident, sign_alert
-from evidence.keyfiles import write_file_atomically
 from evidence.keys import BadgeIdentity
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ class IncidentRecorder:
         return self._open
 
     def _persist(self, incident: OpenIncident) -> None:
-        write_file_atomically(self._open_path, json.dumps(asdict(incident)).encode(), 0o600)
+        write_durably(self._open_path, json.dumps(asdict(incident)).encode())
 
     def _restore(self) -> OpenIncident | None:
         """Pick up an incident that was open when the badge stopped."""
@@ -168,7 +168,7 @@ class IncidentRecorder:
         signed = SignedIncident.sign(record, self._identity)
         # order matters for crash safety: record on disk, then queued, then pin closed,
         # and only then is the incident no longer open
-        write_file_atomically(self.record_path(incident.incident_id), signed.to_bytes(), 0o600)
+        write_durably(self.record_path(incident.incident_id), signed.to_bytes())
         self._outbox.put("incident", incident.incident_id, signed.to_bytes())
         self._ring.close_pin(incident.incident_id, last_seq)
         self._open_path.unlink()

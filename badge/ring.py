@@ -21,12 +21,13 @@ import os
 import re
 import struct
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self, TypeVar
 
 from badge.errors import RingError, StorageFullError
+from evidence.durable import TEMP_SUFFIX, fsync_directory, unlink_durably, write_durably
 from evidence.errors import EvidenceError, SegmentFormatError
 from evidence.hashing import DIGEST_SIZE, ZERO_DIGEST, sha256
 from evidence.identifiers import validate_incident_id
@@ -39,7 +40,6 @@ from evidence.segment import (
 )
 
 SEGMENT_SUFFIX = ".mbseal"
-TEMP_SUFFIX = ".tmp"
 _SEGMENT_NAME = re.compile(r"(\d{12})\.mbseal")
 _PREFIX = struct.Struct(">8sI")  # magic, header length: the fixed start of a sealed segment
 _CHAIN_HEAD_FORMAT = "medbadge.ring.chain-head.v1"
@@ -264,13 +264,13 @@ class Ring:
 
     def _write_segment(self, path: Path, segment: SealedSegment) -> None:
         """Write the segment file, then the chain head; on failure leave neither changed."""
-        _write_atomically(path, segment.parts())
+        write_durably(path, segment.parts())
         head = _ChainHead(segment.header.seq, segment.header.boot, sha256(segment.header_bytes))
         try:
-            _write_atomically(self._directory / "chain-head", [_chain_head_bytes(head)])
+            write_durably(self._directory / "chain-head", [_chain_head_bytes(head)])
         except OSError:
             # The seq is not consumed unless the chain head says so: take the segment back.
-            _unlink_durably(path)
+            unlink_durably(path)
             raise
         self._head = head
 
@@ -373,7 +373,7 @@ class Ring:
                 return
             path = self._pin_path(incident_id)
             try:
-                _unlink_durably(path)
+                unlink_durably(path)
             except OSError as error:
                 raise RingError(
                     f"ring {self._directory}: cannot remove pin file {path.name}: {error.strerror}"
@@ -395,7 +395,7 @@ class Ring:
 
     def _persist_pin(self, pin: Pin) -> None:
         try:
-            _write_atomically(self._pin_path(pin.incident_id), [_pin_bytes(pin)])
+            write_durably(self._pin_path(pin.incident_id), [_pin_bytes(pin)])
         except OSError as error:
             raise RingError(
                 f"ring {self._directory}: cannot persist the pin of incident "
@@ -485,7 +485,7 @@ class _Recovery:
         if head is not None:
             boots.append(head.boot)
         boot = max(boots) + 1
-        _write_atomically(self.directory / "boot", [f"{boot}\n".encode()])
+        write_durably(self.directory / "boot", [f"{boot}\n".encode()])
         newest = index[max(index)] if index else None
         if newest is not None and (head is None or newest.seq >= head.seq):
             # Killed between the segment's rename and the chain head's: the file is newer.
@@ -514,8 +514,8 @@ class _Recovery:
             number += 1
             target = self.directory / "quarantine" / f"{path.name}.{number}"
         os.replace(path, target)
-        _fsync_directory(path.parent)
-        _fsync_directory(target.parent)
+        fsync_directory(path.parent)
+        fsync_directory(target.parent)
         self.quarantined.append(target)
         log.error("ring %s: moved %s to quarantine: %s", self.directory, path.name, reason)
 
@@ -590,7 +590,7 @@ class _Recovery:
                 self.quarantine(path, f"pin unreadable ({error}); holding every segment instead")
                 # Losing a pin could lose an incident: hold everything until it is unpinned.
                 pin = Pin(incident_id, 0, None)
-                _write_atomically(path, [_pin_bytes(pin)])
+                write_durably(path, [_pin_bytes(pin)])
             pins[incident_id] = pin
         return pins
 
@@ -652,50 +652,3 @@ def _read_stored(path: Path) -> StoredSegment:
             f"{path}: holds {size} bytes but its header implies {expected} (truncated or extended)"
         )
     return StoredSegment(header.seq, path, size, header)
-
-
-def _write_atomically(path: Path, parts: Iterable[bytes]) -> None:
-    """Write ``parts`` to ``path`` via ``<name>.tmp``: write, fsync, rename, fsync the directory.
-
-    On failure the temp file is removed and the OSError propagates; ``path`` is unchanged.
-    """
-    temp = path.with_name(path.name + TEMP_SUFFIX)
-    descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        try:
-            _write_all(descriptor, parts)
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    _fsync_directory(path.parent)
-
-
-def _write_all(descriptor: int, parts: Iterable[bytes]) -> None:
-    """Write every part with ``writev``, without joining them, resuming after short writes."""
-    views = [memoryview(part) for part in parts if part]
-    while views:
-        written = os.writev(descriptor, views)
-        if written == 0:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        while views and written >= len(views[0]):
-            written -= len(views[0])
-            views.pop(0)
-        if written:
-            views[0] = views[0][written:]
-
-
-def _unlink_durably(path: Path) -> None:
-    path.unlink(missing_ok=True)
-    _fsync_directory(path.parent)
-
-
-def _fsync_directory(directory: Path) -> None:
-    descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
 
+from evidence.durable import write_durably
 from evidence.errors import InvalidIdentifierError
 from evidence.identifiers import validate_badge_id
 from evidence.topics import PREFIX
-from gateway.ca import EvidenceCA, write_atomically, write_certificate, write_private_key
+from gateway.ca import EvidenceCA, write_certificate, write_private_key
 from gateway.errors import BrokerConfigError
 
 CONFIG_FILE: Final = "mosquitto.conf"
@@ -104,8 +105,7 @@ class BrokerAccount:
             raise BrokerConfigError(f"broker account name is not allowed: {exc}") from exc
         if self.role not in ("badge", "gateway"):
             raise BrokerConfigError(
-                f"broker account {self.username!r} has role {self.role!r}: "
-                "use 'badge' or 'gateway'"
+                f"broker account {self.username!r} has role {self.role!r}: use 'badge' or 'gateway'"
             )
         if not isinstance(self.password_hash, str) or not _HASH_FORMAT.fullmatch(
             self.password_hash
@@ -333,7 +333,7 @@ def _is_ip_address(value: object) -> bool:
 def _write_text(path: Path, text: str, *, mode: int) -> None:
     """Write ``text`` atomically with ``mode``."""
     try:
-        write_atomically(path, text.encode("utf-8"), mode=mode)
+        write_durably(path, text.encode("utf-8"), mode)
     except OSError as exc:
         raise BrokerConfigError(f"cannot write broker file {path}: {exc}") from exc
 

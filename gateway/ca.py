@@ -5,7 +5,6 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-import secrets
 import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from evidence.durable import write_durably
 from gateway.errors import CertificateError
 
 CA_KEY_FILE = "ca.key"
@@ -148,9 +148,7 @@ class EvidenceCA:
         dns = [_check_hostname(host) for host in _as_list(hostnames, "hostnames")]
         ips = [_check_ip(address) for address in _as_list(ip_addresses, "ip_addresses")]
         if not dns and not ips:
-            raise CertificateError(
-                "a server certificate needs at least one hostname or IP address"
-            )
+            raise CertificateError("a server certificate needs at least one hostname or IP address")
         first = dns[0] if dns else str(ips[0])
         san: list[x509.GeneralName] = [x509.DNSName(host) for host in dns]
         san += [x509.IPAddress(address) for address in ips]
@@ -198,9 +196,7 @@ class EvidenceCA:
         )
 
 
-def write_private_key(
-    path: Path, key: ec.EllipticCurvePrivateKey, *, replace: bool = True
-) -> None:
+def write_private_key(path: Path, key: ec.EllipticCurvePrivateKey, *, replace: bool = True) -> None:
     """Write ``key`` as unencrypted PKCS#8 PEM, mode 0600 from the moment the file exists."""
     pem = key.private_bytes(
         serialization.Encoding.PEM,
@@ -208,7 +204,7 @@ def write_private_key(
         serialization.NoEncryption(),
     )
     try:
-        write_atomically(Path(path), pem, mode=0o600, replace=replace)
+        write_durably(Path(path), pem, 0o600, replace=replace)
     except FileExistsError as exc:
         raise CertificateError(
             f"key file {path} already exists: move it away first if it must be replaced"
@@ -221,42 +217,9 @@ def write_certificate(path: Path, certificate: x509.Certificate) -> None:
     """Write ``certificate`` as PEM, mode 0644 (certificates are public)."""
     pem = certificate.public_bytes(serialization.Encoding.PEM)
     try:
-        write_atomically(Path(path), pem, mode=0o644)
+        write_durably(Path(path), pem, 0o644)
     except OSError as exc:
         raise CertificateError(f"cannot write certificate {path}: {exc}") from exc
-
-
-def write_atomically(path: Path, data: bytes, *, mode: int, replace: bool = True) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same directory, then rename.
-
-    The temporary file is created with ``O_CREAT | O_EXCL`` and ``mode`` already set, so a
-    secret is never readable by others, not even briefly. Readers see the old file or the
-    new one, never half of one. With ``replace=False`` an existing ``path`` is left alone
-    and ``FileExistsError`` is raised. Other failures raise ``OSError``.
-    """
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
-    descriptor = os.open(temporary, flags, mode)
-    try:
-        try:
-            os.fchmod(descriptor, mode)  # the umask may have removed bits we want
-            view = memoryview(data)
-            while view:
-                view = view[os.write(descriptor, view) :]
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
-        if replace:
-            os.replace(temporary, path)
-        else:
-            os.link(temporary, path)  # fails if path exists: no check-then-write race
-    finally:
-        temporary.unlink(missing_ok=True)
-    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
 
 
 def _key_usage(
