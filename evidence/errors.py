@@ -45,3 +45,7 @@ class ChainError(VerificationError):
 
 class LedgerError(EvidenceError):
     """A ledger operation asked for something impossible (an index or size out of range)."""
+
+
+class TimestampError(VerificationError):
+    """An RFC 3161 time-stamp token is malformed, refused or unverifiable; the message says why."""
