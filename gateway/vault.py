@@ -18,6 +18,7 @@ import secrets
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from evidence.durable import fsync_directory
 from evidence.hashing import DIGEST_SIZE
 from gateway.errors import VaultError
 
@@ -109,8 +110,8 @@ class DirectoryVault:
                 os.replace(temporary, target)
             finally:
                 temporary.unlink(missing_ok=True)
-            _fsync_directory(target.parent)
-            _fsync_directory(self.root)
+            fsync_directory(target.parent)
+            fsync_directory(self.root)
         except OSError as error:
             raise VaultError(
                 f"cannot store segment {sha256.hex()} in {self.root}: {error}"
@@ -132,12 +133,3 @@ class DirectoryVault:
         finally:
             os.close(descriptor)
         return digest.digest()
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make a rename (or a new entry) in ``directory`` durable."""
-    descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
