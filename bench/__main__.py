@@ -6,11 +6,12 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from bench import seal
+from bench import capture, seal
 from bench.report import Figure
 
 BENCHMARKS: dict[str, Callable[[], list[Figure]]] = {
     "seal": seal.run,
+    "capture": capture.run,
 }
 
 

@@ -1,0 +1,71 @@
+"""Smoke test of the benchmarks: `bench capture` on a short, small run, and the JSON report."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from bench import capture
+from bench.__main__ import BENCHMARKS, main
+from bench.report import Figure
+
+REQUIRED_KEYS: dict[str, type] = {
+    "name": str,
+    "value": float,
+    "unit": str,
+    "limit_value": float,
+    "ratio": float,
+    "goal": str,
+}
+
+
+@pytest.fixture(scope="module")
+def figures() -> list[Figure]:
+    """Three seconds of real-time 320x240 video through the real pipeline."""
+    return capture.run(seconds=3.0, resolutions=((320, 240),))
+
+
+def test_capture_is_registered() -> None:
+    assert BENCHMARKS["capture"] is capture.run
+
+
+def test_capture_reports_dropped_frames_cpu_and_memory(figures: list[Figure]) -> None:
+    assert [figure.name for figure in figures] == [
+        "capture-240p30-dropped",
+        "capture-240p30-cpu",
+        "capture-240p30-rss",
+    ]
+    for figure in figures:
+        assert all(math.isfinite(x) for x in (figure.value, figure.limit_value, figure.ratio))
+        assert figure.note
+    dropped, cpu, rss = figures
+    assert dropped.value >= 0 and dropped.limit_value == 0 and dropped.goal == "== 0"
+    assert "frames captured" in dropped.note
+    # The limit is timed on segments the run sealed, decrypted and verified from its ring.
+    assert cpu.limit_value > 0 and cpu.value > 0
+    assert cpu.ratio == pytest.approx(cpu.value / cpu.limit_value)
+    assert "libx264" in cpu.note or "h264_v4l2m2m" in cpu.note
+    assert rss.limit_value == capture.RSS_LIMIT_MB and rss.value > 0
+    assert rss.ratio == pytest.approx(rss.value / rss.limit_value)
+
+
+def test_json_report_has_the_six_keys_and_an_optional_note(
+    figures: list[Figure], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(BENCHMARKS, "capture", lambda: figures)
+    assert main(["capture", "--json"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(figures)
+    for line in lines:
+        fields = json.loads(line)
+        assert set(REQUIRED_KEYS) <= set(fields) <= {*REQUIRED_KEYS, "note"}
+        for key, kind in REQUIRED_KEYS.items():
+            assert isinstance(fields[key], kind), (key, fields[key])
+        assert isinstance(fields.get("note", ""), str)
+
+
+def test_json_report_leaves_out_an_empty_note() -> None:
+    figure = Figure("x", 1.0, "MB/s", 2.0, 0.5, ">= 0.9")
+    assert set(json.loads(figure.as_json())) == set(REQUIRED_KEYS)
