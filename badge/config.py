@@ -23,7 +23,7 @@ class BadgeSection:
     bundle: Path = Path("/etc/medbadge/bundle")
     """The enrolment bundle directory written by ``gateway enroll``."""
     data_dir: Path = Path("/var/lib/medbadge-badge")
-    """Ring, outbox and control socket live here."""
+    """Ring, outbox, receipts and control socket live here."""
     location: str = ""
     """Location label recorded with every incident, e.g. 'Emergency, bay 3'."""
 
@@ -77,6 +77,21 @@ class ButtonSection:
 
 
 @dataclass(frozen=True)
+class UplinkSection:
+    """How the badge sends alerts, incidents and heartbeats to the hospital gateway."""
+
+    enabled: bool = True
+    """Off: the badge only records (incidents wait in the outbox until it is on)."""
+    chunk_bytes: int = 256 * 1024
+    """Segment data per MQTT message; lowered further if the broker's packet limit says so."""
+    heartbeat_seconds: float = 10.0
+    bandwidth_bytes_per_s: int = 0
+    """Cap on video upload bytes per second; 0 means no cap. Alerts are never held back."""
+    tls: bool = True
+    """Plain MQTT is accepted only to a broker on loopback (development)."""
+
+
+@dataclass(frozen=True)
 class BadgeConfig:
     """The whole badge configuration."""
 
@@ -85,6 +100,7 @@ class BadgeConfig:
     incident: IncidentSection = field(default_factory=IncidentSection)
     storage: StorageSection = field(default_factory=StorageSection)
     button: ButtonSection = field(default_factory=ButtonSection)
+    uplink: UplinkSection = field(default_factory=UplinkSection)
 
     def __post_init__(self) -> None:
         _check_range("incident.pre_roll_seconds", self.incident.pre_roll_seconds, 0, 300)
@@ -95,6 +111,9 @@ class BadgeConfig:
         _check_range("capture.height", self.capture.height, 16, 4096)
         _check_range("button.bounce_ms", self.button.bounce_ms, 0, 1000)
         _check_range("storage.max_bytes", self.storage.max_bytes, 10_000_000, 2**50)
+        _check_range("uplink.chunk_bytes", self.uplink.chunk_bytes, 1024, 1024 * 1024)
+        _check_range("uplink.heartbeat_seconds", self.uplink.heartbeat_seconds, 0.5, 3600)
+        _check_range("uplink.bandwidth_bytes_per_s", self.uplink.bandwidth_bytes_per_s, 0, 10**10)
         _check_choice("capture.source", self.capture.source, ("synthetic", "opencv", "picamera2"))
         _check_choice("capture.audio", self.capture.audio, ("synthetic", "alsa", "none"))
 
@@ -133,6 +152,7 @@ _SECTION_TYPES: dict[str, type] = {
     "IncidentSection": IncidentSection,
     "StorageSection": StorageSection,
     "ButtonSection": ButtonSection,
+    "UplinkSection": UplinkSection,
 }
 
 

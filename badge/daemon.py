@@ -2,6 +2,7 @@
 
 camera/mic -> CaptureLoop -> Sealer (own thread, bounded queue) -> Ring on flash
 button / `badge press` -> IncidentRecorder -> pins in the Ring, records in the Outbox
+Outbox + Ring -> Uplink (own threads, MQTT) -> gateway; its receipts free the Ring
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from typing import Any
 
 from badge.button import AlertButton, RecordingSigns
@@ -21,10 +23,13 @@ from badge.media import EncodedSegment
 from badge.notify import sd_notify, watchdog_interval_s
 from badge.outbox import Outbox
 from badge.privacy import PreRollMute
+from badge.receipts import ReceiptStore
 from badge.ring import Ring
 from badge.sealer import Sealer
 from badge.sources import AudioSource, FrameSource, PacketSource
+from badge.uplink import Uplink
 from evidence.bundle import EnrolmentBundle
+from evidence.messages import Heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +84,7 @@ class BadgeDaemon:
             max_bytes=config.storage.max_bytes,
         )
         self.outbox = Outbox(data / "outbox.db")
+        self.receipts = ReceiptStore(data / "receipts.db")
         self._signs: RecordingSigns | None = None
         self._mute: PreRollMute | None = None
         self.recorder = IncidentRecorder(
@@ -99,6 +105,21 @@ class BadgeDaemon:
             on_error=self._sealer_error,
         )
         self.capture: CaptureLoop | None = None
+        uplink = config.uplink
+        self.uplink: Uplink | None = None
+        if uplink.enabled:
+            self.uplink = Uplink(
+                self.bundle.identity,
+                self.bundle,
+                self.ring,
+                self.outbox,
+                receipts=self.receipts,
+                tls=uplink.tls,
+                heartbeat=self.heartbeat,
+                chunk_bytes=uplink.chunk_bytes,
+                heartbeat_seconds=uplink.heartbeat_seconds,
+                bandwidth_bytes_per_s=uplink.bandwidth_bytes_per_s or None,
+            )
         self.control = ControlServer(
             config.badge.control_socket, {"press": self.press, "status": self.status}
         )
@@ -113,6 +134,8 @@ class BadgeDaemon:
             self._mute.recording(recording)
         if self._signs is not None:
             self._signs.recording(recording)
+        if not recording and self.uplink is not None:
+            self.uplink.wake()  # an incident closed: its record and segments are queued
 
     def _sealer_error(self, error: Exception) -> None:
         if isinstance(error, StorageFullError):
@@ -124,6 +147,8 @@ class BadgeDaemon:
     def press(self) -> dict[str, Any]:
         """A press from the button or the control socket."""
         outcome = self.recorder.press()
+        if self.uplink is not None:
+            self.uplink.wake()  # the alert is in the outbox: send it now
         return {
             "incident": outcome.incident_id,
             "opened": outcome.opened,
@@ -160,7 +185,32 @@ class BadgeDaemon:
                 "segments_emitted": capture.segments_emitted if capture else 0,
             },
             "outbox_pending": len(self.outbox.pending()),
+            "uplink": (
+                {"enabled": True, **self.uplink.stats.to_dict()}
+                if self.uplink is not None
+                else {"enabled": False}
+            ),
         }
+
+    def heartbeat(self) -> Heartbeat:
+        """The heartbeat the uplink signs and sends: health, storage, ring and both clocks."""
+        ring = self.ring.status()
+        capture = self.capture.stats if self.capture is not None else None
+        return Heartbeat(
+            badge=self.bundle.identity.badge_id,
+            boot=self.ring.boot,
+            mono_ns=time.monotonic_ns(),
+            wall_ns=time.time_ns(),
+            battery_percent=None,
+            storage_free_bytes=ring.free_bytes,
+            ring_bytes=ring.bytes_used,
+            ring_segments=ring.segments,
+            pinned_segments=ring.pinned_segments,
+            dropped_frames=self.sealer.stats.dropped_frames
+            + (capture.frames_dropped if capture is not None else 0),
+            outbox_pending=len(self.outbox.pending()),
+            recording=self.recorder.open_incident is not None,
+        )
 
     def start(self) -> None:
         """Open the camera and microphone and start every thread."""
@@ -178,6 +228,8 @@ class BadgeDaemon:
         )
         self.sealer.start()
         self.capture.start()
+        if self.uplink is not None:
+            self.uplink.start()
         self.control.start()
         self._start_button()
         log.info("badge %s recording (boot %d)", self.bundle.identity.badge_id, self.ring.boot)
@@ -224,5 +276,8 @@ class BadgeDaemon:
         for device in (self._button, self._signs):
             if device is not None:
                 device.close()
+        if self.uplink is not None:
+            self.uplink.stop()
         self.outbox.close()
+        self.receipts.close()
         log.info("badge stopped cleanly")

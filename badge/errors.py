@@ -29,3 +29,19 @@ class StorageFullError(RingError):
 
 class ControlError(BadgeError):
     """The local control socket could not be reached or answered with an error."""
+
+
+class OutboxError(BadgeError):
+    """The outbox database cannot be opened or written."""
+
+
+class ReceiptStoreError(BadgeError):
+    """The receipt database cannot be opened, read or written."""
+
+
+class UplinkError(BadgeError):
+    """The uplink cannot be set up as configured (bad CA, plain MQTT off loopback, ...)."""
+
+
+class LinkDown(UplinkError):  # noqa: N818 - a state, not a failure of the caller
+    """The broker connection is not up (or dropped) while sending; resend on the next one."""

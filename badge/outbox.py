@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from badge.errors import BadgeError
+from badge.errors import OutboxError
 
 ItemKind = Literal["alert", "incident"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
-    item_id INTEGER PRIMARY KEY,
+    item_id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reuse an id: the uplink tracks items
     kind TEXT NOT NULL CHECK (kind IN ('alert', 'incident')),
     key TEXT NOT NULL,
     payload BLOB NOT NULL,
@@ -28,10 +28,6 @@ CREATE TABLE IF NOT EXISTS outbox (
     UNIQUE (kind, key)
 )
 """
-
-
-class OutboxError(BadgeError):
-    """The outbox database cannot be opened or written."""
 
 
 @dataclass(frozen=True)
