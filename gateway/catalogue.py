@@ -2,7 +2,9 @@
 
 The bytes of a segment are in the vault; its row here names them by SHA-256 and keeps the
 signed header, the badge-claimed clocks, the gateway's receipt time and the estimated
-capture time with its error bound (DESIGN decision 7).
+capture time with its error bound (DESIGN decision 7). Each accepted segment and alert,
+each completed incident and each receipt also becomes a ledger entry, written in the same
+transaction as its row, whose leaf index the row keeps (decision 1101).
 """
 
 from __future__ import annotations
@@ -13,10 +15,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from evidence.canonical import CanonicalValue
+from evidence.hashing import sha256 as sha256_of
 from evidence.incident import IncidentRecord
+from evidence.messages import Receipt
 from evidence.segment import SealedSegment, SegmentHeader
 from gateway.alerts import SignedAlert
 from gateway.errors import IntakeError
+from gateway.ledger import Ledger
 
 _Row = TypeVar("_Row")
 
@@ -44,6 +50,8 @@ class StoredSegment:
     header_bytes: bytes
     received_wall_ns: int
     capture: CaptureTime | None
+    ledger_index: int | None = None
+    """The ledger leaf that records the segment (None for rows older than the ledger)."""
 
     @property
     def header(self) -> SegmentHeader:
@@ -63,6 +71,8 @@ class StoredIncident:
     record_sha256: bytes
     received_wall_ns: int
     complete_wall_ns: int | None
+    ledger_index: int | None = None
+    """The ledger leaf that records the completed incident (None until it is complete)."""
 
 
 @dataclass(frozen=True)
@@ -74,24 +84,50 @@ class StoredAlert:
     signed_alert: bytes
     alert_sha256: bytes
     received_wall_ns: int
+    ledger_index: int | None = None
+    """The ledger leaf that records the alert."""
+
+
+@dataclass(frozen=True)
+class StoredReceipt:
+    """A receipt the gateway signed, as first sent, and the ledger leaf that records it."""
+
+    receipt_sha256: bytes
+    badge_id: str
+    subject: str
+    key: str
+    receipt: bytes
+    ledger_index: int
+    first_sent_ns: int
 
 
 _SEGMENT_COLUMNS = (
     "badge_id, seq, incident_id, sealed_sha256, sealed_size, header, received_wall_ns,"
-    " capture_start_ns, capture_end_ns, capture_error_ns, clock_offset_ns, clock_samples"
+    " capture_start_ns, capture_end_ns, capture_error_ns, clock_offset_ns, clock_samples,"
+    " ledger_index"
 )
 _INCIDENT_COLUMNS = (
     "badge_id, incident_id, first_seq, last_seq, signed_record, record_sha256,"
-    " received_wall_ns, complete_wall_ns"
+    " received_wall_ns, complete_wall_ns, ledger_index"
 )
+_RECEIPT_COLUMNS = "receipt_sha256, badge_id, subject, key, receipt, ledger_index, first_sent_ns"
 
 
 class Catalogue:
     """Reads and writes the intake's rows in the gateway database."""
 
-    def __init__(self, connection: sqlite3.Connection) -> None:
-        """Use the gateway database ``connection`` (schema from gateway.database)."""
+    def __init__(self, connection: sqlite3.Connection, ledger: Ledger | None = None) -> None:
+        """Use the gateway database ``connection`` (schema from gateway.database).
+
+        ``ledger`` must be on the same connection; without it the catalogue only reads.
+        """
         self._db = connection
+        self._ledger = ledger
+
+    def _ledger_for(self, what: str) -> Ledger:
+        if self._ledger is None:
+            raise IntakeError(f"this catalogue has no ledger, so it cannot store {what}")
+        return self._ledger
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -122,14 +158,29 @@ class Catalogue:
         received_wall_ns: int,
         capture: CaptureTime | None,
     ) -> StoredSegment:
-        """Add a segment's row (call inside ``transaction``, after the vault holds its bytes)."""
+        """Add a segment's row and ledger entry (inside ``transaction``, once the vault has it)."""
         header = segment.header
+        index = self._ledger_for(f"segment {header.seq}").append(
+            "segment",
+            {
+                "badge": header.badge_id,
+                "seq": header.seq,
+                "incident": incident_id,
+                "sealed_sha256": sealed_sha256,
+                "sealed_size": sealed_size,
+                "header_sha256": header.digest(),
+                "received_wall_ns": received_wall_ns,
+                "capture_start_ns": None if capture is None else capture.start_ns,
+                "capture_end_ns": None if capture is None else capture.end_ns,
+                "capture_error_ns": None if capture is None else capture.error_ns,
+            },
+        )
         self._db.execute(
             "INSERT INTO segments (badge_id, seq, incident_id, sealed_sha256, sealed_size,"
             " header, header_sha256, prev_sha256, boot, mono_start_ns, mono_end_ns,"
             " badge_wall_start_ns, badge_wall_end_ns, received_wall_ns, capture_start_ns,"
-            " capture_end_ns, capture_error_ns, clock_offset_ns, clock_samples)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " capture_end_ns, capture_error_ns, clock_offset_ns, clock_samples, ledger_index)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 header.badge_id,
                 header.seq,
@@ -150,6 +201,7 @@ class Catalogue:
                 None if capture is None else capture.error_ns,
                 None if capture is None else capture.offset_ns,
                 0 if capture is None else capture.samples,
+                index,
             ),
         )
         return StoredSegment(
@@ -161,6 +213,7 @@ class Catalogue:
             segment.header_bytes,
             received_wall_ns,
             capture,
+            index,
         )
 
     def headers(self, badge_id: str, first_seq: int, last_seq: int) -> list[bytes] | None:
@@ -216,20 +269,28 @@ class Catalogue:
         return _present(self.incident(record.badge_id, record.incident_id), "incident")
 
     def mark_complete(self, badge_id: str, incident_id: str, when_ns: int) -> StoredIncident:
-        """Note when every segment of an incident was held (the first time only)."""
+        """Note when every segment of an incident was held, with its ledger entry (once)."""
+        ledger = self._ledger_for(f"incident {incident_id}")
         with self.transaction():
-            self._db.execute(
+            cursor = self._db.execute(
                 "UPDATE incidents SET complete_wall_ns = ? WHERE badge_id = ?"
                 " AND incident_id = ? AND complete_wall_ns IS NULL",
                 (when_ns, badge_id, incident_id),
             )
+            if cursor.rowcount == 1:
+                marked = _present(self.incident(badge_id, incident_id), "incident")
+                index = ledger.append("incident", _incident_body(marked))
+                self._db.execute(
+                    "UPDATE incidents SET ledger_index = ? WHERE badge_id = ? AND incident_id = ?",
+                    (index, badge_id, incident_id),
+                )
         return _present(self.incident(badge_id, incident_id), "incident")
 
     def alert(self, badge_id: str, incident_id: str) -> StoredAlert | None:
         """The row of an alert, if received."""
         row = self._db.execute(
-            "SELECT badge_id, incident_id, signed_alert, alert_sha256, received_wall_ns"
-            " FROM alerts WHERE badge_id = ? AND incident_id = ?",
+            "SELECT badge_id, incident_id, signed_alert, alert_sha256, received_wall_ns,"
+            " ledger_index FROM alerts WHERE badge_id = ? AND incident_id = ?",
             (badge_id, incident_id),
         ).fetchone()
         return None if row is None else StoredAlert(*row)
@@ -237,7 +298,8 @@ class Catalogue:
     def add_alert(
         self, alert: SignedAlert, signed_alert: bytes, sha256: bytes, received_wall_ns: int
     ) -> tuple[StoredAlert, bool]:
-        """Store an alert unless its incident has one; return the row and whether it is new."""
+        """Store an alert and its ledger entry unless its incident has one; say if it is new."""
+        ledger = self._ledger_for(f"the alert of incident {alert.incident_id}")
         with self.transaction():
             cursor = self._db.execute(
                 "INSERT OR IGNORE INTO alerts (badge_id, incident_id, signed_alert, alert_sha256,"
@@ -255,15 +317,98 @@ class Catalogue:
                     received_wall_ns,
                 ),
             )
+            new = cursor.rowcount == 1
+            if new:
+                index = ledger.append("alert", _alert_body(alert, sha256, received_wall_ns))
+                self._db.execute(
+                    "UPDATE alerts SET ledger_index = ? WHERE badge_id = ? AND incident_id = ?",
+                    (index, alert.badge_id, alert.incident_id),
+                )
         stored = _present(self.alert(alert.badge_id, alert.incident_id), "alert")
-        return stored, cursor.rowcount == 1
+        return stored, new
+
+    def record_receipt(self, receipt: Receipt, signed: bytes, sent_ns: int) -> StoredReceipt:
+        """Keep a receipt about to be sent, with its ledger entry, unless it is kept already.
+
+        A resent receipt has the same bytes (the same facts, deterministically signed), so
+        the ledger holds each receipt once however often a badge asks for it.
+        """
+        digest = sha256_of(signed)
+        stored = self._receipt(digest)
+        if stored is not None:
+            return stored
+        ledger = self._ledger_for(f"the receipt for {receipt.subject} {receipt.key}")
+        with self.transaction():
+            if self._receipt(digest) is None:
+                index = ledger.append(
+                    "receipt",
+                    {
+                        "badge": receipt.badge,
+                        "subject": receipt.subject,
+                        "key": receipt.key,
+                        "sha256": receipt.sha256,
+                        "receipt_sha256": digest,
+                    },
+                )
+                self._db.execute(
+                    f"INSERT INTO receipts ({_RECEIPT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+                    (digest, receipt.badge, receipt.subject, receipt.key, signed, index, sent_ns),
+                )
+        return _present(self._receipt(digest), "receipt")
+
+    def receipts(self, badge_id: str, subject: str, key: str) -> list[StoredReceipt]:
+        """Every receipt kept for one subject (``segment`` and a seq, ``incident`` and an id)."""
+        rows = self._db.execute(
+            f"SELECT {_RECEIPT_COLUMNS} FROM receipts"  # noqa: S608
+            " WHERE badge_id = ? AND subject = ? AND key = ? ORDER BY ledger_index",
+            (badge_id, subject, key),
+        ).fetchall()
+        return [StoredReceipt(*row) for row in rows]
+
+    def _receipt(self, receipt_sha256: bytes) -> StoredReceipt | None:
+        row = self._db.execute(
+            f"SELECT {_RECEIPT_COLUMNS} FROM receipts WHERE receipt_sha256 = ?",  # noqa: S608
+            (receipt_sha256,),
+        ).fetchone()
+        return None if row is None else StoredReceipt(*row)
+
+
+def _incident_body(incident: StoredIncident) -> dict[str, CanonicalValue]:
+    """The ledger body of a completed incident."""
+    return {
+        "badge": incident.badge_id,
+        "incident": incident.incident_id,
+        "record_sha256": incident.record_sha256,
+        "first_seq": incident.first_seq,
+        "last_seq": incident.last_seq,
+        "received_wall_ns": incident.received_wall_ns,
+        "complete_wall_ns": incident.complete_wall_ns,
+    }
+
+
+def _alert_body(
+    alert: SignedAlert, sha256: bytes, received_wall_ns: int
+) -> dict[str, CanonicalValue]:
+    """The ledger body of an alert: the badge's claims about the press, and when it arrived."""
+    return {
+        "badge": alert.badge_id,
+        "incident": alert.incident_id,
+        "alert_sha256": sha256,
+        "press_boot": alert.press.boot,
+        "press_mono_ns": alert.press.mono_ns,
+        "press_wall_ns": alert.press.wall_ns,
+        "location": alert.location,
+        "received_wall_ns": received_wall_ns,
+    }
 
 
 def _segment(row: Any) -> StoredSegment:
     """A StoredSegment from a row in ``_SEGMENT_COLUMNS`` order."""
-    badge_id, seq, incident_id, sha, size, header, received, start, end, error, offset, n = row
+    badge_id, seq, incident_id, sha, size, header, received, start, end, error, offset, n, leaf = (
+        row
+    )
     capture = None if start is None else CaptureTime(start, end, error, offset, n)
-    return StoredSegment(badge_id, seq, incident_id, sha, size, header, received, capture)
+    return StoredSegment(badge_id, seq, incident_id, sha, size, header, received, capture, leaf)
 
 
 def _present(row: _Row | None, what: str) -> _Row:

@@ -112,6 +112,49 @@ MIGRATIONS: Sequence[str] = (
         PRIMARY KEY (badge_id, boot, mono_ns)
     );
     """,
+    """
+    CREATE TABLE ledger_leaves (
+        leaf_index INTEGER PRIMARY KEY,
+        leaf BLOB NOT NULL,
+        leaf_hash BLOB NOT NULL,
+        appended_at_ns INTEGER NOT NULL
+    );
+    CREATE TABLE checkpoints (
+        checkpoint_id INTEGER PRIMARY KEY,
+        size INTEGER NOT NULL,
+        root BLOB NOT NULL,
+        note BLOB NOT NULL,
+        timestamp_token BLOB,
+        created_at_ns INTEGER NOT NULL
+    );
+    CREATE INDEX checkpoints_by_size ON checkpoints (size, checkpoint_id);
+    CREATE TABLE receipts (
+        receipt_sha256 BLOB PRIMARY KEY,
+        badge_id TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        key TEXT NOT NULL,
+        receipt BLOB NOT NULL,
+        ledger_index INTEGER NOT NULL,
+        first_sent_ns INTEGER NOT NULL
+    );
+    CREATE INDEX receipts_by_subject ON receipts (badge_id, subject, key);
+    CREATE TABLE custody_entries (
+        entry_id INTEGER PRIMARY KEY,
+        ledger_index INTEGER NOT NULL UNIQUE,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        justification TEXT NOT NULL,
+        at_ns INTEGER NOT NULL
+    );
+    CREATE INDEX custody_by_subject ON custody_entries (subject, at_ns);
+    CREATE INDEX custody_by_actor ON custody_entries (actor, at_ns);
+    CREATE INDEX custody_by_action ON custody_entries (action, at_ns);
+    CREATE INDEX custody_by_time ON custody_entries (at_ns);
+    ALTER TABLE segments ADD COLUMN ledger_index INTEGER;
+    ALTER TABLE incidents ADD COLUMN ledger_index INTEGER;
+    ALTER TABLE alerts ADD COLUMN ledger_index INTEGER;
+    """,
 )
 """Each entry moves the schema one version up; never edit one that has shipped."""
 

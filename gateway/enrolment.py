@@ -9,7 +9,10 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from evidence.bundle import BrokerCredentials, EnrolmentBundle
 from evidence.keys import BadgeIdentity
 from gateway.broker_config import hash_broker_password, new_broker_password
+from gateway.custody import CustodyLog
 from gateway.datadir import GatewayDataDir
+from gateway.errors import EnrolmentError
+from gateway.ledger import open_ledger
 from gateway.registry import BadgeRegistry, EnrolledBadge
 
 
@@ -28,12 +31,16 @@ def enroll_badge(
     """Create ``badge_id``'s key and broker password, register them, write its bundle.
 
     Re-enrolling an enrolled badge is refused unless ``rotate``; a rotation is recorded
-    and the old key stays on file so the footage it signed still verifies.
+    and the old key stays on file so the footage it signed still verifies. The new key is
+    also a custody entry (``enrol`` or ``key-rotation``) in the ledger, by ``operator``.
     """
+    if not operator.strip():
+        raise EnrolmentError("say who enrols the badge (--operator): the custody log records it")
     identity = BadgeIdentity.generate(badge_id)
     password = new_broker_password()
     connection = data_dir.database()
     try:
+        custody = CustodyLog(open_ledger(data_dir, connection), connection)
         enrolled = BadgeRegistry(connection).enroll(
             badge_id,
             identity.signing_key.public_key,
@@ -42,6 +49,15 @@ def enroll_badge(
             location=location,
             operator=operator,
             rotate=rotate,
+        )
+        custody.record(
+            operator,
+            "enrol" if enrolled.key_generation == 1 else "key-rotation",
+            badge_id,
+            detail={
+                "key_generation": enrolled.key_generation,
+                "public_key": enrolled.public_key.raw,
+            },
         )
     finally:
         connection.close()

@@ -38,6 +38,14 @@ class IntakeError(GatewayError):
     """The intake cannot start or cannot reach its storage (not a rejection of a message)."""
 
 
+class LedgerIntegrityError(GatewayError):
+    """The stored ledger disagrees with its signed checkpoints; the message says what differs."""
+
+
+class CustodyError(GatewayError):
+    """A custody record is refused (no justification where one is required, an unknown action)."""
+
+
 class Reason(enum.StrEnum):
     """Why the intake refused or set aside something a badge sent (docs/protocol.md)."""
 

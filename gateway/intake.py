@@ -5,8 +5,10 @@ unrevoked badge; the payload decodes; its signature verifies under that badge's 
 record names the same badge as the topic. A segment, once its chunks are all on disk, is
 checked again as a whole (SHA-256, format, badge signature, an incident covering its seq,
 the chain link to its stored neighbours), stored in the vault (fsynced) first, then given
-its row in the database, and only then receipted. An incident is receipted once every
-segment of its range is stored and the chain over the range is intact.
+its row and its ledger entry in one database transaction, and only then receipted (the
+receipt itself is a ledger entry before it is sent). An incident is receipted once every
+segment of its range is stored and the chain over the range is intact, and then the ledger
+is checkpointed. The ledger is checked against its last checkpoint when the intake starts.
 
 Anything refused gets a signed rejection (if the badge is known), a log line, a count and a
 copy in quarantine; nothing raises out of ``handle``. The state that matters is on disk or
@@ -36,6 +38,7 @@ from gateway.catalogue import Catalogue, StoredIncident, StoredSegment
 from gateway.clock import BadgeClocks, ClockSample
 from gateway.datadir import GatewayDataDir
 from gateway.errors import EnrolmentError, Reason, RejectedMessageError
+from gateway.ledger import Ledger, Timestamper, open_ledger
 from gateway.message_checks import opened, same_badge, within_int64
 from gateway.quarantine import Quarantine
 from gateway.reassembly import DEFAULT_TIMEOUT_NS, PartialSegment, Reassembly
@@ -71,20 +74,30 @@ class Intake:
         vault: Vault | None = None,
         clock: Callable[[], int] = time.time_ns,
         partial_timeout_ns: int = DEFAULT_TIMEOUT_NS,
+        timestamper: Timestamper | None = None,
     ) -> None:
-        """Open the data directory's database, vault, partial and quarantine directories.
+        """Open the data directory's database, ledger, vault, partial and quarantine directories.
 
         ``publish(topic, payload)`` sends receipts and rejections (QoS 1); ``on_alert`` is
-        called with each new alert once it is stored; ``clock`` gives gateway wall time (ns).
+        called with each new alert once it is stored; ``clock`` gives gateway wall time (ns);
+        ``timestamper`` time-stamps ledger checkpoints. A ledger that differs from its last
+        checkpoint raises LedgerIntegrityError: the intake refuses to run on it.
         """
         data_dir.require_initialised()
         self._db = data_dir.database()
+        try:
+            self.ledger: Ledger = open_ledger(
+                data_dir, self._db, timestamper=timestamper, clock=clock
+            )
+        except BaseException:
+            self._db.close()
+            raise
         self._signing_key = data_dir.signing_key()
         self._publish = publish
         self._on_alert = on_alert
         self._clock = clock
         self._registry = BadgeRegistry(self._db)
-        self._catalogue = Catalogue(self._db)
+        self._catalogue = Catalogue(self._db, self.ledger)
         self._states = BadgeStates(self._db)
         self._clocks = BadgeClocks(self._db)
         self.vault: Vault = vault or DirectoryVault(data_dir.root / VAULT_DIR)
@@ -345,8 +358,12 @@ class Intake:
     # -- incidents -------------------------------------------------------------------------
 
     def _settle(self, incident: StoredIncident, *, resend: bool) -> None:
-        """Receipt an incident whose segments are all stored and chained (again if ``resend``)."""
+        """Receipt an incident whose segments are all stored and chained (again if ``resend``).
+
+        Closing it (the first time) also checkpoints the ledger, once the receipt is out.
+        """
         complete = incident.complete_wall_ns
+        closed_now = False
         if complete is None:
             headers = self._catalogue.headers(
                 incident.badge_id, incident.first_seq, incident.last_seq
@@ -372,6 +389,7 @@ class Intake:
                 incident.badge_id, incident.incident_id, self._clock()
             )
             complete = marked.complete_wall_ns
+            closed_now = True
         elif not resend:
             return
         if complete is not None:
@@ -381,6 +399,17 @@ class Intake:
                 incident.incident_id,
                 incident.record_sha256,
                 complete,
+            )
+        if closed_now:
+            self._checkpoint(incident.incident_id)
+
+    def _checkpoint(self, incident_id: str) -> None:
+        """Checkpoint the ledger; a failure is logged, as everything is stored and receipted."""
+        try:
+            self.ledger.checkpoint()
+        except Exception:
+            log.exception(
+                "no ledger checkpoint after incident %s; the schedule makes one later", incident_id
             )
 
     # -- answers ---------------------------------------------------------------------------
@@ -396,7 +425,9 @@ class Intake:
 
     def _receipt(self, badge_id: str, subject: str, key: str, digest: bytes, when: int) -> None:
         receipt = Receipt(badge_id, subject, key, digest, when)
-        self._send(gateway_topic(badge_id, "receipt"), receipt.sign(self._signing_key))
+        signed = receipt.sign(self._signing_key)
+        self._catalogue.record_receipt(receipt, signed, self._clock())
+        self._send(gateway_topic(badge_id, "receipt"), signed)
 
     def _refuse(
         self, topic: str, payload: bytes, badge_id: str | None, rejection: RejectedMessageError

@@ -1,0 +1,542 @@
+"""The ledger: an append-only RFC 9162 Merkle log in SQLite, with signed, time-stamped checkpoints.
+
+Each leaf is a canonical-CBOR ``LedgerEntry`` (``medbadge.ledger.v1``: kind, gateway time,
+body) stored with its leaf hash. A checkpoint is a C2SP tlog-checkpoint signed as a C2SP
+note with the gateway's Ed25519 key under the log's origin, and the note's SHA-256 is
+time-stamped (RFC 3161) through a ``timestamper`` seam. On start the gateway rehashes every
+stored leaf and recomputes the root at the last checkpoint's size; any difference refuses to
+run (decision 1100).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Literal, get_args
+
+from evidence.canonical import CanonicalValue, decode_map, encode
+from evidence.checkpoint import (
+    Checkpoint,
+    NoteSigner,
+    NoteVerifier,
+    open_note,
+    parse_checkpoint,
+    sign_note,
+)
+from evidence.errors import EncodingError, LedgerError, VerificationError
+from evidence.hashing import sha256
+from evidence.keys import SigningKey
+from evidence.merkle import MerkleLog, leaf_hash, verify_consistency
+from gateway.database import DatabaseError
+from gateway.datadir import GatewayDataDir
+from gateway.errors import LedgerIntegrityError
+from gateway.ledger_audit import rehash_leaves, root_difference
+
+log = logging.getLogger(__name__)
+
+LEDGER_ENTRY_TYPE = "medbadge.ledger.v1"
+"""The ``type`` of every ledger leaf."""
+
+LedgerKind = Literal["segment", "incident", "receipt", "alert", "custody"]
+"""What a ledger entry records (the body's fields depend on it; see decision 1100)."""
+LEDGER_KINDS: frozenset[str] = frozenset(get_args(LedgerKind))
+
+CHECKPOINT_INTERVAL_S = 60.0
+"""The schedule checkpoints a grown log at least this often."""
+
+Timestamper = Callable[[bytes], bytes]
+"""SHA-256 digest in, RFC 3161 ``TimeStampResp`` (DER) out: ``TimeStampAuthority.stamp`` or
+``TsaClient.stamp``."""
+
+_ENTRY_FIELDS = frozenset({"type", "kind", "at_ns", "body"})
+_DURABLE_SYNCHRONOUS = 2  # PRAGMA synchronous: 2 = FULL, 3 = EXTRA
+
+
+@contextmanager
+def write_transaction(connection: sqlite3.Connection) -> Iterator[bool]:
+    """One write transaction (BEGIN IMMEDIATE ... COMMIT), or the caller's if one is open.
+
+    Yields whether it joined an already open transaction, which the caller then commits:
+    that is how a row and its ledger entry become durable together or not at all.
+    """
+    if connection.in_transaction:
+        yield True
+        return
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        yield False
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        raise
+
+
+def ledger_origin(hospital: str) -> str:
+    """The log's origin for ``hospital``: ``<hospital-in-lowercase-with-hyphens>/medbadge-ledger``.
+
+    The origin is also the note key name, which may hold no space or '+'.
+    """
+    words = "".join(ch if ch.isprintable() and ch != "+" else " " for ch in hospital).split()
+    return "/".join(part for part in ("-".join(words).lower(), "medbadge-ledger") if part)
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One ledger leaf: what happened (``kind`` and ``body``) and when, in gateway time."""
+
+    kind: str
+    at_ns: int
+    body: Mapping[str, CanonicalValue] = field(default_factory=dict)
+
+    def to_bytes(self) -> bytes:
+        """The leaf bytes: the canonical CBOR map ``{type, kind, at_ns, body}``."""
+        if self.kind not in LEDGER_KINDS:
+            raise LedgerError(
+                f"ledger entry kind {self.kind!r} is not one of {sorted(LEDGER_KINDS)}"
+            )
+        if type(self.at_ns) is not int or self.at_ns < 0:
+            raise LedgerError(f"ledger entry time {self.at_ns!r} is not a gateway time in ns")
+        record: dict[str, CanonicalValue] = {
+            "type": LEDGER_ENTRY_TYPE,
+            "kind": self.kind,
+            "at_ns": self.at_ns,
+            "body": self.body,
+        }
+        return encode(record)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, where: str) -> LedgerEntry:
+        """Parse leaf bytes; LedgerIntegrityError naming ``where`` if they are not an entry."""
+        try:
+            fields_map = decode_map(data, where)
+        except EncodingError as error:
+            raise LedgerIntegrityError(f"{where} is not canonical CBOR: {error}") from None
+        kind, at_ns, body = fields_map.get("kind"), fields_map.get("at_ns"), fields_map.get("body")
+        if (
+            set(fields_map) != _ENTRY_FIELDS
+            or fields_map["type"] != LEDGER_ENTRY_TYPE
+            or not isinstance(kind, str)
+            or kind not in LEDGER_KINDS
+            or type(at_ns) is not int
+            or not isinstance(body, dict)
+        ):
+            raise LedgerIntegrityError(f"{where} is not a {LEDGER_ENTRY_TYPE} entry")
+        return cls(kind, at_ns, body)
+
+
+@dataclass(frozen=True)
+class SignedCheckpoint:
+    """A checkpoint as stored: the tree head, its signed note and its RFC 3161 reply, if any."""
+
+    number: int
+    """The checkpoint's row id: later checkpoints have higher numbers and never fewer leaves."""
+    checkpoint: Checkpoint
+    note: bytes
+    """The C2SP signed note: checkpoint text, blank line, the gateway's signature line."""
+    timestamp_token: bytes | None
+    """The DER ``TimeStampResp`` over ``note_sha256``; None while no TSA has answered."""
+    created_at_ns: int
+
+    @property
+    def size(self) -> int:
+        """How many leaves the checkpoint covers."""
+        return self.checkpoint.size
+
+    @property
+    def root(self) -> bytes:
+        """The Merkle root of those leaves."""
+        return self.checkpoint.root
+
+    @property
+    def note_sha256(self) -> bytes:
+        """The digest the time-stamp token covers: SHA-256 of the note bytes."""
+        return sha256(self.note)
+
+
+class _LeafTable:
+    """The ``ledger_leaves`` table as a MerkleLog LeafHashStore (reads only; see Ledger.append)."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._db = connection
+
+    def size(self) -> int:
+        """One past the highest stored leaf index (a gap is found by verification, not here)."""
+        (highest,) = self._db.execute("SELECT MAX(leaf_index) FROM ledger_leaves").fetchone()
+        return 0 if highest is None else int(highest) + 1
+
+    def leaf_hashes(self, start: int, stop: int) -> Sequence[bytes]:
+        """The stored leaf hashes ``[start, stop)``; LedgerIntegrityError if any is missing."""
+        rows = self._db.execute(
+            "SELECT CAST(leaf_hash AS BLOB) FROM ledger_leaves"
+            " WHERE leaf_index >= ? AND leaf_index < ? ORDER BY leaf_index",
+            (start, stop),
+        ).fetchall()
+        if len(rows) != stop - start:
+            raise LedgerIntegrityError(
+                f"ledger leaves {start}..{stop - 1} are incomplete: {len(rows)} of "
+                f"{stop - start} are stored"
+            )
+        return [row[0] for row in rows]
+
+    def append(self, leaf_hash: bytes) -> None:
+        """Refuse: a leaf is stored with its bytes, by Ledger.append, never as a bare hash."""
+        raise LedgerError("ledger leaves are appended with their bytes through Ledger.append")
+
+
+class Ledger:
+    """The gateway's append-only Merkle log in the gateway database.
+
+    Use one Ledger from one thread at a time, like its connection; give a background
+    checkpointer its own connection (``open_ledger``). Several processes may share the
+    database: appends are serialised by SQLite's write lock.
+    """
+
+    def __init__(
+        self,
+        connection: sqlite3.Connection,
+        signing_key: SigningKey,
+        origin: str,
+        timestamper: Timestamper | None = None,
+        *,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        """Serve the log in ``connection`` (opened by gateway.database.open_database).
+
+        Checkpoints are signed by ``signing_key`` under the note key name ``origin`` and,
+        when ``timestamper`` is given, time-stamped; ``clock`` gives gateway time in ns.
+        """
+        _require_durable(connection)
+        self._db = connection
+        self.origin = origin
+        self._signer = NoteSigner(origin, signing_key.key)
+        self._timestamper = timestamper
+        self._clock = clock
+        self._leaves = _LeafTable(connection)
+        self._log = MerkleLog(self._leaves)
+        self._wrote_in_open_transaction = False
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The database connection the ledger writes through."""
+        return self._db
+
+    @property
+    def verifier(self) -> NoteVerifier:
+        """The note key that checks this ledger's checkpoints (publish it as a vkey)."""
+        return self._signer.verifier()
+
+    @property
+    def timestamps(self) -> bool:
+        """Whether checkpoints are time-stamped."""
+        return self._timestamper is not None
+
+    @property
+    def size(self) -> int:
+        """The number of leaves in the log."""
+        return self._leaves.size()
+
+    def now(self) -> int:
+        """Gateway time in ns, as entries are dated."""
+        return self._clock()
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def append(
+        self, kind: LedgerKind, body: Mapping[str, CanonicalValue], *, at_ns: int | None = None
+    ) -> int:
+        """Append an entry of ``kind`` (dated now unless ``at_ns``); return its leaf index.
+
+        Runs in its own transaction, or inside the caller's (BEGIN IMMEDIATE) one if open,
+        so that the caller's row and this entry commit together.
+        """
+        entry = LedgerEntry(kind, self.now() if at_ns is None else at_ns, dict(body))
+        data = entry.to_bytes()
+        with write_transaction(self._db) as joined:
+            index = self._leaves.size()
+            self._db.execute(
+                "INSERT INTO ledger_leaves (leaf_index, leaf, leaf_hash, appended_at_ns)"
+                " VALUES (?, ?, ?, ?)",
+                (index, data, leaf_hash(data), entry.at_ns),
+            )
+        if joined:
+            self._wrote_in_open_transaction = True
+        return index
+
+    def checkpoint(self) -> SignedCheckpoint:
+        """Sign the current tree head, store it, then time-stamp it when a timestamper is set.
+
+        Refuses (LedgerIntegrityError) to sign a tree that does not extend the last
+        checkpoint. A TSA failure is logged and leaves the checkpoint without a token; the
+        schedule retries the stamp (see ``stamp``).
+        """
+        if self._db.in_transaction:
+            raise LedgerError(
+                "a checkpoint is made outside any open transaction, over committed leaves"
+            )
+        self._log.root(self.size)  # warm the memo before taking the write lock
+        with write_transaction(self._db):
+            previous = self.latest_checkpoint()
+            size = self.size
+            root = self._log.root(size)
+            if previous is not None:
+                self._check_extends(previous, size, root)
+            note = sign_note(Checkpoint(self.origin, size, root).body(), [self._signer])
+            created = self.now()
+            cursor = self._db.execute(
+                "INSERT INTO checkpoints (size, root, note, created_at_ns) VALUES (?, ?, ?, ?)",
+                (size, root, note, created),
+            )
+        number = int(cursor.lastrowid or 0)  # an INSERT into a rowid table always sets it
+        made = SignedCheckpoint(number, Checkpoint(self.origin, size, root), note, None, created)
+        return self.stamp(made)
+
+    def stamp(self, checkpoint: SignedCheckpoint) -> SignedCheckpoint:
+        """Time-stamp a stored checkpoint that has no token yet; return it as it now stands."""
+        if checkpoint.timestamp_token is not None or self._timestamper is None:
+            return checkpoint
+        try:
+            token = self._timestamper(checkpoint.note_sha256)
+        except Exception:  # a TSA down or refusing must not lose the signed checkpoint
+            log.exception(
+                "checkpoint %d (size %d) was not time-stamped", checkpoint.number, checkpoint.size
+            )
+            return checkpoint
+        with write_transaction(self._db):
+            self._db.execute(
+                "UPDATE checkpoints SET timestamp_token = ? WHERE checkpoint_id = ?"
+                " AND timestamp_token IS NULL",
+                (token, checkpoint.number),
+            )
+        return SignedCheckpoint(
+            checkpoint.number,
+            checkpoint.checkpoint,
+            checkpoint.note,
+            token,
+            checkpoint.created_at_ns,
+        )
+
+    def _check_extends(self, previous: SignedCheckpoint, size: int, root: bytes) -> None:
+        if size < previous.size:
+            raise LedgerIntegrityError(
+                f"the ledger holds {size} leaves, fewer than the {previous.size} its checkpoint "
+                f"{previous.number} covers; refusing to sign a shrunken log"
+            )
+        proof = self._log.consistency_proof(previous.size, size)
+        try:
+            verify_consistency(previous.size, size, previous.root, root, proof)
+        except VerificationError as error:
+            raise LedgerIntegrityError(
+                f"refusing to sign a checkpoint of size {size}: the stored tree does not extend "
+                f"checkpoint {previous.number} (size {previous.size}): {error}"
+            ) from None
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def leaf(self, index: int) -> bytes:
+        """The bytes of leaf ``index`` (what its leaf hash covers)."""
+        row = self._db.execute(
+            "SELECT CAST(leaf AS BLOB) FROM ledger_leaves WHERE leaf_index = ?", (index,)
+        ).fetchone()
+        if row is None:
+            raise LedgerError(f"the ledger has no leaf {index}")
+        data: bytes = row[0]
+        return data
+
+    def entry(self, index: int) -> LedgerEntry:
+        """Leaf ``index`` decoded."""
+        return LedgerEntry.from_bytes(self.leaf(index), f"ledger leaf {index}")
+
+    def root(self, size: int | None = None) -> bytes:
+        """The root of the tree of the first ``size`` leaves (default: all)."""
+        return self._merkle().root(size)
+
+    def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
+        """The RFC 9162 proof that leaf ``index`` is in the tree of the first ``size`` leaves."""
+        return self._merkle().inclusion_proof(index, size)
+
+    def consistency_proof(self, old_size: int, new_size: int | None = None) -> list[bytes]:
+        """The RFC 9162 proof that the tree of ``old_size`` leaves is a prefix of ``new_size``'s."""
+        return self._merkle().consistency_proof(old_size, new_size)
+
+    def latest_checkpoint(self) -> SignedCheckpoint | None:
+        """The most recent checkpoint, read from its note; None before the first.
+
+        LedgerIntegrityError if the note is not a checkpoint or disagrees with its row.
+        """
+        row = self._db.execute(
+            "SELECT checkpoint_id, size, CAST(root AS BLOB), CAST(note AS BLOB),"
+            " CAST(timestamp_token AS BLOB), created_at_ns"
+            " FROM checkpoints ORDER BY checkpoint_id DESC LIMIT 1"
+        ).fetchone()
+        return None if row is None else _stored_checkpoint(row)
+
+    def _merkle(self) -> MerkleLog:
+        """The memoizing log, unless this ledger wrote in a still open transaction.
+
+        Leaves not yet committed may be rolled back, so no subtree over them may be memoized.
+        """
+        if not self._db.in_transaction:
+            self._wrote_in_open_transaction = False
+        if self._wrote_in_open_transaction:
+            return MerkleLog(self._leaves)
+        return self._log
+
+    # -- verifying -------------------------------------------------------------------------
+
+    def verify_against_last_checkpoint(self) -> SignedCheckpoint | None:
+        """Check the stored log against its last signed checkpoint; return that checkpoint.
+
+        The note must verify under this gateway's key as this log's origin and agree with
+        its row; every leaf's stored hash must be the hash of its bytes, with no index
+        missing; and the root recomputed from the leaf bytes at the checkpoint's size must
+        be the signed root. Otherwise LedgerIntegrityError says what differs.
+        """
+        try:
+            last = self.latest_checkpoint()
+            if last is not None:
+                self._check_signature(last)
+            size = 0 if last is None else last.size
+            root = rehash_leaves(self._db, size)
+            if last is not None and not hmac.compare_digest(root, last.root):
+                raise LedgerIntegrityError(
+                    root_difference(self._db, last.number, last.size, last.root, root)
+                )
+        except sqlite3.DatabaseError as error:  # a damaged file, or values of the wrong type
+            raise LedgerIntegrityError(f"the ledger's tables cannot be read: {error}") from None
+        return last
+
+    def _check_signature(self, last: SignedCheckpoint) -> None:
+        where = f"the last checkpoint (number {last.number}, size {last.size})"
+        if last.checkpoint.origin != self.origin:
+            raise LedgerIntegrityError(
+                f"{where} names the log {last.checkpoint.origin!r}, but this gateway signs as "
+                f"{self.origin!r}; a log keeps its origin for life"
+            )
+        try:
+            open_note(last.note, [self.verifier])
+        except VerificationError as error:
+            raise LedgerIntegrityError(
+                f"{where} is not signed by this gateway's key as {self.origin}: {error}"
+            ) from None
+
+
+def _require_durable(connection: sqlite3.Connection) -> None:
+    """Refuse a connection on which a committed append could still be lost."""
+    (mode,) = connection.execute("PRAGMA journal_mode").fetchone()
+    (synchronous,) = connection.execute("PRAGMA synchronous").fetchone()
+    if str(mode).lower() != "wal" or synchronous < _DURABLE_SYNCHRONOUS:
+        raise DatabaseError(
+            f"the ledger needs its database in WAL mode with synchronous=FULL, not {mode} with "
+            f"synchronous={synchronous}; open it with gateway.database.open_database"
+        )
+
+
+def _stored_checkpoint(row: tuple[int, int, bytes, bytes, bytes | None, int]) -> SignedCheckpoint:
+    """A checkpoint row as a SignedCheckpoint, refusing a note that disagrees with its row."""
+    number, size, root, note, token, created = row
+    where = f"checkpoint {number}"
+    note, root = note or b"", root or b""  # a NULL put there by hand reads as nothing
+    separator = note.rfind(b"\n\n")
+    try:
+        checkpoint = parse_checkpoint(note[: separator + 1] if separator >= 0 else note)
+    except VerificationError as error:
+        raise LedgerIntegrityError(f"{where}'s note does not hold a checkpoint: {error}") from None
+    if checkpoint.size != size:
+        raise LedgerIntegrityError(
+            f"{where}'s stored size {size} differs from the size {checkpoint.size} its signed "
+            "note carries"
+        )
+    if not hmac.compare_digest(checkpoint.root, root):
+        raise LedgerIntegrityError(
+            f"{where}'s stored root {bytes(root).hex()} differs from the root "
+            f"{checkpoint.root.hex()} its signed note carries"
+        )
+    return SignedCheckpoint(number, checkpoint, bytes(note), token, created)
+
+
+def open_ledger(
+    data_dir: GatewayDataDir,
+    connection: sqlite3.Connection,
+    *,
+    timestamper: Timestamper | None = None,
+    clock: Callable[[], int] = time.time_ns,
+    origin: str | None = None,
+    verify: bool = True,
+) -> Ledger:
+    """The data directory's ledger on ``connection``, checked against its last checkpoint.
+
+    The gateway signing key signs checkpoints under ``origin`` (by default
+    ``ledger_origin`` of the hospital's name; a log keeps its origin for life). With
+    ``verify`` (the default, and what every start must do) a ledger that differs from its
+    last checkpoint raises LedgerIntegrityError.
+    """
+    if origin is None:
+        origin = ledger_origin(data_dir.evidence_ca().hospital_name)
+    ledger = Ledger(connection, data_dir.signing_key(), origin, timestamper, clock=clock)
+    if verify:
+        ledger.verify_against_last_checkpoint()
+    return ledger
+
+
+class CheckpointSchedule:
+    """A background thread that checkpoints the ledger every interval while it has grown."""
+
+    def __init__(self, ledger: Ledger, interval_s: float = CHECKPOINT_INTERVAL_S) -> None:
+        """Checkpoint ``ledger`` (on a connection of its own) every ``interval_s`` seconds."""
+        self._ledger = ledger
+        self._interval_s = interval_s
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def tick(self) -> SignedCheckpoint | None:
+        """Checkpoint if the log grew since the last checkpoint (whoever made it).
+
+        If it did not grow but the last checkpoint still lacks its time-stamp, try the
+        stamp again. Return the checkpoint made or stamped, or None when nothing was due.
+        """
+        last = self._ledger.latest_checkpoint()
+        if self._ledger.size > (0 if last is None else last.size):
+            return self._ledger.checkpoint()
+        if last is not None and last.timestamp_token is None and self._ledger.timestamps:
+            return self._ledger.stamp(last)
+        return None
+
+    def start(self) -> CheckpointSchedule:
+        """Start ticking in a daemon thread."""
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._run, name="ledger-checkpoints", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop the thread (a tick under way finishes first)."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+
+    def __enter__(self) -> CheckpointSchedule:
+        return self.start()
+
+    def __exit__(
+        self,
+        _type: type[BaseException] | None,
+        _value: BaseException | None,
+        _traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        while not self._stopping.wait(self._interval_s):
+            try:
+                self.tick()
+            except Exception:  # keep ticking: the next tick may succeed, and each failure is logged
+                log.exception("the scheduled ledger checkpoint failed")

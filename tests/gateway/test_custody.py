@@ -1,0 +1,246 @@
+"""The custody log: justified access, searchable entries, each one provable in the ledger."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from evidence.bundle import EnrolmentBundle
+from evidence.checkpoint import NoteVerifier, open_note
+from evidence.keys import SigningKey
+from evidence.merkle import leaf_hash, verify_inclusion
+from gateway.cli import main
+from gateway.custody import CustodyEntry, CustodyLog
+from gateway.database import open_database
+from gateway.datadir import GatewayDataDir
+from gateway.errors import CustodyError, LedgerIntegrityError
+from gateway.ledger import Ledger, LedgerEntry, open_ledger
+from gateway.registry import BadgeRegistry
+
+ORIGIN = "test-hospital/medbadge-ledger"
+START_NS = 1_800_000_000_000_000_000
+
+
+class Clock:
+    """Gateway time that moves one second per reading."""
+
+    def __init__(self) -> None:
+        self.now_ns = START_NS
+
+    def __call__(self) -> int:
+        self.now_ns += 1_000_000_000
+        return self.now_ns
+
+
+class Custody:
+    """A custody log on a fresh gateway database, with its ledger."""
+
+    def __init__(self, path: Path) -> None:
+        self.key = SigningKey.generate()
+        self.connection = open_database(path)
+        self.ledger = Ledger(self.connection, self.key, ORIGIN, clock=Clock())
+        self.log = CustodyLog(self.ledger, self.connection)
+
+
+@pytest.fixture
+def custody(tmp_path: Path) -> Iterator[Custody]:
+    custody = Custody(tmp_path / "gateway.db")
+    yield custody
+    custody.connection.close()
+
+
+def record_day(log: CustodyLog) -> list[CustodyEntry]:
+    """A morning in the security office."""
+    return [
+        log.record("guard-ivanova", "login", "guard-ivanova"),
+        log.record("guard-ivanova", "view", "inc-1", "alert answered at the ER door"),
+        log.record("guard-ivanova", "view", "inc-2", "patient complaint 2024-117"),
+        log.record("officer-sadykov", "login", "officer-sadykov"),
+        log.record(
+            "officer-sadykov",
+            "export",
+            "inc-1",
+            "police request 55/2031",
+            {"package_sha256": bytes(32), "files": ["clip.ts", "VERIFY.txt"]},
+        ),
+        log.record("officer-sadykov", "legal-hold", "inc-1", "court case pending"),
+    ]
+
+
+@pytest.mark.parametrize("action", ["view", "export"])
+@pytest.mark.parametrize("justification", ["", "   \n"])
+def test_footage_access_without_a_justification_is_refused(
+    custody: Custody, action: str, justification: str
+) -> None:
+    with pytest.raises(CustodyError, match=f"guard-ivanova may not {action} inc-1 without"):
+        custody.log.record("guard-ivanova", action, "inc-1", justification)  # type: ignore[arg-type]
+    assert custody.ledger.size == 0
+    assert custody.log.entries() == []
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        (("", "login", "x", {}), "needs who acted"),
+        (("guard", "login", " ", {}), "needs who acted"),
+        (("guard", "peek", "inc-1", {}), "action 'peek' is not one of"),
+        (("guard", "login", "guard", {"when": 1.5}), "cannot encode a value of type float"),
+        (("g" * 2001, "login", "guard", {}), "actor is longer than 2000"),
+    ],
+)
+def test_malformed_entries_are_refused(
+    custody: Custody, entry: tuple[str, str, str, dict[str, object]], message: str
+) -> None:
+    actor, action, subject, detail = entry
+    with pytest.raises(CustodyError, match=message):
+        custody.log.record(actor, action, subject, "", detail)  # type: ignore[arg-type]
+    assert custody.ledger.size == 0
+
+
+def test_entries_are_searchable(custody: Custody) -> None:
+    made = record_day(custody.log)
+    log = custody.log
+    assert log.entries() == made
+    assert [e.action for e in log.entries(subject="inc-1")] == ["view", "export", "legal-hold"]
+    assert [e.subject for e in log.entries(actor="guard-ivanova", action="view")] == [
+        "inc-1",
+        "inc-2",
+    ]
+    assert log.entries(since_ns=made[2].at_ns, until_ns=made[4].at_ns) == made[2:4]
+    assert log.entries(limit=2, offset=1) == made[1:3]
+    assert log.entries(newest_first=True, limit=1) == [made[-1]]
+    assert log.entries(action="revoke") == []
+    (export,) = log.entries(action="export")
+    assert export.justification == "police request 55/2031"
+    assert export.detail == {"package_sha256": bytes(32), "files": ["clip.ts", "VERIFY.txt"]}
+    with pytest.raises(CustodyError, match=r"0\.\.1000 entries"):
+        log.entries(limit=5000)
+
+
+def test_entries_survive_reopen(custody: Custody, tmp_path: Path) -> None:
+    made = record_day(custody.log)
+    custody.connection.close()
+    connection = open_database(tmp_path / "gateway.db")
+    try:
+        ledger = Ledger(connection, custody.key, ORIGIN)
+        assert CustodyLog(ledger, connection).entries() == made
+    finally:
+        connection.close()
+    custody.connection = open_database(tmp_path / "gateway.db")  # for the fixture to close
+
+
+def test_each_entry_is_provable_in_the_ledger(custody: Custody) -> None:
+    made = record_day(custody.log)
+    checkpoint = custody.ledger.checkpoint()
+    open_note(checkpoint.note, [NoteVerifier(ORIGIN, custody.key.public_key.key)])
+    for entry in made:
+        leaf = custody.ledger.leaf(entry.ledger_index)
+        proof = custody.ledger.inclusion_proof(entry.ledger_index, checkpoint.size)
+        verify_inclusion(
+            leaf_hash(leaf), entry.ledger_index, checkpoint.size, proof, checkpoint.root
+        )
+        recorded = LedgerEntry.from_bytes(leaf, "custody leaf")
+        assert (recorded.kind, recorded.at_ns) == ("custody", entry.at_ns)
+        assert recorded.body == {
+            "actor": entry.actor,
+            "action": entry.action,
+            "subject": entry.subject,
+            "justification": entry.justification,
+            "detail": entry.detail,
+        }
+
+
+def test_a_search_row_that_differs_from_its_leaf_is_refused(
+    custody: Custody, tmp_path: Path
+) -> None:
+    record_day(custody.log)
+    editor = sqlite3.connect(tmp_path / "gateway.db")
+    editor.execute("UPDATE custody_entries SET justification = 'routine' WHERE entry_id = 3")
+    editor.commit()
+    editor.close()
+    with pytest.raises(LedgerIntegrityError, match=r"custody entry 3 .* differs from the ledger"):
+        custody.log.entries()
+
+
+def test_a_custody_entry_and_its_leaf_commit_together(custody: Custody) -> None:
+    custody.connection.execute("ALTER TABLE custody_entries RENAME COLUMN at_ns TO gone")
+    with pytest.raises(sqlite3.OperationalError):
+        custody.log.record("guard", "login", "guard")
+    assert custody.ledger.size == 0  # the leaf was rolled back with the failed row
+
+
+def test_the_custody_log_must_share_the_ledgers_connection(
+    custody: Custody, tmp_path: Path
+) -> None:
+    other = open_database(tmp_path / "gateway.db")
+    try:
+        with pytest.raises(CustodyError, match="one transaction"):
+            CustodyLog(custody.ledger, other)
+    finally:
+        other.close()
+
+
+# -- enrolment ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> GatewayDataDir:
+    assert main(["--data", str(tmp_path / "gw"), "init", "--hospital", "City Hospital 4"]) == 0
+    return GatewayDataDir(tmp_path / "gw")
+
+
+def enroll(data_dir: GatewayDataDir, bundle: Path, *extra: str) -> int:
+    args = ["--data", str(data_dir.root), "enroll", "badge-x", "-o", str(bundle), *extra]
+    return main(args)
+
+
+def test_enrolment_and_key_rotation_are_custody_entries(
+    data_dir: GatewayDataDir, tmp_path: Path
+) -> None:
+    assert enroll(data_dir, tmp_path / "b1", "--operator", "admin-kim") == 0
+    assert enroll(data_dir, tmp_path / "b2", "--operator", "admin-lee", "--rotate") == 0
+    connection = data_dir.database()
+    try:
+        ledger = open_ledger(data_dir, connection)
+        entries = CustodyLog(ledger, connection).entries(subject="badge-x")
+        assert [(e.actor, e.action) for e in entries] == [
+            ("admin-kim", "enrol"),
+            ("admin-lee", "key-rotation"),
+        ]
+        keys = [EnrolmentBundle.load(tmp_path / b).identity.signing_key for b in ("b1", "b2")]
+        assert [e.detail for e in entries] == [
+            {"key_generation": 1, "public_key": keys[0].public_key.raw},
+            {"key_generation": 2, "public_key": keys[1].public_key.raw},
+        ]
+        assert [e.kind for e in BadgeRegistry(connection).events("badge-x")] == [
+            "enrolled",
+            "rotated",
+        ]
+        checkpoint = ledger.checkpoint()
+        assert checkpoint.checkpoint.origin == "city-hospital-4/medbadge-ledger"
+        rotation = entries[1]
+        proof = ledger.inclusion_proof(rotation.ledger_index, checkpoint.size)
+        leaf = leaf_hash(ledger.leaf(rotation.ledger_index))
+        verify_inclusion(leaf, rotation.ledger_index, checkpoint.size, proof, checkpoint.root)
+    finally:
+        connection.close()
+
+
+def test_enrolment_refuses_an_altered_ledger(
+    data_dir: GatewayDataDir, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert enroll(data_dir, tmp_path / "b1") == 0
+    connection = data_dir.database()
+    open_ledger(data_dir, connection).checkpoint()
+    connection.execute("UPDATE ledger_leaves SET leaf_hash = zeroblob(32) WHERE leaf_index = 0")
+    connection.close()
+    assert enroll(data_dir, tmp_path / "b2", "--rotate") == 1
+    assert "ledger leaf 0's stored hash 0000" in capsys.readouterr().err
+    registry_connection = data_dir.database()
+    try:
+        assert BadgeRegistry(registry_connection).get("badge-x").key_generation == 1
+    finally:
+        registry_connection.close()
