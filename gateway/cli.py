@@ -1,22 +1,38 @@
-"""The ``gateway`` command: initialise a hospital, enrol badges."""
+"""The ``gateway`` command: initialise a hospital, enrol badges, configure the broker, run."""
 
 from __future__ import annotations
 
 import argparse
 import getpass
+import logging
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from evidence.durable import write_durably
 from evidence.errors import EvidenceError
 from evidence.keys import HpkeSuite
+from gateway.broker_accounts import broker_accounts
+from gateway.broker_config import (
+    BrokerSettings,
+    hash_broker_password,
+    new_broker_password,
+    write_broker_config,
+)
+from gateway.config import GatewayConfig
+from gateway.daemon import GatewayDaemon
 from gateway.datadir import GatewayDataDir
 from gateway.enrolment import enroll_badge
 from gateway.errors import GatewayError
 
 DEFAULT_DATA_DIR = Path(os.environ.get("MEDBADGE_GATEWAY_DATA", "/var/lib/medbadge-gateway"))
 _SUITES = {"x25519": HpkeSuite.X25519, "mlkem768-x25519": HpkeSuite.MLKEM768_X25519}
+# The gateway itself reaches the broker on this machine; the server certificate always
+# names it, whatever names badges use.
+_LOOPBACK_NAMES = ("localhost",)
+_LOOPBACK_IPS = ("127.0.0.1",)
+_ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - badges reach the TLS listener over the network
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -58,6 +74,41 @@ def _parser() -> argparse.ArgumentParser:
     enroll.add_argument("--broker-port", type=int, default=8883, help="broker TLS port")
     enroll.add_argument("--rotate", action="store_true", help="replace an enrolled badge's key")
     enroll.add_argument("--operator", default=getpass.getuser(), help="who enrols (recorded)")
+
+    broker = commands.add_parser(
+        "broker-config", help="write the mosquitto configuration: accounts, ACL, TLS"
+    )
+    broker.add_argument(
+        "--out", type=Path, help="broker directory (default: paths.broker_dir, DATA/broker)"
+    )
+    broker.add_argument("--tls-port", type=int, default=8883, help="TLS listener port")
+    broker.add_argument(
+        "--plain-port", type=int, help="also listen for plain MQTT on 127.0.0.1 (development)"
+    )
+    broker.add_argument(
+        "--bind", default=_ALL_INTERFACES, help="address of the TLS listener (default: all)"
+    )
+    broker.add_argument(
+        "--hostname",
+        action="append",
+        default=[],
+        help="a name badges use for the broker (repeatable; localhost is always included)",
+    )
+    broker.add_argument(
+        "--ip",
+        action="append",
+        default=[],
+        help="an address badges use for the broker (repeatable; 127.0.0.1 is always included)",
+    )
+    broker.add_argument(
+        "--broker-user",
+        default="mosquitto",
+        help="account mosquitto runs as; when run as root, its files are handed to it",
+    )
+    broker.add_argument("--config", type=Path, help="configuration (default: DATA/gateway.toml)")
+
+    run = commands.add_parser("run", help="run the gateway daemon (intake, alerts, webhooks)")
+    run.add_argument("--config", type=Path, help="configuration (default: DATA/gateway.toml)")
     return parser
 
 
@@ -82,6 +133,14 @@ def _run(args: argparse.Namespace) -> int:
         data_dir.initialise(args.hospital, _SUITES[args.suite], _custodian_passphrase(args))
         print(f"initialised gateway data directory {data_dir.root} for {args.hospital}")
         return 0
+    if args.command == "broker-config":
+        return _broker_config(args, data_dir)
+    if args.command == "run":
+        return _run_daemon(args, data_dir)
+    return _enroll(args, data_dir)
+
+
+def _enroll(args: argparse.Namespace, data_dir: GatewayDataDir) -> int:
     bundle = args.bundle or Path(args.badge_id)
     enrolled = enroll_badge(
         data_dir,
@@ -97,7 +156,94 @@ def _run(args: argparse.Namespace) -> int:
     verb = "rotated" if enrolled.key_generation > 1 else "enrolled"
     print(f"{verb} badge {enrolled.badge_id} (key generation {enrolled.key_generation});")
     print(f"copy {bundle} to the badge (it holds the badge's private key: keep it secret)")
+    print(
+        "then run 'gateway broker-config' so the broker accepts the badge's new login, "
+        "and reload mosquitto (systemctl reload mosquitto)"
+    )
     return 0
+
+
+def _broker_config(args: argparse.Namespace, data_dir: GatewayDataDir) -> int:
+    """Write the broker's files from the badge registry and the gateway's own account."""
+    data_dir.require_initialised()
+    config = GatewayConfig.load(data_dir.root, args.config)
+    out: Path = args.out or config.paths.broker_dir
+    account = config.broker
+    _ensure_gateway_password(account.password_file)
+    password = account.read_password()
+    accounts = broker_accounts(
+        data_dir, hash_broker_password(password), gateway_username=account.username
+    )
+    settings = BrokerSettings(
+        tls_port=args.tls_port,
+        plain_port=args.plain_port,
+        bind_tls=args.bind,
+        run_as_user=args.broker_user,
+    )
+    config_path = write_broker_config(
+        out,
+        accounts,
+        settings,
+        data_dir.evidence_ca(),
+        server_hostnames=_unique([*_LOOPBACK_NAMES, *args.hostname]),
+        server_ips=_unique([*_LOOPBACK_IPS, *args.ip]),
+    )
+    badges = len(accounts) - 1
+    print(
+        f"wrote {config_path}: {badges} badge account(s) and the gateway account "
+        f"{account.username!r} (password in {account.password_file})"
+    )
+    if not args.hostname and not args.ip:
+        print(
+            "note: the server certificate names only this machine; badges on the network "
+            "need --hostname or --ip with the name they connect to"
+        )
+    print(f"start the broker with: mosquitto -c {config_path}")
+    print(
+        "a running broker reloads passwd and acl on SIGHUP (systemctl reload mosquitto, or "
+        "kill -HUP <pid>); restart it after changing ports or host names"
+    )
+    return 0
+
+
+def _ensure_gateway_password(path: Path) -> None:
+    """Make the gateway account's broker password once (0600); later runs re-use it."""
+    if not path.exists():
+        try:
+            secret = new_broker_password().encode("ascii") + b"\n"
+            write_durably(path, secret, 0o600, replace=False)
+        except FileExistsError:
+            pass  # made at the same moment by another run: use that one
+        else:
+            _give_to_directory_owner(path)
+
+
+def _give_to_directory_owner(path: Path) -> None:
+    """Run as root, hand a new file to its directory's owner (the gateway's service account)."""
+    if os.geteuid() != 0:
+        return
+    directory = path.parent.stat()
+    os.chown(path, directory.st_uid, directory.st_gid)
+
+
+def _unique(values: Sequence[str]) -> list[str]:
+    """``values`` without repeats, in order."""
+    return list(dict.fromkeys(values))
+
+
+def _run_daemon(args: argparse.Namespace, data_dir: GatewayDataDir) -> int:
+    """``gateway run``: the daemon, until SIGTERM."""
+    config = GatewayConfig.load(data_dir.root, args.config)
+    _configure_logging(config.log_level)
+    return GatewayDaemon(data_dir, config).run()
+
+
+def _configure_logging(level: str) -> None:
+    """Log to stderr; under systemd (journald adds its own timestamps) without the time."""
+    fields = "%(levelname)s %(name)s: %(message)s"
+    if "JOURNAL_STREAM" not in os.environ:
+        fields = "%(asctime)s " + fields
+    logging.basicConfig(level=level.upper(), format=fields)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

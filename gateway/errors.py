@@ -88,3 +88,11 @@ class RejectedMessageError(GatewayError):
         self.subject = subject
         self.key = key
         self.evidence_path = evidence_path
+
+
+class GatewayConfigError(GatewayError):
+    """The gateway configuration file cannot be read or holds a wrong key or value."""
+
+
+class WebhookError(GatewayError):
+    """A webhook's secret cannot be read or is unusable, or its settings are wrong."""

@@ -1,0 +1,295 @@
+"""The gateway configuration: ``gateway.toml`` in the data directory, typed, with defaults.
+
+Every key is optional; a missing file means every default. See docs/gateway-config.md for
+each key. Relative paths are taken relative to the data directory.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from evidence.errors import InvalidIdentifierError
+from evidence.identifiers import validate_badge_id
+from gateway.errors import GatewayConfigError
+
+CONFIG_FILE = "gateway.toml"
+GATEWAY_ACCOUNT = "gateway"
+"""The broker login of ``gateway run`` (``gateway broker-config`` creates it)."""
+GATEWAY_PASSWORD_FILE = "broker-gateway.password"  # noqa: S105 - a file name, not a password
+"""The gateway account's password, in the data directory's ``keys/``."""
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True)
+class BrokerConnection:
+    """How ``gateway run`` reaches the broker."""
+
+    host: str
+    port: int
+    tls: bool
+    ca_file: Path
+    """The CA that certifies the broker's TLS server: the hospital evidence CA."""
+    username: str
+    password_file: Path
+    shared_group: str | None
+    """Subscribe as ``$share/<group>/...`` to split intake over several processes."""
+
+    def read_password(self) -> str:
+        """The account's password from ``password_file``; GatewayConfigError says how to fix it."""
+        path = self.password_file
+        try:
+            password = path.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            raise GatewayConfigError(
+                f"broker password file {path} is missing: run 'gateway broker-config' first"
+            ) from None
+        except (OSError, UnicodeDecodeError) as error:
+            raise GatewayConfigError(f"cannot read broker password file {path}: {error}") from None
+        if not password:
+            raise GatewayConfigError(
+                f"broker password file {path} is empty: remove it and run 'gateway broker-config'"
+            )
+        return password
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """One URL every alert is POSTed to."""
+
+    url: str
+    secret_file: Path
+    """Holds the HMAC-SHA256 key the receiver shares (at least 16 bytes, mode 0600)."""
+    timeout_seconds: float = 5.0
+    retry_min_seconds: float = 0.5
+    retry_max_seconds: float = 30.0
+    give_up_seconds: float = 600.0
+    """After this long an alert not yet delivered goes to the undelivered file."""
+    queue_limit: int = 1000
+    ca_file: Path | None = None
+    """A CA bundle for an https URL under a private CA (default: the system's)."""
+
+
+@dataclass(frozen=True)
+class GatewayPaths:
+    """Where the gateway's generated and working files go."""
+
+    broker_dir: Path
+    """What ``gateway broker-config`` writes (mosquitto.conf, passwd, acl, certificates)."""
+    undelivered_file: Path
+    """Alerts no webhook accepted in time, one JSON line each; retried at the next start."""
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """The whole gateway configuration, paths already resolved against the data directory."""
+
+    data_root: Path
+    broker: BrokerConnection
+    webhooks: tuple[WebhookSettings, ...]
+    paths: GatewayPaths
+    live_queue_limit: int = 256
+    log_level: str = "info"
+
+    @classmethod
+    def load(cls, data_root: Path, path: Path | None = None) -> GatewayConfig:
+        """Read ``path`` (default ``<data_root>/gateway.toml``; that one may be absent)."""
+        data_root = Path(data_root).absolute()
+        explicit = path is not None
+        path = Path(path) if path is not None else data_root / CONFIG_FILE
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            if explicit:
+                raise GatewayConfigError(f"configuration file {path} does not exist") from None
+            raw = {}
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+            raise GatewayConfigError(f"configuration file {path} cannot be read: {error}") from None
+        try:
+            return cls.from_mapping(data_root, raw)
+        except GatewayConfigError as error:
+            raise GatewayConfigError(f"{path}: {error}") from None
+
+    @classmethod
+    def from_mapping(cls, data_root: Path, raw: dict[str, Any]) -> GatewayConfig:
+        """Build a configuration from parsed TOML; ``data_root`` anchors relative paths."""
+        root = Path(data_root).absolute()
+        tables = _Tables(root, dict(raw))
+        broker = tables.table("broker")
+        paths = tables.table("paths")
+        live = tables.table("live")
+        log = tables.table("log")
+        hooks = tables.array("webhook")
+        tables.finish()
+        config = cls(
+            data_root=root,
+            broker=_broker(broker, root),
+            webhooks=tuple(_webhook(item, index, root) for index, item in enumerate(hooks)),
+            paths=GatewayPaths(
+                broker_dir=paths.path("broker_dir", root / "broker"),
+                undelivered_file=paths.path(
+                    "undelivered_file", root / "webhooks" / "undelivered.jsonl"
+                ),
+            ),
+            live_queue_limit=live.integer("queue_limit", 256, 1, 1_000_000),
+            log_level=log.choice("level", "info", LOG_LEVELS),
+        )
+        for table in (broker, paths, live, log):
+            table.finish()
+        urls = [hook.url for hook in config.webhooks]
+        if len(set(urls)) != len(urls):
+            raise GatewayConfigError("a [[webhook]] url is listed twice: list each URL once")
+        return config
+
+
+def _broker(table: _Table, root: Path) -> BrokerConnection:
+    username = table.text("username", GATEWAY_ACCOUNT)
+    try:
+        validate_badge_id(username)
+    except InvalidIdentifierError as error:
+        raise GatewayConfigError(f"broker.username: {error}") from None
+    group = table.text("shared_group", "")
+    if group and not group.replace("-", "").replace("_", "").isalnum():
+        raise GatewayConfigError(
+            f"broker.shared_group = {group!r} must be letters, digits, '-' or '_'"
+        )
+    host = table.text("host", "localhost")
+    if not host or any(character.isspace() for character in host):
+        raise GatewayConfigError(f"broker.host = {host!r} is not a host name or address")
+    return BrokerConnection(
+        host=host,
+        port=table.integer("port", 8883, 1, 65535),
+        tls=table.boolean("tls", True),
+        ca_file=table.path("ca_file", root / "ca" / "ca.crt"),
+        username=username,
+        password_file=table.path("password_file", root / "keys" / GATEWAY_PASSWORD_FILE),
+        shared_group=group or None,
+    )
+
+
+def _webhook(raw: object, index: int, root: Path) -> WebhookSettings:
+    if not isinstance(raw, dict):
+        raise GatewayConfigError(f"webhook[{index}] must be a table")
+    table = _Table(f"webhook[{index}]", raw, root)
+    url = table.text("url", "")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise GatewayConfigError(f"webhook[{index}].url = {url!r} must be an http(s) URL")
+    if "secret_file" not in raw:
+        raise GatewayConfigError(f"webhook[{index}].secret_file is required")
+    retry_min = table.number("retry_min_seconds", 0.5, 0.01, 3600)
+    settings = WebhookSettings(
+        url=url,
+        secret_file=table.path("secret_file", root),
+        timeout_seconds=table.number("timeout_seconds", 5.0, 0.1, 300),
+        retry_min_seconds=retry_min,
+        retry_max_seconds=table.number("retry_max_seconds", 30.0, retry_min, 3600),
+        give_up_seconds=table.number("give_up_seconds", 600.0, 0.1, 7 * 86_400),
+        queue_limit=table.integer("queue_limit", 1000, 1, 1_000_000),
+        ca_file=table.optional_path("ca_file"),
+    )
+    table.finish()
+    return settings
+
+
+class _Table:
+    """One TOML table whose keys are taken one by one; ``finish`` refuses what is left."""
+
+    def __init__(self, name: str, raw: dict[str, Any], root: Path) -> None:
+        self.name = name
+        self.raw = dict(raw)
+        self.root = root
+
+    def _take(self, key: str) -> object:
+        return self.raw.pop(key, None)
+
+    def _where(self, key: str) -> str:
+        return f"{self.name}.{key}"
+
+    def text(self, key: str, default: str) -> str:
+        value = self._take(key)
+        if value is None:
+            return default
+        if not isinstance(value, str):
+            raise GatewayConfigError(f"{self._where(key)} must be a string")
+        return value
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self._take(key)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise GatewayConfigError(f"{self._where(key)} must be true or false")
+        return value
+
+    def integer(self, key: str, default: int, low: int, high: int) -> int:
+        value = self._take(key)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise GatewayConfigError(f"{self._where(key)} must be a whole number")
+        if not low <= value <= high:
+            raise GatewayConfigError(f"{self._where(key)} = {value} is not in {low}..{high}")
+        return value
+
+    def number(self, key: str, default: float, low: float, high: float) -> float:
+        value = self._take(key)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise GatewayConfigError(f"{self._where(key)} must be a number")
+        if not low <= value <= high:
+            raise GatewayConfigError(f"{self._where(key)} = {value} is not in {low}..{high}")
+        return float(value)
+
+    def choice(self, key: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.text(key, default)
+        if value not in choices:
+            raise GatewayConfigError(
+                f"{self._where(key)} = {value!r} is not one of {', '.join(choices)}"
+            )
+        return value
+
+    def path(self, key: str, default: Path) -> Path:
+        found = self.optional_path(key)
+        return default if found is None else found
+
+    def optional_path(self, key: str) -> Path | None:
+        value = self.text(key, "")
+        if not value:
+            return None
+        if "\x00" in value:
+            raise GatewayConfigError(f"{self._where(key)} contains a NUL character")
+        return self.root / Path(value).expanduser()
+
+    def finish(self) -> None:
+        if self.raw:
+            names = ", ".join(self._where(key) for key in sorted(self.raw))
+            raise GatewayConfigError(f"unknown key(s) {names}")
+
+
+class _Tables:
+    """The top level of the file: known tables and the ``[[webhook]]`` array."""
+
+    def __init__(self, root: Path, raw: dict[str, Any]) -> None:
+        self.root = root
+        self.raw = raw
+
+    def table(self, name: str) -> _Table:
+        value = self.raw.pop(name, {})
+        if not isinstance(value, dict):
+            raise GatewayConfigError(f"[{name}] must be a table")
+        return _Table(name, value, self.root)
+
+    def array(self, name: str) -> list[object]:
+        value = self.raw.pop(name, [])
+        if not isinstance(value, list):
+            raise GatewayConfigError(f"[[{name}]] must be an array of tables (write [[{name}]])")
+        return list(value)
+
+    def finish(self) -> None:
+        if self.raw:
+            raise GatewayConfigError(f"unknown section(s) {sorted(self.raw)}")
