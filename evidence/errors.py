@@ -49,3 +49,11 @@ class LedgerError(EvidenceError):
 
 class TimestampError(VerificationError):
     """An RFC 3161 time-stamp token is malformed, refused or unverifiable; the message says why."""
+
+
+class FormatError(EvidenceError):
+    """Bytes decode, but not into the documented record (a ledger entry, a proof, a manifest)."""
+
+
+class PackageError(EvidenceError):
+    """An evidence package cannot be opened at all: missing, not a zip, not a directory."""

@@ -1,16 +1,27 @@
-"""The gateway's data directory: where the hospital's keys, evidence CA and database live."""
+"""The gateway's data directory: where the hospital's keys, evidence CA, TSA and database live."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from evidence.keyfiles import read_public_file, read_secret_file
 from evidence.keys import CustodianPrivateKey, CustodianPublicKey, HpkeSuite, SigningKey
-from gateway.ca import EvidenceCA
+from gateway.ca import EvidenceCA, write_certificate, write_private_key
 from gateway.database import open_database
 from gateway.errors import GatewayError
+from gateway.tsa import TimeStampAuthority
+
+TSA_NAME_SUFFIX = " Gateway TSA"
+"""The TSA certificate's common name is the hospital's name followed by this."""
 
 
 class DataDirError(GatewayError):
@@ -49,6 +60,16 @@ class GatewayDataDir:
         return self.keys / "custodian.pub"
 
     @property
+    def tsa_key_path(self) -> Path:
+        """The private key of the gateway's own RFC 3161 time-stamping authority (P-256)."""
+        return self.keys / "tsa.key"
+
+    @property
+    def tsa_certificate_path(self) -> Path:
+        """The TSA's certificate, issued by the evidence CA (timeStamping usage only)."""
+        return self.keys / "tsa.crt"
+
+    @property
     def ca_dir(self) -> Path:
         """The hospital evidence CA (key and certificate)."""
         return self.root / "ca"
@@ -76,7 +97,9 @@ class GatewayDataDir:
         custodian = CustodianPrivateKey.generate(suite)
         custodian.save(self.custodian_key_path, custodian_passphrase)
         custodian.public_key.save(self.custodian_public_key_path)
-        EvidenceCA.create(hospital).save(self.ca_dir)
+        ca = EvidenceCA.create(hospital)
+        ca.save(self.ca_dir)
+        self._issue_tsa(ca)
         open_database(self.database_path).close()
         # written last: its presence is what marks the directory as initialised
         signing_key = SigningKey.generate()
@@ -109,3 +132,38 @@ class GatewayDataDir:
         """Open the gateway database."""
         self.require_initialised()
         return open_database(self.database_path)
+
+    def timestamper(self) -> TimeStampAuthority:
+        """The gateway's own TSA, which time-stamps ledger checkpoints.
+
+        A directory initialised before the gateway had a TSA gets its key and certificate
+        issued by the evidence CA here, once (decision 1203).
+        """
+        self.require_initialised()
+        ca = self.evidence_ca()
+        if not self.tsa_certificate_path.exists():
+            with (self.keys / ".tsa.lock").open("a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)  # two processes must not issue two pairs
+                if not self.tsa_certificate_path.exists():
+                    self._issue_tsa(ca)
+        try:
+            key = serialization.load_pem_private_key(
+                read_secret_file(self.tsa_key_path), password=None
+            )
+            certificate = x509.load_pem_x509_certificate(
+                read_public_file(self.tsa_certificate_path)
+            )
+        except (ValueError, TypeError, UnsupportedAlgorithm) as error:
+            raise DataDirError(
+                f"the TSA key {self.tsa_key_path} or certificate {self.tsa_certificate_path} "
+                f"cannot be read ({error}); restore them from a backup"
+            ) from None
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise DataDirError(f"TSA key {self.tsa_key_path} is not an elliptic-curve key")
+        return TimeStampAuthority(key, certificate, ca.certificate)
+
+    def _issue_tsa(self, ca: EvidenceCA) -> None:
+        """Issue the TSA's key and certificate; the certificate, written last, marks it done."""
+        key, certificate = ca.issue_tsa_certificate(ca.hospital_name + TSA_NAME_SUFFIX)
+        write_private_key(self.tsa_key_path, key)
+        write_certificate(self.tsa_certificate_path, certificate)

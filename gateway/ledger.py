@@ -1,11 +1,11 @@
 """The ledger: an append-only RFC 9162 Merkle log in SQLite, with signed, time-stamped checkpoints.
 
 Each leaf is a canonical-CBOR ``LedgerEntry`` (``medbadge.ledger.v1``: kind, gateway time,
-body) stored with its leaf hash. A checkpoint is a C2SP tlog-checkpoint signed as a C2SP
-note with the gateway's Ed25519 key under the log's origin, and the note's SHA-256 is
-time-stamped (RFC 3161) through a ``timestamper`` seam. On start the gateway rehashes every
-stored leaf and recomputes the root at the last checkpoint's size; any difference refuses to
-run (decision 1100).
+body; defined in evidence.ledger_entry, which courts use too) stored with its leaf hash. A
+checkpoint is a C2SP tlog-checkpoint signed as a C2SP note with the gateway's Ed25519 key
+under the log's origin, and the note's SHA-256 is time-stamped (RFC 3161) through a
+``timestamper`` seam. On start the gateway rehashes every stored leaf and recomputes the
+root at the last checkpoint's size; any difference refuses to run (decision 1100).
 """
 
 from __future__ import annotations
@@ -17,11 +17,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
-from typing import Literal, get_args
 
-from evidence.canonical import CanonicalValue, decode_map, encode
+from evidence.canonical import CanonicalValue
 from evidence.checkpoint import (
     Checkpoint,
     NoteSigner,
@@ -30,9 +29,11 @@ from evidence.checkpoint import (
     parse_checkpoint,
     sign_note,
 )
-from evidence.errors import EncodingError, LedgerError, VerificationError
+from evidence.errors import EvidenceError, LedgerError, VerificationError
 from evidence.hashing import sha256
 from evidence.keys import SigningKey
+from evidence.ledger_entry import LedgerEntry as EvidenceLedgerEntry
+from evidence.ledger_entry import LedgerKind
 from evidence.merkle import MerkleLog, leaf_hash, verify_consistency
 from gateway.database import DatabaseError
 from gateway.datadir import GatewayDataDir
@@ -41,13 +42,6 @@ from gateway.ledger_audit import rehash_leaves, root_difference
 
 log = logging.getLogger(__name__)
 
-LEDGER_ENTRY_TYPE = "medbadge.ledger.v1"
-"""The ``type`` of every ledger leaf."""
-
-LedgerKind = Literal["segment", "incident", "receipt", "alert", "custody"]
-"""What a ledger entry records (the body's fields depend on it; see decision 1100)."""
-LEDGER_KINDS: frozenset[str] = frozenset(get_args(LedgerKind))
-
 CHECKPOINT_INTERVAL_S = 60.0
 """The schedule checkpoints a grown log at least this often."""
 
@@ -55,7 +49,6 @@ Timestamper = Callable[[bytes], bytes]
 """SHA-256 digest in, RFC 3161 ``TimeStampResp`` (DER) out: ``TimeStampAuthority.stamp`` or
 ``TsaClient.stamp``."""
 
-_ENTRY_FIELDS = frozenset({"type", "kind", "at_ns", "body"})
 _DURABLE_SYNCHRONOUS = 2  # PRAGMA synchronous: 2 = FULL, 3 = EXTRA
 
 
@@ -88,48 +81,17 @@ def ledger_origin(hospital: str) -> str:
     return "/".join(part for part in ("-".join(words).lower(), "medbadge-ledger") if part)
 
 
-@dataclass(frozen=True)
-class LedgerEntry:
-    """One ledger leaf: what happened (``kind`` and ``body``) and when, in gateway time."""
-
-    kind: str
-    at_ns: int
-    body: Mapping[str, CanonicalValue] = field(default_factory=dict)
-
-    def to_bytes(self) -> bytes:
-        """The leaf bytes: the canonical CBOR map ``{type, kind, at_ns, body}``."""
-        if self.kind not in LEDGER_KINDS:
-            raise LedgerError(
-                f"ledger entry kind {self.kind!r} is not one of {sorted(LEDGER_KINDS)}"
-            )
-        if type(self.at_ns) is not int or self.at_ns < 0:
-            raise LedgerError(f"ledger entry time {self.at_ns!r} is not a gateway time in ns")
-        record: dict[str, CanonicalValue] = {
-            "type": LEDGER_ENTRY_TYPE,
-            "kind": self.kind,
-            "at_ns": self.at_ns,
-            "body": self.body,
-        }
-        return encode(record)
+class LedgerEntry(EvidenceLedgerEntry):
+    """A ledger leaf as the gateway reads it: one that does not decode means a damaged ledger."""
 
     @classmethod
     def from_bytes(cls, data: bytes, where: str) -> LedgerEntry:
         """Parse leaf bytes; LedgerIntegrityError naming ``where`` if they are not an entry."""
         try:
-            fields_map = decode_map(data, where)
-        except EncodingError as error:
-            raise LedgerIntegrityError(f"{where} is not canonical CBOR: {error}") from None
-        kind, at_ns, body = fields_map.get("kind"), fields_map.get("at_ns"), fields_map.get("body")
-        if (
-            set(fields_map) != _ENTRY_FIELDS
-            or fields_map["type"] != LEDGER_ENTRY_TYPE
-            or not isinstance(kind, str)
-            or kind not in LEDGER_KINDS
-            or type(at_ns) is not int
-            or not isinstance(body, dict)
-        ):
-            raise LedgerIntegrityError(f"{where} is not a {LEDGER_ENTRY_TYPE} entry")
-        return cls(kind, at_ns, body)
+            entry = EvidenceLedgerEntry.from_bytes(data, where)
+        except EvidenceError as error:
+            raise LedgerIntegrityError(str(error)) from None
+        return cls(entry.kind, entry.at_ns, entry.body)
 
 
 @dataclass(frozen=True)

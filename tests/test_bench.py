@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+import tempfile
+from pathlib import Path
 
 import pytest
 
 from bench import capture
+from bench import verify as bench_verify
 from bench.__main__ import BENCHMARKS, main
 from bench.report import Figure
 
@@ -69,3 +72,14 @@ def test_json_report_has_the_six_keys_and_an_optional_note(
 def test_json_report_leaves_out_an_empty_note() -> None:
     figure = Figure("x", 1.0, "MB/s", 2.0, 0.5, ">= 0.9")
     assert set(json.loads(figure.as_json())) == set(REQUIRED_KEYS)
+
+
+def test_verify_benchmark_exports_times_and_cleans_up_a_small_package() -> None:
+    assert BENCHMARKS["verify"] is bench_verify.run
+    before = set(Path(tempfile.gettempdir()).glob("bench-verify-*"))
+    (figure,) = bench_verify.run(segments=3, segment_bytes=4096, rounds=1)
+    assert set(Path(tempfile.gettempdir()).glob("bench-verify-*")) == before
+    assert (figure.name, figure.unit) == ("verify", "MB/s")
+    assert figure.value > 0 and figure.limit_value > 0
+    assert figure.ratio == pytest.approx(figure.value / figure.limit_value)
+    assert "3 segments of 4096 random bytes" in figure.note and "no derived MP4" in figure.note

@@ -1,0 +1,156 @@
+"""The verifier's report: what a package proves, or exactly what failed, for people and as JSON."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+
+from evidence.findings import Finding
+from evidence.package import CLAIMS, Check
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What the package establishes (fields stay None where it could not be established)."""
+
+    incident_id: str | None = None
+    badge_id: str | None = None
+    wearer: str | None = None
+    first_seq: int | None = None
+    last_seq: int | None = None
+    segments: int = 0
+    capture_start_ns: int | None = None
+    capture_end_ns: int | None = None
+    capture_error_ns: int | None = None
+    """The bound, either way, on the capture times; None when they are the badge's claim."""
+    capture_clock: str = "badge"
+    """``gateway`` (the badge clock corrected by the offset the gateway measured) or ``badge``."""
+    received_ns: int | None = None
+    """Gateway time at which it held the last segment."""
+    sealed_ns: int | None = None
+    """The RFC 3161 time of the checkpoint that covers everything in the package."""
+    sealed_accuracy_ns: int | None = None
+    tsa_name: str | None = None
+    exported_at_ns: int | None = None
+    exported_by: str | None = None
+    justification: str | None = None
+    gateway_vkey: str | None = None
+    ca_fingerprint: str | None = None
+    """SHA-256 of the evidence CA certificate as ``openssl x509 -fingerprint -sha256`` shows it."""
+    pinned_gateway_key: bool = False
+    pinned_ca: bool = False
+
+
+@dataclass(frozen=True)
+class VerificationReport:
+    """The outcome of verifying one package."""
+
+    location: str
+    findings: tuple[Finding, ...]
+    examined: Mapping[str, int]
+    """How many items each check examined, by check name."""
+    summary: Summary
+
+    @property
+    def verified(self) -> bool:
+        """True when every check holds."""
+        return not self.findings
+
+    @property
+    def failed_checks(self) -> frozenset[Check]:
+        """The checks with at least one finding."""
+        return frozenset(finding.check for finding in self.findings)
+
+    def as_dict(self) -> dict[str, object]:
+        """The report as one JSON-ready object."""
+        return {
+            "package": self.location,
+            "verified": self.verified,
+            "summary": asdict(self.summary),
+            "checks": [
+                {
+                    "check": check.value,
+                    "claim": claim,
+                    "examined": self.examined.get(check.value, 0),
+                    "failures": sum(1 for finding in self.findings if finding.check is check),
+                }
+                for check, claim in CLAIMS.items()
+            ],
+            "findings": [
+                {
+                    "check": finding.check.value,
+                    "file": finding.file,
+                    "seq": finding.seq,
+                    "message": finding.message,
+                }
+                for finding in self.findings
+            ],
+        }
+
+    def human(self) -> str:
+        """A short report: what was proven, or every failure with where it is."""
+        lines = [f"medbadge evidence package {self.location}"]
+        if self.verified:
+            lines.append("VERIFIED: every check holds.")
+            lines += _proven(self.summary)
+        else:
+            count = len(self.findings)
+            lines.append(f"NOT VERIFIED: {count} problem{'s' if count != 1 else ''} found.")
+            lines += [f"  {finding.line()}" for finding in self.findings]
+        lines += _trust(self.summary)
+        examined = ", ".join(
+            f"{name} {count}" for name, count in sorted(self.examined.items()) if count
+        )
+        lines.append(f"Items examined per check: {examined}.")
+        return "\n".join(lines) + "\n"
+
+
+def _time(ns: int | None, digits: int = 3) -> str:
+    if ns is None:
+        return "an unknown time"
+    seconds, fraction = divmod(ns, 1_000_000_000)
+    moment = datetime.fromtimestamp(seconds, UTC)
+    text = f"{moment:%Y-%m-%d %H:%M:%S}"
+    if digits:
+        text += f".{fraction // 10 ** (9 - digits):0{digits}d}"
+    return text + " UTC"
+
+
+def _proven(summary: Summary) -> list[str]:
+    wearer = f" (wearer {summary.wearer})" if summary.wearer else ""
+    if summary.capture_clock == "gateway" and summary.capture_error_ns is not None:
+        clock = (
+            f"± {summary.capture_error_ns / 1e9:.3f} s (gateway time: the badge's clock "
+            "corrected by the offset the gateway measured)"
+        )
+    else:
+        clock = "by the badge's own clock, which the gateway could not correct"
+    accuracy = (
+        "" if summary.sealed_accuracy_ns is None else f" ± {summary.sealed_accuracy_ns / 1e9:g} s"
+    )
+    return [
+        f"  Clip from badge {summary.badge_id}{wearer}, incident {summary.incident_id}.",
+        f"  Captured between {_time(summary.capture_start_ns)} and "
+        f"{_time(summary.capture_end_ns)} {clock}.",
+        "  Unaltered: every segment has the SHA-256 its badge-signed header gives.",
+        f"  Complete: segments {summary.first_seq}..{summary.last_seq} "
+        f"({summary.segments}), no gaps.",
+        f"  Received by the gateway by {_time(summary.received_ns)}; sealed by the gateway no "
+        f"later than {_time(summary.sealed_ns, 0)}{accuracy} (RFC 3161 time from "
+        f"{summary.tsa_name}).",
+        f"  Exported by {summary.exported_by} at {_time(summary.exported_at_ns)}: "
+        f"{summary.justification!r}.",
+    ]
+
+
+def _trust(summary: Summary) -> list[str]:
+    pinned = summary.pinned_gateway_key and summary.pinned_ca
+    if pinned:
+        return ["Trust: the gateway key and evidence CA are the ones given to the verifier."]
+    return [
+        "Trust rests on the gateway key and the evidence CA; compare them with the values the",
+        "hospital publishes (or pass --gateway-key and --ca):",
+        f"  gateway key   {summary.gateway_vkey or 'unknown'}",
+        f"  evidence CA   SHA-256 {summary.ca_fingerprint or 'unknown'}",
+    ]

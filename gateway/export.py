@@ -1,0 +1,528 @@
+"""``gateway export``: one incident as a court package a court can verify offline (docs/export.md).
+
+In order: open the ledger (which refuses an altered one); read every segment of the complete
+incident from the vault, check it against what was stored and its badge's key, decrypt it
+with the custodian key and stage the plaintext clip beside the output; remux the derived
+MP4; record the export in the custody log (who, why, and the SHA-256 of the clip, the MP4 and
+the certificates the package will carry); make a fresh checkpoint and have it time-stamped;
+then write the package against that checkpoint, verify it as a court would, and move it into
+place. The staged plaintext is removed whatever happens.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from evidence.canonical import CanonicalValue
+from evidence.checkpoint import format_vkey
+from evidence.errors import EvidenceError
+from evidence.hashing import sha256, sha256_file
+from evidence.identifiers import validate_incident_id
+from evidence.incident import SignedIncident
+from evidence.instructions import InstructionFacts, SignedSegment, render_instructions
+from evidence.keys import CustodianPrivateKey, SigningPublicKey
+from evidence.package import (
+    ALERT_RECORD,
+    CA_CERTIFICATE,
+    CHECKPOINT_NOTE,
+    CHECKPOINT_TOKEN,
+    CLIP,
+    CUSTODY,
+    DERIVED_MP4,
+    GATEWAY_KEY,
+    GATEWAY_VKEY,
+    INCIDENT_RECORD,
+    INSTRUCTIONS,
+    PACKAGE_FORMAT,
+    TSA_CERTIFICATE,
+    ExportFacts,
+    InclusionProof,
+    badge_key_path,
+    custody_document,
+    entry_path,
+    proof_path,
+    receipt_path,
+    render_json,
+    segment_stem,
+    seq_digits,
+)
+from evidence.segment import SealedSegment
+from evidence.timestamp import TimestampInfo, verify_timestamp
+from evidence.verify_report import VerificationReport
+from gateway.alerts import SignedAlert
+from gateway.catalogue import Catalogue, StoredIncident, StoredSegment
+from gateway.custody import MAX_PAGE, CustodyEntry, CustodyLog
+from gateway.datadir import GatewayDataDir
+from gateway.errors import ExportError
+from gateway.intake import VAULT_DIR
+from gateway.ledger import Ledger, SignedCheckpoint, open_ledger
+from gateway.package_writer import FileRange, PackageDraft, write_package
+from gateway.registry import BadgeRegistry
+from gateway.remux import remux_to_mp4
+from gateway.tsa import TimeStampAuthority
+from gateway.vault import DirectoryVault, Vault
+
+KEY_ACTIONS = ("enrol", "key-rotation")
+"""Custody actions that record a badge key: the package carries them to vouch for its keys."""
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    """What to export, where, by whom and why."""
+
+    incident_id: str
+    output: Path
+    actor: str
+    justification: str
+    badge_id: str | None = None
+    """Needed only when two badges used the same incident id."""
+    custodian_passphrase: bytes | None = None
+    derived_mp4: bool = True
+    """Whether to add the browser-playable MP4 (it needs footage PyAV can read)."""
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """A package written, and what it holds."""
+
+    path: Path
+    incident_id: str
+    badge_id: str
+    first_seq: int
+    last_seq: int
+    size: int
+    custody_index: int
+    """The ledger leaf of the export's own custody entry."""
+    checkpoint: SignedCheckpoint
+    report: VerificationReport
+    """The verifier's report on the written package (verified, or nothing was written)."""
+
+
+@dataclass(frozen=True)
+class _Staged:
+    """The incident's footage, decrypted into the staging folder."""
+
+    clip: Path
+    ranges: dict[int, tuple[int, int]]
+    """seq -> (offset in the clip, size)."""
+    clip_sha256: bytes
+    signers: dict[int, int]
+    """seq -> the badge key generation that signed its header."""
+    signatures: dict[int, bytes]
+    """seq -> the badge's signature over its header."""
+    mp4: Path | None
+    mp4_sha256: bytes | None
+
+
+def export_incident(
+    data_dir: GatewayDataDir,
+    request: ExportRequest,
+    *,
+    timestamper: TimeStampAuthority | None = None,
+    vault: Vault | None = None,
+) -> ExportResult:
+    """Write the court package ``request`` asks for to ``request.output`` (a new .zip file).
+
+    ExportError (or another GatewayError, such as an altered ledger) says why nothing was
+    written. ``timestamper`` defaults to the gateway's own TSA, ``vault`` to its directory.
+    """
+    if not request.actor.strip() or not request.justification.strip():
+        raise ExportError("an export needs who exports (--actor) and why (--justification)")
+    validate_incident_id(request.incident_id)
+    if request.output.exists():
+        raise ExportError(f"{request.output} already exists; choose a new file name")
+    if not request.output.parent.is_dir():
+        raise ExportError(f"the folder {request.output.parent} for the package does not exist")
+    tsa = timestamper or data_dir.timestamper()
+    connection = data_dir.database()
+    try:
+        ledger = open_ledger(data_dir, connection, timestamper=tsa.stamp)
+        vault = vault or DirectoryVault(data_dir.root / VAULT_DIR)
+        return _Export(data_dir, request, ledger=ledger, vault=vault, tsa=tsa).run()
+    finally:
+        connection.close()
+
+
+class _Export:
+    """One export, from the open ledger to the written package."""
+
+    def __init__(
+        self,
+        data_dir: GatewayDataDir,
+        request: ExportRequest,
+        *,
+        ledger: Ledger,
+        vault: Vault,
+        tsa: TimeStampAuthority,
+    ) -> None:
+        connection = ledger.connection
+        self.data_dir = data_dir
+        self.db = connection
+        self.ledger = ledger
+        self.vault = vault
+        self.tsa = tsa
+        self.request = request
+        self.catalogue = Catalogue(connection, ledger)
+        self.registry = BadgeRegistry(connection)
+        self.custody = CustodyLog(ledger, connection)
+        self.incident = self._incident()
+        self.badge_id = self.incident.badge_id
+        self.segments = self._segments()
+        self.keys = dict(self.registry.key_history(self.badge_id))
+        self.alert = self.catalogue.alert(self.badge_id, self.incident.incident_id)
+        if self.alert is not None and self.alert.ledger_index is None:
+            self.alert = None
+        self.digits = seq_digits(self.incident.last_seq)
+
+    @property
+    def gateway_key(self) -> SigningPublicKey:
+        """The gateway's public signing key (the checkpoint and receipts verify under it)."""
+        return SigningPublicKey(self.ledger.verifier.public_key)
+
+    def run(self) -> ExportResult:
+        """Stage, record, checkpoint, write."""
+        custodian = CustodianPrivateKey.load(
+            self.data_dir.custodian_key_path, self.request.custodian_passphrase
+        )
+        output = self.request.output
+        with _staging(output.parent) as folder:
+            staged = _stage(folder, self.segments, self.keys, self.vault, custodian)
+            if self.request.derived_mp4:
+                staged = _with_mp4(staged, folder / "clip.mp4")
+            export = self._record_export(staged)
+            checkpoint, stamp = self._checkpoint()
+            draft = self._draft(staged, checkpoint, stamp)
+            report = write_package(
+                draft,
+                self._facts(export, checkpoint),
+                output,
+                gateway_key=self.gateway_key,
+                ca_certificate=self.tsa.ca_certificate,
+            )
+        incident = self.incident
+        return ExportResult(
+            output,
+            incident.incident_id,
+            incident.badge_id,
+            incident.first_seq,
+            incident.last_seq,
+            output.stat().st_size,
+            export.ledger_index,
+            checkpoint,
+            report,
+        )
+
+    def _incident(self) -> StoredIncident:
+        incident_id, badge_id = self.request.incident_id, self.request.badge_id
+        badges = (
+            [badge_id]
+            if badge_id is not None
+            else [
+                row[0]
+                for row in self.db.execute(
+                    "SELECT badge_id FROM incidents WHERE incident_id = ? ORDER BY badge_id",
+                    (incident_id,),
+                )
+            ]
+        )
+        if len(badges) > 1:
+            raise ExportError(
+                f"badges {', '.join(badges)} each have an incident {incident_id}; name one "
+                "with --badge"
+            )
+        incident = self.catalogue.incident(badges[0], incident_id) if badges else None
+        if incident is None:
+            raise ExportError(f"the gateway holds no incident {incident_id}")
+        if incident.ledger_index is None or incident.complete_wall_ns is None:
+            raise ExportError(
+                f"incident {incident_id} is not complete yet (not every segment has arrived "
+                "with an intact chain); export it once the gateway has receipted it"
+            )
+        return incident
+
+    def _segments(self) -> list[StoredSegment]:
+        incident = self.incident
+        segments = []
+        for seq in range(incident.first_seq, incident.last_seq + 1):
+            stored = self.catalogue.segment(incident.badge_id, seq)
+            if stored is None or stored.ledger_index is None:
+                raise ExportError(
+                    f"segment {seq} of incident {incident.incident_id} is missing from the "
+                    "gateway database although the incident is complete"
+                )
+            segments.append(stored)
+        return segments
+
+    def _record_export(self, staged: _Staged) -> CustodyEntry:
+        """The export's custody entry, binding what the package will carry into the ledger."""
+        incident = self.incident
+        detail: dict[str, CanonicalValue] = {
+            "format": PACKAGE_FORMAT,
+            "package": self.request.output.name,
+            "badge": incident.badge_id,
+            "wearer": self.registry.get(incident.badge_id).wearer,
+            "first_seq": incident.first_seq,
+            "last_seq": incident.last_seq,
+            "clip_sha256": staged.clip_sha256,
+            "clip_size": staged.clip.stat().st_size,
+            "derived_mp4_sha256": staged.mp4_sha256,
+            "evidence_ca_sha256": sha256(self.tsa.ca_certificate.public_bytes(Encoding.DER)),
+            "tsa_certificate_sha256": sha256(self.tsa.certificate.public_bytes(Encoding.DER)),
+        }
+        return self.custody.record(
+            self.request.actor,
+            "export",
+            incident.incident_id,
+            self.request.justification,
+            detail=detail,
+        )
+
+    def _checkpoint(self) -> tuple[SignedCheckpoint, TimestampInfo]:
+        """A fresh checkpoint over the export entry, with a time-stamp that verifies."""
+        checkpoint = self.ledger.checkpoint()
+        token = checkpoint.timestamp_token
+        if token is None:
+            raise ExportError(
+                f"the TSA did not time-stamp checkpoint {checkpoint.number}; the export is "
+                "recorded but no package was written: try again"
+            )
+        try:
+            stamp = verify_timestamp(
+                token,
+                checkpoint.note_sha256,
+                self.tsa.ca_certificate,
+                certificates=[self.tsa.certificate],
+            )
+        except EvidenceError as error:
+            raise ExportError(f"checkpoint {checkpoint.number}'s time-stamp: {error}") from None
+        return checkpoint, stamp
+
+    def _facts(self, export: CustodyEntry, checkpoint: SignedCheckpoint) -> ExportFacts:
+        incident = self.incident
+        return ExportFacts(
+            incident_id=incident.incident_id,
+            badge_id=incident.badge_id,
+            wearer=self.registry.get(incident.badge_id).wearer,
+            first_seq=incident.first_seq,
+            last_seq=incident.last_seq,
+            segment_count=len(self.segments),
+            exported_at_ns=export.at_ns,
+            exported_by=export.actor,
+            justification=export.justification,
+            export_index=export.ledger_index,
+            origin=checkpoint.checkpoint.origin,
+            checkpoint_size=checkpoint.size,
+            checkpoint_root=checkpoint.root,
+        )
+
+    def _draft(
+        self, staged: _Staged, checkpoint: SignedCheckpoint, stamp: TimestampInfo
+    ) -> PackageDraft:
+        draft = PackageDraft(small={}, large={}, hashes={})
+        for stored in self.segments:
+            stem = segment_stem(stored.seq, self.digits)
+            draft.small[f"{stem}.header"] = stored.header_bytes  # the vault's, checked on staging
+            draft.small[f"{stem}.sig"] = staged.signatures[stored.seq]
+            offset, size = staged.ranges[stored.seq]
+            draft.large[f"{stem}.ts"] = FileRange(staged.clip, offset, size)
+            draft.hashes[f"{stem}.ts"] = stored.header.plaintext_sha256
+        draft.large[CLIP] = FileRange(staged.clip, 0, staged.clip.stat().st_size)
+        draft.hashes[CLIP] = staged.clip_sha256
+        if staged.mp4 is not None and staged.mp4_sha256 is not None:
+            draft.large[DERIVED_MP4] = FileRange(staged.mp4, 0, staged.mp4.stat().st_size)
+            draft.hashes[DERIVED_MP4] = staged.mp4_sha256
+        draft.small[INCIDENT_RECORD] = self.incident.signed_record
+        if self.alert is not None:
+            draft.small[ALERT_RECORD] = self.alert.signed_alert
+        generations = set(staged.signers.values()) | self._record_signers()
+        for generation in sorted(generations):
+            draft.small[badge_key_path(self.badge_id, generation)] = self.keys[generation].pem()
+        indices = self._receipts(draft, checkpoint) + self._other_entries(generations)
+        indices = sorted({index for index in indices if index < checkpoint.size})
+        self._ledger_files(draft, indices, checkpoint)
+        draft.small[INSTRUCTIONS] = self._instructions(staged, stamp)
+        return draft
+
+    def _record_signers(self) -> set[int]:
+        """The key generations that signed the incident record and the alert."""
+        signed = SignedIncident.from_bytes(self.incident.signed_record, "stored incident record")
+        found = set()
+        for generation, key in self.keys.items():
+            if _verifies(partial(signed.verify, key)):
+                found.add(generation)
+            alert = self.alert
+            if alert is not None and _verifies(
+                partial(SignedAlert.open, alert.signed_alert, key, "stored alert")
+            ):
+                found.add(generation)
+        return found
+
+    def _receipts(self, draft: PackageDraft, checkpoint: SignedCheckpoint) -> list[int]:
+        """Add the receipts for the segments, the incident and the alert; return their leaves."""
+        incident_id = self.incident.incident_id
+        subjects: list[tuple[str, str, str | None]] = [
+            ("segment", str(stored.seq), f"{stored.seq:0{self.digits}d}")
+            for stored in self.segments
+        ]
+        subjects += [("incident", incident_id, None), ("alert", incident_id, None)]
+        indices = []
+        for subject, key, stem in subjects:
+            receipts = self.catalogue.receipts(self.badge_id, subject, key)
+            for number, receipt in enumerate(receipts, start=1):
+                if receipt.ledger_index < checkpoint.size:
+                    draft.small[receipt_path(subject, stem, number)] = receipt.receipt
+                    indices.append(receipt.ledger_index)
+        return indices
+
+    def _other_entries(self, generations: set[int]) -> list[int]:
+        """The leaves of the segments, incident, alert, custody entries and key enrolments."""
+        indices = [s.ledger_index for s in self.segments if s.ledger_index is not None]
+        if self.incident.ledger_index is not None:
+            indices.append(self.incident.ledger_index)
+        if self.alert is not None and self.alert.ledger_index is not None:
+            indices.append(self.alert.ledger_index)
+        indices += [entry.ledger_index for entry in self._custody(self.incident.incident_id)]
+        raws = {generation: self.keys[generation].raw for generation in generations}
+        for entry in self._custody(self.badge_id):
+            generation = entry.detail.get("key_generation")
+            if (
+                entry.action in KEY_ACTIONS
+                and isinstance(generation, int)
+                and raws.get(generation) == entry.detail.get("public_key")
+            ):
+                indices.append(entry.ledger_index)
+        return indices
+
+    def _custody(self, subject: str) -> Iterator[CustodyEntry]:
+        offset = 0
+        while page := self.custody.entries(subject=subject, limit=MAX_PAGE, offset=offset):
+            yield from page
+            offset += len(page)
+
+    def _ledger_files(
+        self, draft: PackageDraft, indices: Sequence[int], checkpoint: SignedCheckpoint
+    ) -> None:
+        custody = []
+        for index in indices:
+            draft.small[entry_path(index)] = self.ledger.leaf(index)
+            proof = self.ledger.inclusion_proof(index, checkpoint.size)
+            draft.small[proof_path(index)] = InclusionProof(
+                index, checkpoint.size, tuple(proof)
+            ).to_text()
+            entry = self.ledger.entry(index)
+            if entry.kind == "custody":
+                custody.append((index, entry))
+        draft.small[CUSTODY] = render_json(custody_document(self.incident.incident_id, custody))
+        draft.small[CHECKPOINT_NOTE] = checkpoint.note
+        draft.small[CHECKPOINT_TOKEN] = checkpoint.timestamp_token or b""
+        draft.small[GATEWAY_KEY] = self.gateway_key.pem()
+        draft.small[GATEWAY_VKEY] = (format_vkey(self.ledger.verifier) + "\n").encode("ascii")
+        draft.small[CA_CERTIFICATE] = self.tsa.ca_certificate.public_bytes(Encoding.PEM)
+        draft.small[TSA_CERTIFICATE] = self.tsa.certificate.public_bytes(Encoding.PEM)
+
+    def _instructions(self, staged: _Staged, stamp: TimestampInfo) -> bytes:
+        return render_instructions(
+            InstructionFacts(
+                incident_id=self.incident.incident_id,
+                badge_id=self.badge_id,
+                segments=[
+                    SignedSegment(
+                        segment_stem(stored.seq, self.digits),
+                        badge_key_path(self.badge_id, staged.signers[stored.seq]),
+                    )
+                    for stored in self.segments
+                ],
+                timestamp_seconds=int(stamp.gen_time.timestamp()),
+            )
+        )
+
+
+def _verifies(check: Callable[[], object]) -> bool:
+    """Whether calling ``check`` raises no EvidenceError."""
+    try:
+        check()
+    except EvidenceError:
+        return False
+    return True
+
+
+@contextmanager
+def _staging(parent: Path) -> Iterator[Path]:
+    """A private folder beside the package for the decrypted clip, removed afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix=".medbadge-export-", dir=parent))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _stage(
+    folder: Path,
+    segments: Sequence[StoredSegment],
+    keys: dict[int, SigningPublicKey],
+    vault: Vault,
+    custodian: CustodianPrivateKey,
+) -> _Staged:
+    """Decrypt every segment into ``folder/clip.ts`` after checking it as it was stored."""
+    clip = folder / "clip.ts"
+    digest = hashlib.sha256()
+    ranges: dict[int, tuple[int, int]] = {}
+    signers: dict[int, int] = {}
+    signatures: dict[int, bytes] = {}
+    with clip.open("xb") as out:
+        for stored in segments:
+            sealed = _sealed(vault, stored)
+            signers[stored.seq] = _signer(sealed, keys)
+            signatures[stored.seq] = sealed.signature
+            plaintext = sealed.open(custodian)
+            ranges[stored.seq] = (out.tell(), len(plaintext))
+            out.write(plaintext)
+            digest.update(plaintext)
+    return _Staged(clip, ranges, digest.digest(), signers, signatures, None, None)
+
+
+def _with_mp4(staged: _Staged, target: Path) -> _Staged:
+    """``staged`` with the derived MP4 made from its clip."""
+    remux_to_mp4(staged.clip, target)
+    return _Staged(
+        staged.clip,
+        staged.ranges,
+        staged.clip_sha256,
+        staged.signers,
+        staged.signatures,
+        target,
+        sha256_file(target),
+    )
+
+
+def _sealed(vault: Vault, stored: StoredSegment) -> SealedSegment:
+    """The sealed segment as the vault holds it, refused unless it is what was stored."""
+    where = f"segment {stored.seq} of badge {stored.badge_id}"
+    path = vault.get(stored.sealed_sha256)
+    data = path.read_bytes()
+    if sha256(data) != stored.sealed_sha256 or len(data) != stored.sealed_size:
+        raise ExportError(
+            f"the vault file {path} of {where} is not the file that was stored (its SHA-256 "
+            "differs): the vault was altered; the export is refused"
+        )
+    sealed = SealedSegment.from_bytes(data, where)
+    if sealed.header_bytes != stored.header_bytes:
+        raise ExportError(f"the vault file of {where} carries another header than was stored")
+    return sealed
+
+
+def _signer(sealed: SealedSegment, keys: dict[int, SigningPublicKey]) -> int:
+    """The generation of the badge key that signed ``sealed``."""
+    for generation, key in sorted(keys.items()):
+        if _verifies(partial(sealed.verify, key)):
+            return generation
+    raise ExportError(f"{sealed.name} does not verify under any key the badge has had")
