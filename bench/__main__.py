@@ -6,12 +6,17 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from bench import capture, seal
+from bench import alert, capture, console, ingest, seal, seal_latency, verify
 from bench.report import Figure
 
 BENCHMARKS: dict[str, Callable[[], list[Figure]]] = {
     "seal": seal.run,
     "capture": capture.run,
+    "console": console.run,
+    "ingest": ingest.run,
+    "alert": alert.run,
+    "seal-latency": seal_latency.run,
+    "verify": verify.run,
 }
 
 

@@ -21,10 +21,15 @@ from gateway.broker_config import (
     write_broker_config,
 )
 from gateway.config import GatewayConfig
+from gateway.console.server import ConsoleGateway
+from gateway.console.users import Role, UserDirectory, validate_password, validate_username
+from gateway.custody import CustodyLog
 from gateway.daemon import GatewayDaemon
 from gateway.datadir import GatewayDataDir
 from gateway.enrolment import enroll_badge
 from gateway.errors import GatewayError
+from gateway.export import ExportRequest, export_incident
+from gateway.ledger import open_ledger
 
 DEFAULT_DATA_DIR = Path(os.environ.get("MEDBADGE_GATEWAY_DATA", "/var/lib/medbadge-gateway"))
 _SUITES = {"x25519": HpkeSuite.X25519, "mlkem768-x25519": HpkeSuite.MLKEM768_X25519}
@@ -52,6 +57,16 @@ def _parser() -> argparse.ArgumentParser:
         choices=sorted(_SUITES),
         default="x25519",
         help="HPKE suite for footage encryption (mlkem768-x25519 for evidence kept for decades)",
+    )
+    init.add_argument(
+        "--admin",
+        metavar="USER",
+        help="create the first console administrator USER (password prompted, or from a file)",
+    )
+    init.add_argument(
+        "--admin-password-file",
+        type=Path,
+        help="the first administrator's password (at least 12 characters), instead of a prompt",
     )
     passphrase = init.add_mutually_exclusive_group()
     passphrase.add_argument(
@@ -107,8 +122,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     broker.add_argument("--config", type=Path, help="configuration (default: DATA/gateway.toml)")
 
-    run = commands.add_parser("run", help="run the gateway daemon (intake, alerts, webhooks)")
+    run = commands.add_parser(
+        "run", help="run the gateway daemon (intake, alerts, webhooks, the console)"
+    )
     run.add_argument("--config", type=Path, help="configuration (default: DATA/gateway.toml)")
+    _add_export_command(commands)
     return parser
 
 
@@ -127,16 +145,52 @@ def _custodian_passphrase(args: argparse.Namespace) -> bytes | None:
     return passphrase
 
 
+def _admin_password(args: argparse.Namespace) -> str | None:
+    """The first administrator's password, asked before anything is created."""
+    if args.admin is None:
+        if args.admin_password_file is not None:
+            raise GatewayError("--admin-password-file needs --admin USER")
+        return None
+    validate_username(args.admin)
+    password_file: Path | None = args.admin_password_file
+    if password_file is not None:
+        password = password_file.read_text(encoding="utf-8").rstrip("\r\n")
+    else:
+        password = getpass.getpass(f"password for console administrator {args.admin}: ")
+        if getpass.getpass("again: ") != password:
+            raise GatewayError("the two passwords differ; nothing was created")
+    return validate_password(password)
+
+
+def create_first_admin(data_dir: GatewayDataDir, username: str, password: str) -> None:
+    """Create a console administrator, recorded in the custody log as a user change."""
+    connection = data_dir.database()
+    try:
+        UserDirectory(connection).create(username, password, Role.ADMIN, created_by="gateway init")
+        custody = CustodyLog(open_ledger(data_dir, connection), connection)
+        custody.record(
+            "gateway init", "user-change", username, detail={"change": "created", "role": "admin"}
+        )
+    finally:
+        connection.close()
+
+
 def _run(args: argparse.Namespace) -> int:
     data_dir = GatewayDataDir(args.data)
     if args.command == "init":
+        admin_password = _admin_password(args)
         data_dir.initialise(args.hospital, _SUITES[args.suite], _custodian_passphrase(args))
         print(f"initialised gateway data directory {data_dir.root} for {args.hospital}")
+        if args.admin is not None and admin_password is not None:
+            create_first_admin(data_dir, args.admin, admin_password)
+            print(f"console administrator {args.admin} created")
         return 0
     if args.command == "broker-config":
         return _broker_config(args, data_dir)
     if args.command == "run":
         return _run_daemon(args, data_dir)
+    if args.command == "export":
+        return _export(args, data_dir)
     return _enroll(args, data_dir)
 
 
@@ -235,6 +289,8 @@ def _run_daemon(args: argparse.Namespace, data_dir: GatewayDataDir) -> int:
     """``gateway run``: the daemon, until SIGTERM."""
     config = GatewayConfig.load(data_dir.root, args.config)
     _configure_logging(config.log_level)
+    if config.console.enabled:
+        return ConsoleGateway(data_dir, config).run()
     return GatewayDaemon(data_dir, config).run()
 
 
@@ -244,6 +300,53 @@ def _configure_logging(level: str) -> None:
     if "JOURNAL_STREAM" not in os.environ:
         fields = "%(asctime)s " + fields
     logging.basicConfig(level=level.upper(), format=fields)
+
+
+def _add_export_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``gateway export INCIDENT_ID -o FILE.zip --actor NAME --justification TEXT``."""
+    export = commands.add_parser(
+        "export", help="write an incident's court package (recorded in the custody log)"
+    )
+    export.add_argument("incident_id", help="the incident to export")
+    export.add_argument("-o", "--output", type=Path, required=True, help="the new .zip file")
+    export.add_argument("--actor", required=True, help="who exports (recorded)")
+    export.add_argument("--justification", required=True, help="why (recorded; required)")
+    export.add_argument("--badge", help="the badge, when two badges used the same incident id")
+    export.add_argument(
+        "--custodian-passphrase-file",
+        type=Path,
+        help="the passphrase of the custodian key, if it has one",
+    )
+    export.add_argument(
+        "--no-mp4", action="store_true", help="leave out the browser-playable derived MP4"
+    )
+
+
+def _export(args: argparse.Namespace, data_dir: GatewayDataDir) -> int:
+    """``gateway export``: the package, then what it holds and how a court checks it."""
+    passphrase_file: Path | None = args.custodian_passphrase_file
+    request = ExportRequest(
+        incident_id=args.incident_id,
+        output=args.output,
+        actor=args.actor,
+        justification=args.justification,
+        badge_id=args.badge,
+        custodian_passphrase=(
+            None if passphrase_file is None else passphrase_file.read_bytes().rstrip(b"\r\n")
+        ),
+        derived_mp4=not args.no_mp4,
+    )
+    result = export_incident(data_dir, request)
+    print(
+        f"exported incident {result.incident_id} of badge {result.badge_id} (segments "
+        f"{result.first_seq}..{result.last_seq}) to {result.path} ({result.size} bytes)"
+    )
+    print(
+        f"recorded as custody entry {result.custody_index}; sealed by checkpoint "
+        f"{result.checkpoint.number} (size {result.checkpoint.size})"
+    )
+    print(f"a court checks it with: evidence verify {result.path} (or by its VERIFY.txt)")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

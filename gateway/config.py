@@ -84,6 +84,28 @@ class GatewayPaths:
 
 
 @dataclass(frozen=True)
+class ConsoleSettings:
+    """Where and how ``gateway run`` serves the security console (HTTP API and pages)."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    """The listening address; "0.0.0.0" for every interface (then use TLS)."""
+    port: int = 8443
+    tls: bool = True
+    """Serve HTTPS with a server certificate from the hospital evidence CA."""
+    hostnames: tuple[str, ...] = ()
+    """Names the console's certificate carries besides ``localhost`` (what browsers type)."""
+    ips: tuple[str, ...] = ()
+    """Addresses the certificate carries besides 127.0.0.1."""
+    session_idle_minutes: int = 30
+    """A session unused this long ends; the user logs in again."""
+    session_max_hours: int = 12
+    """No session lasts longer than this, however busy."""
+    custodian_passphrase_file: Path | None = None
+    """The custodian key's passphrase, when the key is protected (playback decrypts with it)."""
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     """The whole gateway configuration, paths already resolved against the data directory."""
 
@@ -93,6 +115,7 @@ class GatewayConfig:
     paths: GatewayPaths
     live_queue_limit: int = 256
     log_level: str = "info"
+    console: ConsoleSettings = ConsoleSettings()
 
     @classmethod
     def load(cls, data_root: Path, path: Path | None = None) -> GatewayConfig:
@@ -122,6 +145,7 @@ class GatewayConfig:
         paths = tables.table("paths")
         live = tables.table("live")
         log = tables.table("log")
+        console = tables.table("console")
         hooks = tables.array("webhook")
         tables.finish()
         config = cls(
@@ -136,8 +160,9 @@ class GatewayConfig:
             ),
             live_queue_limit=live.integer("queue_limit", 256, 1, 1_000_000),
             log_level=log.choice("level", "info", LOG_LEVELS),
+            console=_console(console),
         )
-        for table in (broker, paths, live, log):
+        for table in (broker, paths, live, log, console):
             table.finish()
         urls = [hook.url for hook in config.webhooks]
         if len(set(urls)) != len(urls):
@@ -167,6 +192,23 @@ def _broker(table: _Table, root: Path) -> BrokerConnection:
         username=username,
         password_file=table.path("password_file", root / "keys" / GATEWAY_PASSWORD_FILE),
         shared_group=group or None,
+    )
+
+
+def _console(table: _Table) -> ConsoleSettings:
+    host = table.text("host", "127.0.0.1")
+    if not host or any(character.isspace() for character in host):
+        raise GatewayConfigError(f"console.host = {host!r} is not a host name or address")
+    return ConsoleSettings(
+        enabled=table.boolean("enabled", True),
+        host=host,
+        port=table.integer("port", 8443, 1, 65535),
+        tls=table.boolean("tls", True),
+        hostnames=table.texts("hostnames"),
+        ips=table.texts("ips"),
+        session_idle_minutes=table.integer("session_idle_minutes", 30, 1, 24 * 60),
+        session_max_hours=table.integer("session_max_hours", 12, 1, 7 * 24),
+        custodian_passphrase_file=table.optional_path("custodian_passphrase_file"),
     )
 
 
@@ -216,6 +258,14 @@ class _Table:
         if not isinstance(value, str):
             raise GatewayConfigError(f"{self._where(key)} must be a string")
         return value
+
+    def texts(self, key: str) -> tuple[str, ...]:
+        value = self._take(key)
+        if value is None:
+            return ()
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise GatewayConfigError(f"{self._where(key)} must be a list of strings")
+        return tuple(value)
 
     def boolean(self, key: str, default: bool) -> bool:
         value = self._take(key)

@@ -1,6 +1,7 @@
 """The custody log: who did what to which evidence, when and why, each entry in the ledger.
 
-Every login, view, export, legal hold, retention deletion and key change is a ledger entry
+Every login, view, export, legal hold, retention deletion, key change, alert acknowledgement
+or resolution and console user change is a ledger entry
 of kind ``custody`` (so it is covered by the signed, time-stamped checkpoints) and a row in
 ``custody_entries`` (so it can be searched). Both are written in one transaction. Viewing
 or exporting footage without a stated reason is refused.
@@ -28,6 +29,9 @@ CustodyAction = Literal[
     "key-rotation",
     "enrol",
     "revoke",
+    "acknowledge",
+    "resolve",
+    "user-change",
 ]
 """What a custody entry records someone doing."""
 CUSTODY_ACTIONS: frozenset[str] = frozenset(get_args(CustodyAction))

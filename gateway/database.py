@@ -155,6 +155,61 @@ MIGRATIONS: Sequence[str] = (
     ALTER TABLE incidents ADD COLUMN ledger_index INTEGER;
     ALTER TABLE alerts ADD COLUMN ledger_index INTEGER;
     """,
+    """
+    CREATE TABLE console_users (
+        username TEXT PRIMARY KEY,
+        password_hash TEXT NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('officer', 'custodian', 'auditor', 'admin')),
+        disabled INTEGER NOT NULL DEFAULT 0,
+        created_at_ns INTEGER NOT NULL,
+        created_by TEXT NOT NULL
+    );
+    CREATE TABLE console_sessions (
+        token_sha256 BLOB PRIMARY KEY,
+        username TEXT NOT NULL REFERENCES console_users(username),
+        csrf_token TEXT NOT NULL,
+        client TEXT NOT NULL,
+        created_at_ns INTEGER NOT NULL,
+        last_seen_ns INTEGER NOT NULL,
+        expires_at_ns INTEGER NOT NULL
+    );
+    CREATE INDEX console_sessions_by_user ON console_sessions (username);
+    CREATE TABLE alert_actions (
+        action_id INTEGER PRIMARY KEY,
+        badge_id TEXT NOT NULL,
+        incident_id TEXT NOT NULL,
+        action TEXT NOT NULL CHECK (action IN ('acknowledge', 'resolve')),
+        username TEXT NOT NULL,
+        at_ns INTEGER NOT NULL,
+        ledger_index INTEGER NOT NULL
+    );
+    CREATE INDEX alert_actions_by_incident ON alert_actions (badge_id, incident_id, action_id);
+    CREATE TABLE incident_index (
+        badge_id TEXT NOT NULL,
+        incident_id TEXT NOT NULL,
+        opened_ns INTEGER NOT NULL,
+        location TEXT NOT NULL DEFAULT '',
+        wearer TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL DEFAULT 'open'
+            CHECK (status IN ('open', 'acknowledged', 'resolved')),
+        legal_hold INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (badge_id, incident_id)
+    );
+    CREATE INDEX incident_index_by_time ON incident_index (opened_ns, badge_id, incident_id);
+    CREATE INDEX incident_index_by_badge
+        ON incident_index (badge_id, opened_ns, incident_id);
+    CREATE INDEX incident_index_by_wearer
+        ON incident_index (wearer, opened_ns, badge_id, incident_id);
+    CREATE INDEX incident_index_by_location
+        ON incident_index (location, opened_ns, badge_id, incident_id);
+    CREATE INDEX incident_index_by_status
+        ON incident_index (status, opened_ns, badge_id, incident_id);
+    CREATE INDEX incident_index_by_id ON incident_index (incident_id);
+    CREATE TABLE incident_index_sync (
+        source TEXT PRIMARY KEY CHECK (source IN ('alerts', 'incidents')),
+        last_rowid INTEGER NOT NULL
+    );
+    """,
 )
 """Each entry moves the schema one version up; never edit one that has shipped."""
 

@@ -4,6 +4,8 @@ It runs the product's own commands as separate processes, exactly as a hospital 
 ``gateway init``, ``gateway enroll``, ``gateway broker-config``, mosquitto with that
 configuration, ``gateway run``, ``badge run`` on the synthetic camera, then ``badge press``;
 it waits until the gateway has receipted the whole incident and reports what happened.
+System tests and benchmarks drive the same :class:`Demo` with other :class:`DemoSettings`
+(a smaller picture, shorter rolls, a bandwidth cap) and kill and restart its processes.
 """
 
 from __future__ import annotations
@@ -18,21 +20,54 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from badge.control import send_command
 from badge.errors import BadgeError
-from badge.receipts import ReceiptStore
+from badge.receipts import ReceiptStore, StoredReceipt
 from evidence.bundle import EnrolmentBundle
 from evidence.messages import Receipt
+from gateway.console.users import Role, UserDirectory
+from gateway.datadir import GatewayDataDir
 
 BADGE_ID = "demo-badge-01"
 PRE_ROLL_S = 10
 POST_ROLL_S = 6
+STOP_WAIT_S = 30
+
+
+DEMO_ADMIN = "demo-admin"
+DEMO_OFFICER = "demo-officer"
+DEMO_PASSWORD = "demo-password-123"  # noqa: S105 - the demo's own, printed for the user
 
 
 class DemoError(Exception):
     """A step of the demo failed; the message says which and where to look."""
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """What the demo's badge records and how it uploads (the defaults are ``make demo``'s)."""
+
+    width: int = 1280
+    height: int = 720
+    segment_seconds: float = 2.0
+    pre_roll_s: float = PRE_ROLL_S
+    post_roll_s: float = POST_ROLL_S
+    chunk_bytes: int = 256 * 1024
+    """Segment data per MQTT message (``[uplink] chunk_bytes``)."""
+    bandwidth_bytes_per_s: int = 0
+    """The badge's upload cap (``[uplink] bandwidth_bytes_per_s``); 0 means none."""
+    audio: str = "synthetic"
+
+
+@dataclass(frozen=True)
+class DemoPress:
+    """What ``badge press`` answered, and when (gateway-host wall clock) it was pressed."""
+
+    incident_id: str
+    pressed_wall_ns: int
 
 
 def _free_port() -> int:
@@ -46,13 +81,18 @@ def _step(text: str) -> None:
     print(f"==> {text}", flush=True)
 
 
+def _silent(_text: str) -> None:
+    """Say nothing (a benchmark prints only its figures)."""
+
+
 def _run(*args: str) -> None:
     result = subprocess.run(args, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise DemoError(f"{' '.join(args[:4])} failed: {result.stderr.strip()}")
 
 
-def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``condition`` every 0.1 s; raise DemoError after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -68,20 +108,33 @@ def _port_open(port: int) -> bool:
 class Demo:
     """The processes of one demo run, all under ``root``."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(
+        self, root: Path, settings: DemoSettings | None = None, *, narrate: bool = True
+    ) -> None:
+        """Plan a run in ``root`` (which must exist); nothing starts until asked.
+
+        ``narrate`` prints each step as it starts (benchmarks turn it off).
+        """
         self.root = root
+        self.settings = settings or DemoSettings()
+        self._say: Callable[[str], None] = _step if narrate else _silent
         self.gateway_data = root / "gateway"
+        self.broker_dir = root / "broker"
         self.bundle = root / "badge-bundle"
         self.badge_data = root / "badge"
         self.processes: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.port = _free_port()
+        self.console_port = _free_port()
         bin_dir = Path(sys.executable).parent
         self.gateway_cmd = [str(bin_dir / "gateway"), "--data", str(self.gateway_data)]
         self.badge_cmd = [str(bin_dir / "badge"), "--config", str(root / "badge.toml")]
 
-    def _start(self, name: str, args: Sequence[str]) -> subprocess.Popen[bytes]:
-        log = (self.root / f"{name}.log").open("wb")
-        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+    def _start(
+        self, name: str, args: Sequence[str], env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        # appended to, so a restarted process's log follows its predecessor's
+        with (self.root / f"{name}.log").open("ab") as log:
+            process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
         self.processes.append((name, process))
         return process
 
@@ -89,11 +142,48 @@ class Demo:
         if process.poll() is not None:
             raise DemoError(f"{name} exited early; see {self.root / (name + '.log')}")
 
+    def process(self, name: str) -> subprocess.Popen[bytes]:
+        """The newest process started as ``name`` ("mosquitto", "gateway" or "badge")."""
+        for started, process in reversed(self.processes):
+            if started == name:
+                return process
+        raise DemoError(f"no {name} process was started")
+
+    def kill(self, name: str) -> None:
+        """SIGKILL the newest ``name`` process (a crash: no goodbye) and reap it."""
+        process = self.process(name)
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+        process.wait(timeout=STOP_WAIT_S)
+
+    def terminate(self, name: str) -> None:
+        """Stop the newest ``name`` process cleanly (SIGTERM) and wait for it."""
+        process = self.process(name)
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=STOP_WAIT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=STOP_WAIT_S)
+
     def set_up_hospital(self) -> None:
         """Create the hospital's keys and enrol one badge."""
-        _step("gateway init: hospital keys (0600), evidence CA, database")
-        _run(*self.gateway_cmd, "init", "--hospital", "Demo City Hospital")
-        _step(f"gateway enroll {BADGE_ID}: badge identity, broker credentials, bundle")
+        self._say("gateway init: hospital keys (0600), evidence CA, database, console admin")
+        password_file = self.root / "console-admin.password"
+        password_file.write_text(DEMO_PASSWORD + "\n")
+        _run(
+            *self.gateway_cmd,
+            "init",
+            "--hospital",
+            "Demo City Hospital",
+            "--admin",
+            DEMO_ADMIN,
+            "--admin-password-file",
+            str(password_file),
+        )
+        add_demo_officer(self.gateway_data)
+        self._say(f"gateway enroll {BADGE_ID}: badge identity, broker credentials, bundle")
         _run(
             *self.gateway_cmd,
             "enroll",
@@ -110,16 +200,15 @@ class Demo:
             "demo",
         )
 
-    def start_broker(self) -> None:
-        """Write the broker configuration and start mosquitto with it."""
-        _step(f"gateway broker-config: per-badge accounts and ACL, TLS on port {self.port}")
-        broker_dir = self.root / "broker"
+    def configure_broker(self) -> None:
+        """Write the broker configuration (``gateway broker-config``) and ``gateway.toml``."""
+        self._say(f"gateway broker-config: per-badge accounts and ACL, TLS on port {self.port}")
         user = pwd.getpwuid(os.geteuid()).pw_name
         _run(
             *self.gateway_cmd,
             "broker-config",
             "--out",
-            str(broker_dir),
+            str(self.broker_dir),
             "--tls-port",
             str(self.port),
             "--bind",
@@ -128,47 +217,70 @@ class Demo:
             user,
         )
         (self.gateway_data / "gateway.toml").write_text(
-            f'[broker]\nport = {self.port}\n\n[paths]\nbroker_dir = "{broker_dir}"\n'
+            f'[broker]\nport = {self.port}\n\n[paths]\nbroker_dir = "{self.broker_dir}"\n\n'
+            # plain HTTP on loopback: a browser here trusts no evidence CA yet
+            f'[console]\nhost = "127.0.0.1"\nport = {self.console_port}\ntls = false\n'
         )
+
+    def start_broker(self) -> None:
+        """Start mosquitto with the written configuration (again after a stop or a kill)."""
         mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        process = self._start("mosquitto", [mosquitto, "-c", str(broker_dir / "mosquitto.conf")])
-        _wait(lambda: _port_open(self.port) or process.poll() is not None, 15, "mosquitto")
+        process = self._start(
+            "mosquitto", [mosquitto, "-c", str(self.broker_dir / "mosquitto.conf")]
+        )
+        wait_for(lambda: _port_open(self.port) or process.poll() is not None, 15, "mosquitto")
         self._alive("mosquitto", process)
 
     def start_gateway(self) -> None:
         """Start ``gateway run`` and wait for systemd's READY=1 on our own notify socket."""
-        _step("gateway run: intake, vault, ledger, receipts, live alerts")
+        self._say("gateway run: intake, vault, ledger, receipts, live alerts")
         notify_path = self.root / "notify.sock"
+        notify_path.unlink(missing_ok=True)
         notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         notify.bind(str(notify_path))
         notify.settimeout(0.5)
-        process = subprocess.Popen(
-            [*self.gateway_cmd, "run"],
-            stdout=(self.root / "gateway.log").open("wb"),
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "NOTIFY_SOCKET": str(notify_path)},
-        )
-        self.processes.append(("gateway", process))
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            self._alive("gateway", process)
-            try:
-                if b"READY=1" in notify.recv(4096):
-                    notify.close()
-                    return
-            except TimeoutError:
-                continue
+        try:
+            process = self._start(
+                "gateway",
+                [*self.gateway_cmd, "run"],
+                env={**os.environ, "NOTIFY_SOCKET": str(notify_path)},
+            )
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                self._alive("gateway", process)
+                try:
+                    if b"READY=1" in notify.recv(4096):
+                        return
+                except TimeoutError:
+                    continue
+        finally:
+            notify.close()
         raise DemoError("gateway did not report READY within 30 s; see gateway.log")
 
-    def start_badge(self) -> None:
-        """Start ``badge run`` on the synthetic camera and microphone."""
-        _step("badge run: synthetic camera 1280x720 at 30 fps, 2 s segments, sealed to the ring")
-        (self.root / "badge.toml").write_text(
+    def write_badge_config(self) -> None:
+        """Write ``badge.toml`` for the synthetic camera and microphone."""
+        settings = self.settings
+        text = (
             f'[badge]\nbundle = "{self.bundle}"\ndata_dir = "{self.badge_data}"\n'
             'location = "Emergency, bay 3"\n\n'
-            '[capture]\nsource = "synthetic"\nwidth = 1280\nheight = 720\n\n'
-            f"[incident]\npre_roll_seconds = {PRE_ROLL_S}\npost_roll_seconds = {POST_ROLL_S}\n"
+            f'[capture]\nsource = "synthetic"\nwidth = {settings.width}\n'
+            f"height = {settings.height}\nsegment_seconds = {settings.segment_seconds}\n"
+            f'audio = "{settings.audio}"\n\n'
+            f"[incident]\npre_roll_seconds = {settings.pre_roll_s}\n"
+            f"post_roll_seconds = {settings.post_roll_s}\n\n"
+            f"[uplink]\nchunk_bytes = {settings.chunk_bytes}\n"
+            f"bandwidth_bytes_per_s = {settings.bandwidth_bytes_per_s}\n"
         )
+        (self.root / "badge.toml").write_text(text)
+
+    def start_badge(self) -> None:
+        """Start ``badge run`` on the synthetic camera and microphone (again after a kill)."""
+        settings = self.settings
+        self._say(
+            f"badge run: synthetic camera {settings.width}x{settings.height} at 30 fps, "
+            f"{settings.segment_seconds:g} s segments, sealed to the ring"
+        )
+        self.write_badge_config()
         process = self._start("badge", [*self.badge_cmd, "run"])
         socket_path = self.badge_data / "control.sock"
 
@@ -180,23 +292,36 @@ class Demo:
                 return False
             return True
 
-        _wait(answering, 30, "the badge to start")
+        wait_for(answering, 30, "the badge to start")
+
+    def press(self) -> DemoPress:
+        """``badge press``: the wearer presses the alert button."""
+        pressed_ns = time.time_ns()
+        answer = send_command(self.badge_data / "control.sock", "press")
+        return DemoPress(str(answer["incident"]), pressed_ns)
+
+    def badge_receipt(self, subject: str, key: str) -> StoredReceipt | None:
+        """The receipt the badge has kept for ``subject`` and ``key``, if any."""
+        receipts = ReceiptStore(self.badge_data / "receipts.db")
+        try:
+            return receipts.get(subject, key)
+        finally:
+            receipts.close()
 
     def press_and_follow(self) -> None:
         """Press the button and wait until the gateway has receipted the whole incident."""
-        _step(f"recording the {PRE_ROLL_S} s pre-roll")
-        time.sleep(PRE_ROLL_S + 2)
-        _step("badge press: the wearer presses the alert button")
-        pressed_ns = time.time_ns()
-        answer = send_command(self.badge_data / "control.sock", "press")
-        incident = str(answer["incident"])
+        self._say(f"recording the {self.settings.pre_roll_s:g} s pre-roll")
+        time.sleep(self.settings.pre_roll_s + 2)
+        self._say("badge press: the wearer presses the alert button")
+        pressed = self.press()
+        incident = pressed.incident_id
         bundle = EnrolmentBundle.load(self.bundle)
         receipts = ReceiptStore(self.badge_data / "receipts.db")
         try:
-            _wait(lambda: receipts.get("alert", incident) is not None, 15, "the alert receipt")
+            wait_for(lambda: receipts.get("alert", incident) is not None, 15, "the alert receipt")
             alert = receipts.get("alert", incident)
-            _step(f"post-roll {POST_ROLL_S} s, then upload of the incident")
-            _wait(
+            self._say(f"post-roll {self.settings.post_roll_s:g} s, then upload of the incident")
+            wait_for(
                 lambda: receipts.get("incident", incident) is not None,
                 120,
                 "the gateway's receipt for the whole incident",
@@ -214,7 +339,7 @@ class Demo:
             )
             for stored in (alert, closing, *segments)
         }
-        latency_ms = (opened["alert", incident].received_wall_ns - pressed_ns) / 1e6
+        latency_ms = (opened["alert", incident].received_wall_ns - pressed.pressed_wall_ns) / 1e6
         record = self.badge_data / "incidents" / f"{incident}.incident"
         vault_bytes = sum(p.stat().st_size for p in (self.gateway_data / "vault").rglob("*.mbseal"))
         print()
@@ -235,15 +360,44 @@ class Demo:
                 process.send_signal(signal.SIGTERM)
         for _, process in reversed(self.processes):
             try:
-                process.wait(timeout=30)
+                process.wait(timeout=STOP_WAIT_S)
             except subprocess.TimeoutExpired:
                 process.kill()
+                process.wait(timeout=STOP_WAIT_S)
+
+
+def add_demo_officer(gateway_data: Path) -> None:
+    """A security officer for the demo, as an administrator would add one in the console."""
+    connection = GatewayDataDir(gateway_data).database()
+    try:
+        UserDirectory(connection).create(
+            DEMO_OFFICER, DEMO_PASSWORD, Role.OFFICER, created_by=DEMO_ADMIN
+        )
+    finally:
+        connection.close()
+
+
+def _keep_running(demo: Demo) -> None:
+    """Leave the console up until Ctrl-C, saying where it is and how to log in."""
+    print(f"\nsecurity console: http://127.0.0.1:{demo.console_port}/")
+    print(f"  log in as {DEMO_OFFICER} (security officer) or {DEMO_ADMIN} (administrator),")
+    print(f"  password {DEMO_PASSWORD!r}; press Ctrl-C to stop everything", flush=True)
+    try:
+        while demo.process("gateway").poll() is None:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        print()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the demo in ``--dir`` (default ./demo-data, replaced on every run)."""
     parser = argparse.ArgumentParser(prog="python -m gateway.demo", description=__doc__)
     parser.add_argument("--dir", type=Path, default=Path("demo-data"))
+    parser.add_argument(
+        "--keep-running",
+        action="store_true",
+        help="leave the gateway and its console running at the end, until Ctrl-C",
+    )
     args = parser.parse_args(argv)
     root = args.dir.resolve()
     shutil.rmtree(root, ignore_errors=True)
@@ -251,10 +405,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo = Demo(root)
     try:
         demo.set_up_hospital()
+        demo.configure_broker()
         demo.start_broker()
         demo.start_gateway()
         demo.start_badge()
         demo.press_and_follow()
+        if args.keep_running:
+            _keep_running(demo)
     except (DemoError, BadgeError) as error:
         print(f"demo failed: {error}", file=sys.stderr)
         return 1

@@ -96,3 +96,15 @@ class GatewayConfigError(GatewayError):
 
 class WebhookError(GatewayError):
     """A webhook's secret cannot be read or is unusable, or its settings are wrong."""
+
+
+class PlaybackError(GatewayError):
+    """An incident's segments cannot be decrypted or remuxed for playback in a browser."""
+
+
+class ConsoleError(GatewayError):
+    """The security console cannot start, or refuses an operation (a bad user, a bad request)."""
+
+
+class ExportError(GatewayError):
+    """An evidence package cannot be made (incident incomplete, vault altered, TSA down, ...)."""

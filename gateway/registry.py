@@ -102,6 +102,35 @@ class BadgeRegistry:
             raise
         return self.get(badge_id)
 
+    def revoke(self, badge_id: str, *, operator: str, reason: str) -> EnrolledBadge:
+        """Mark ``badge_id`` revoked, recorded as an enrolment event.
+
+        The intake refuses a revoked badge at once; the broker refuses its login once
+        ``gateway broker-config`` has run again (it writes no account for it). Enrolling
+        it again with ``rotate`` issues a new key and lifts the revocation.
+        """
+        now = time.time_ns()
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            existing = self._row(badge_id)
+            if existing is None:
+                raise EnrolmentError(f"badge {badge_id} is not enrolled, so it cannot be revoked")
+            if existing["revoked_at_ns"] is not None:
+                raise EnrolmentError(f"badge {badge_id} is revoked already")
+            self._db.execute(
+                "UPDATE badges SET revoked_at_ns = ? WHERE badge_id = ?", (now, badge_id)
+            )
+            self._db.execute(
+                "INSERT INTO enrolment_events (badge_id, kind, at_ns, operator, detail)"
+                " VALUES (?, 'revoked', ?, ?, ?)",
+                (badge_id, now, operator, reason),
+            )
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return self.get(badge_id)
+
     def _row(self, badge_id: str) -> sqlite3.Row | None:
         cursor = self._db.execute("SELECT * FROM badges WHERE badge_id = ?", (badge_id,))
         cursor.row_factory = sqlite3.Row

@@ -1,0 +1,1 @@
+"""The security console: live alerts, badges, incidents, playback, export and the custody log."""

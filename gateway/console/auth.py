@@ -1,0 +1,195 @@
+"""Console authentication: server-side sessions, CSRF tokens and login rate limits.
+
+A session is a random token in an HttpOnly, SameSite=Strict cookie (Secure under TLS); the
+database keeps only its SHA-256, with the user, a per-session CSRF token, and an expiry that
+an idle session reaches after ``idle`` and a busy one after ``maximum``. The user's role and
+whether the account is disabled are read again on every request, so a change takes effect
+at once. Every form carries the CSRF token, compared in constant time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import sqlite3
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from gateway.console.users import ConsoleUser, Role
+
+SESSION_COOKIE = "medbadge_session"
+SECURE_SESSION_COOKIE = "__Host-medbadge_session"
+"""Under TLS: the ``__Host-`` prefix makes browsers insist on Secure, Path=/ and no Domain."""
+LOGIN_CSRF_COOKIE = "medbadge_login_csrf"
+CSRF_FIELD = "csrf"
+CSRF_HEADER = "x-csrf-token"
+_TOKEN_BYTES = 32
+_NS = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class ConsoleSession:
+    """A logged-in user's session, as found from its cookie."""
+
+    username: str
+    role: Role
+    csrf_token: str
+    client: str
+    created_at_ns: int
+    expires_at_ns: int
+
+
+def new_token() -> str:
+    """A fresh random token (256 bits, URL-safe text)."""
+    return secrets.token_urlsafe(_TOKEN_BYTES)
+
+
+def tokens_match(expected: str, given: str | None) -> bool:
+    """True when ``given`` is ``expected``, compared in constant time."""
+    if not expected or not given:
+        return False
+    return hmac.compare_digest(expected.encode(), given.encode())
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+class SessionStore:
+    """The ``console_sessions`` table."""
+
+    def __init__(
+        self,
+        connection: sqlite3.Connection,
+        *,
+        idle_s: float,
+        maximum_s: float,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        """Sessions end after ``idle_s`` unused, and ``maximum_s`` after they began."""
+        self._db = connection
+        self._idle_ns = int(idle_s * _NS)
+        self._max_ns = int(maximum_s * _NS)
+        self._clock = clock
+
+    def open(self, user: ConsoleUser, client: str) -> tuple[str, ConsoleSession]:
+        """Start a session for ``user``; return its cookie token (never stored) and itself."""
+        token, csrf, now = new_token(), new_token(), self._clock()
+        expires = now + min(self._idle_ns, self._max_ns)
+        self._db.execute(
+            "INSERT INTO console_sessions (token_sha256, username, csrf_token, client,"
+            " created_at_ns, last_seen_ns, expires_at_ns) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (_digest(token), user.username, csrf, client[:200], now, now, expires),
+        )
+        return token, ConsoleSession(user.username, user.role, csrf, client, now, expires)
+
+    def find(self, token: str | None) -> ConsoleSession | None:
+        """The live session of ``token`` (extending its idle expiry), or None."""
+        if not token or len(token) > 200:
+            return None
+        now = self._clock()
+        row = self._db.execute(
+            "SELECT s.username, u.role, s.csrf_token, s.client, s.created_at_ns, s.expires_at_ns"
+            " FROM console_sessions s JOIN console_users u ON u.username = s.username"
+            " WHERE s.token_sha256 = ? AND u.disabled = 0",
+            (_digest(token),),
+        ).fetchone()
+        if row is None:
+            return None
+        username, role, csrf, client, created, expires = row
+        if expires <= now:
+            self.close(token)
+            return None
+        expires = min(now + self._idle_ns, created + self._max_ns)
+        self._db.execute(
+            "UPDATE console_sessions SET last_seen_ns = ?, expires_at_ns = ?"
+            " WHERE token_sha256 = ?",
+            (now, expires, _digest(token)),
+        )
+        return ConsoleSession(username, Role(role), csrf, client, created, expires)
+
+    def close(self, token: str) -> None:
+        """End the session of ``token`` (logout)."""
+        self._db.execute("DELETE FROM console_sessions WHERE token_sha256 = ?", (_digest(token),))
+
+    def close_all(self, username: str) -> None:
+        """End every session of ``username`` (after a password, role or account change)."""
+        self._db.execute("DELETE FROM console_sessions WHERE username = ?", (username,))
+
+    def sweep(self) -> int:
+        """Remove expired sessions; return how many."""
+        cursor = self._db.execute(
+            "DELETE FROM console_sessions WHERE expires_at_ns <= ?", (self._clock(),)
+        )
+        return cursor.rowcount
+
+
+@dataclass(frozen=True)
+class LoginLimits:
+    """How many failed logins are allowed in a window before further tries are refused."""
+
+    per_username: int = 5
+    per_client: int = 20
+    window_s: float = 15 * 60
+
+
+class LoginLimiter:
+    """Counts failed logins per user name and per client address, in a sliding window.
+
+    Held in memory: a restart forgets it, which costs an attacker a restart of the gateway.
+    At most ``max_keys`` names and addresses are tracked; the least recently failed go first.
+    """
+
+    def __init__(
+        self,
+        limits: LoginLimits = LoginLimits(),
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        max_keys: int = 10_000,
+    ) -> None:
+        """Count against ``limits``; ``clock`` gives seconds."""
+        self._limits = limits
+        self._clock = clock
+        self._max_keys = max_keys
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def retry_after(self, username: str, client: str) -> float:
+        """Seconds until ``username`` may try again from ``client`` (0: now)."""
+        now = self._clock()
+        with self._lock:
+            waits = [
+                self._wait(f"user:{username}", self._limits.per_username, now),
+                self._wait(f"client:{client}", self._limits.per_client, now),
+            ]
+        return max(waits)
+
+    def failed(self, username: str, client: str) -> None:
+        """Count one failed login."""
+        now = self._clock()
+        with self._lock:
+            for key in (f"user:{username}", f"client:{client}"):
+                times = self._failures.pop(key, deque())
+                times.append(now)
+                self._failures[key] = times
+            while len(self._failures) > self._max_keys:
+                self._failures.popitem(last=False)
+
+    def succeeded(self, username: str) -> None:
+        """Forget the failures of ``username`` (its client's stay counted)."""
+        with self._lock:
+            self._failures.pop(f"user:{username}", None)
+
+    def _wait(self, key: str, limit: int, now: float) -> float:
+        times = self._failures.get(key)
+        if times is None:
+            return 0.0
+        while times and times[0] <= now - self._limits.window_s:
+            times.popleft()
+        if len(times) < limit:
+            return 0.0
+        return times[-limit] + self._limits.window_s - now

@@ -1,0 +1,221 @@
+"""Serving the console: uvicorn on its own thread, HTTPS from the evidence CA, in ``gateway run``.
+
+``ConsoleServer`` opens its own database connection, ledger and custody log (the intake
+has its own), builds the application and runs uvicorn on a background thread; ``start``
+returns once the socket listens and raises ConsoleError when it cannot (a taken port, an
+unreadable key). Under TLS the server certificate is issued by the hospital evidence CA
+into ``DATA/console/`` and issued again when the names it must carry change or it nears
+its end, so browsers that trust the evidence CA trust the console.
+
+``ConsoleGateway`` is the gateway daemon with the console: the intake, the webhooks and
+the live channel of ``GatewayDaemon``, plus this server fed by that channel.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import uvicorn
+from cryptography import x509
+
+from gateway.ca import CA_CERT_FILE, write_certificate, write_private_key
+from gateway.config import ConsoleSettings, GatewayConfig
+from gateway.console.app import create_app
+from gateway.console.core import ConsoleOptions
+from gateway.custody import CustodyLog
+from gateway.daemon import GatewayDaemon
+from gateway.datadir import GatewayDataDir
+from gateway.errors import ConsoleError, GatewayError
+from gateway.ledger import open_ledger
+from gateway.live import AlertChannel
+
+log = logging.getLogger(__name__)
+
+CONSOLE_DIR = "console"
+CERT_FILE = "console.crt"
+KEY_FILE = "console.key"
+RENEW_BEFORE = timedelta(days=30)
+START_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 5.0
+_LOOPBACK_NAMES = ("localhost",)
+_LOOPBACK_IPS = ("127.0.0.1",)
+
+
+@dataclass(frozen=True)
+class ServerCertificate:
+    """Where the console's TLS key and certificate are."""
+
+    key_file: Path
+    certificate_file: Path
+    ca_file: Path
+    """The evidence CA certificate browsers must trust."""
+
+
+def server_certificate(data_dir: GatewayDataDir, settings: ConsoleSettings) -> ServerCertificate:
+    """The console's TLS certificate from the evidence CA, issued now if missing or stale."""
+    directory = data_dir.root / CONSOLE_DIR
+    directory.mkdir(mode=0o700, exist_ok=True)
+    key_file, certificate_file = directory / KEY_FILE, directory / CERT_FILE
+    hostnames = list(dict.fromkeys([*_LOOPBACK_NAMES, *settings.hostnames]))
+    ips = list(dict.fromkeys([*_LOOPBACK_IPS, *settings.ips]))
+    if not _still_good(certificate_file, key_file, hostnames, ips):
+        key, certificate = data_dir.evidence_ca().issue_server_certificate(hostnames, ips)
+        write_private_key(key_file, key)
+        write_certificate(certificate_file, certificate)
+        log.info("issued the console's TLS certificate for %s", ", ".join(hostnames + ips))
+    return ServerCertificate(key_file, certificate_file, data_dir.ca_dir / CA_CERT_FILE)
+
+
+def _still_good(
+    certificate_file: Path, key_file: Path, hostnames: list[str], ips: list[str]
+) -> bool:
+    """True when the certificate names exactly these hosts and is far from its end."""
+    if not certificate_file.is_file() or not key_file.is_file():
+        return False
+    try:
+        certificate = x509.load_pem_x509_certificate(certificate_file.read_bytes())
+        names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (ValueError, x509.ExtensionNotFound, OSError):
+        return False
+    dns = sorted(names.get_values_for_type(x509.DNSName))
+    addresses = sorted(str(address) for address in names.get_values_for_type(x509.IPAddress))
+    fresh = certificate.not_valid_after_utc - datetime.now(UTC) > RENEW_BEFORE
+    return fresh and dns == sorted(hostnames) and addresses == sorted(ips)
+
+
+def console_options(config: GatewayConfig) -> ConsoleOptions:
+    """The application's options from the gateway configuration."""
+    settings = config.console
+    passphrase = None
+    if settings.custodian_passphrase_file is not None:
+        try:
+            passphrase = settings.custodian_passphrase_file.read_bytes().rstrip(b"\r\n")
+        except OSError as error:
+            raise ConsoleError(
+                f"cannot read console.custodian_passphrase_file "
+                f"{settings.custodian_passphrase_file}: {error.strerror}"
+            ) from None
+    return ConsoleOptions(
+        secure_cookies=settings.tls,
+        session_idle_s=settings.session_idle_minutes * 60.0,
+        session_max_s=settings.session_max_hours * 3600.0,
+        custodian_passphrase=passphrase,
+        broker_host=settings.hostnames[0] if settings.hostnames else config.broker.host,
+        broker_port=config.broker.port,
+    )
+
+
+class ConsoleServer:
+    """The console's HTTP(S) server on a background thread."""
+
+    def __init__(
+        self, data_dir: GatewayDataDir, config: GatewayConfig, channel: AlertChannel
+    ) -> None:
+        """Prepare the server (``start`` opens the database and listens)."""
+        self.data_dir = data_dir
+        self.config = config
+        self.channel = channel
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._connection: sqlite3.Connection | None = None
+
+    @property
+    def url(self) -> str:
+        """Where browsers reach the console."""
+        settings = self.config.console
+        scheme = "https" if settings.tls else "http"
+        host = settings.hostnames[0] if settings.hostnames else settings.host
+        if host in ("0.0.0.0", "::"):  # noqa: S104 - naming the address, not binding it
+            host = "localhost"
+        return f"{scheme}://{host}:{settings.port}/"
+
+    def start(self) -> None:
+        """Open the database, build the app, listen; ConsoleError if it does not come up."""
+        settings = self.config.console
+        options = console_options(self.config)
+        connection = self.data_dir.database()
+        try:
+            custody = CustodyLog(open_ledger(self.data_dir, connection, verify=False), connection)
+            app = create_app(self.data_dir, connection, self.channel, custody, options)
+            tls: dict[str, str] = {}
+            if settings.tls:
+                files = server_certificate(self.data_dir, settings)
+                tls = {
+                    "ssl_keyfile": str(files.key_file),
+                    "ssl_certfile": str(files.certificate_file),
+                }
+        except GatewayError:
+            connection.close()
+            raise
+        server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                host=settings.host,
+                port=settings.port,
+                log_level="warning",
+                access_log=False,
+                lifespan="off",
+                timeout_graceful_shutdown=2,
+                **tls,  # type: ignore[arg-type]
+            )
+        )
+        thread = threading.Thread(target=server.run, name="console-http", daemon=True)
+        thread.start()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                server.should_exit = True
+                connection.close()
+                raise ConsoleError(
+                    f"the console could not listen on {settings.host}:{settings.port} (is the "
+                    "port taken? see the log above); set [console] port or enabled = false"
+                )
+            time.sleep(0.02)
+        self._server, self._thread, self._connection = server, thread, connection
+        log.info("console serving at %s", self.url)
+
+    def stop(self) -> None:
+        """Stop serving (open streams end when the live channel closes) and close the database."""
+        if self._server is None or self._thread is None:
+            return
+        self._server.should_exit = True
+        self._thread.join(STOP_TIMEOUT_S + 3)
+        self._server = self._thread = None
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+class ConsoleGateway(GatewayDaemon):
+    """``gateway run`` with the console: intake, live alerts, webhooks and the HTTP server."""
+
+    def __init__(
+        self,
+        data_dir: GatewayDataDir,
+        config: GatewayConfig,
+        *,
+        channel: AlertChannel | None = None,
+    ) -> None:
+        """Check what the daemon needs (GatewayError), and prepare the console."""
+        super().__init__(data_dir, config, channel=channel)
+        self.console = ConsoleServer(data_dir, config, self.channel)
+
+    def start(self) -> None:
+        """Start the console first (a taken port stops the start), then the intake."""
+        self.console.start()
+        try:
+            super().start()
+        except BaseException:
+            self.console.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop the intake and webhooks, close the live channel (ending streams), stop serving."""
+        super().stop()
+        self.console.stop()

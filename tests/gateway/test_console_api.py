@@ -1,0 +1,329 @@
+"""The console over real HTTP (uvicorn on 127.0.0.1), fed by a real intake: sessions, roles,
+CSRF, rate limits, custody records, playback, search, enrolment and the live stream."""
+
+from __future__ import annotations
+
+import http.client
+import io
+import json
+import re
+import subprocess
+import tarfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from evidence.bundle import EnrolmentBundle
+from gateway.broker_accounts import broker_accounts
+from gateway.broker_config import hash_broker_password
+from gateway.cli import main
+from gateway.console.users import Role, UserDirectory
+from gateway.datadir import GatewayDataDir
+from gateway.registry import BadgeRegistry
+from tests.gateway.badge_messages import BadgeMessages
+from tests.gateway.console_support import (
+    PASSWORD,
+    ConsoleHarness,
+    WebClient,
+    incident_messages,
+    recorded_segments,
+    running_console,
+    seal_recording,
+)
+
+
+@pytest.fixture
+def console(tmp_path: Path) -> Iterator[ConsoleHarness]:
+    with running_console(tmp_path) as harness:
+        yield harness
+
+
+def custody_rows(console: ConsoleHarness) -> list[tuple[str, str, str, str]]:
+    connection = console.hospital.data_dir.database()
+    try:
+        rows = connection.execute(
+            "SELECT actor, action, subject, justification FROM custody_entries ORDER BY entry_id"
+        ).fetchall()
+    finally:
+        connection.close()
+    return [tuple(row) for row in rows]
+
+
+def record_incident(console: ConsoleHarness, incident_id: str = "inc-1") -> None:
+    badge = BadgeMessages.of(console.hospital.bundles["badge-a"])
+    console.send(incident_messages(badge, incident_id, seal_recording(badge, recorded_segments())))
+
+
+def test_login_sets_a_strict_http_only_session_and_is_recorded(console: ConsoleHarness) -> None:
+    client = WebClient(console.url)
+    refused = client.login("olga", "not the password at all")
+    assert refused.status == 401 and "Wrong user name or password" in refused.text
+    accepted = client.login("olga")
+    assert accepted.status == 303 and accepted.headers["location"] == "/alerts"
+    cookie = accepted.headers["set-cookie"]
+    assert "medbadge_session=" in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie
+    assert client.request("/alerts").status == 200
+    assert [row[:3] for row in custody_rows(console)[-2:]] == [
+        ("olga", "login", "olga"),
+        ("olga", "login", "olga"),
+    ]
+    token = client.csrf("/alerts")
+    assert client.request("/logout", {"csrf": token}).status == 303
+    assert client.request("/alerts").headers["location"].startswith("/login")
+
+
+def test_repeated_failures_lock_the_name_even_for_the_right_password(
+    console: ConsoleHarness,
+) -> None:
+    client = WebClient(console.url)
+    for _ in range(5):
+        assert client.login("carl", "wrong password here").status == 401
+    locked = client.login("carl")
+    assert locked.status == 429 and "Too many failed logins" in locked.text
+    assert WebClient(console.url).login("aida").status == 303  # another name is not locked
+
+
+def test_each_role_sees_what_it_needs_and_is_told_which_role_it_lacks(
+    console: ConsoleHarness,
+) -> None:
+    record_incident(console)
+    anonymous = WebClient(console.url)
+    assert anonymous.request("/incidents").headers["location"] == "/login?next=/incidents"
+    assert anonymous.request("/api/incidents").status == 401
+    officer, custodian = WebClient(console.url), WebClient(console.url)
+    officer.login("olga")
+    custodian.login("carl")
+    token = officer.csrf("/incidents/badge-a/inc-1")
+    denied = officer.request(
+        "/incidents/badge-a/inc-1/export", {"csrf": token, "justification": "court order 7"}
+    )
+    assert denied.status == 403 and "evidence custodian" in denied.text
+    assert "Traceback" not in denied.text
+    users = custodian.request("/users")
+    assert users.status == 403 and "administrator" in users.text
+    assert custodian.request("/alerts").status == 403
+    assert "export" not in [row[1] for row in custody_rows(console)]
+
+
+def test_a_post_without_the_session_csrf_token_does_nothing(console: ConsoleHarness) -> None:
+    record_incident(console)
+    officer = WebClient(console.url)
+    officer.login("olga")
+    refused = officer.request("/alerts/badge-a/inc-1/acknowledge", {"csrf": "forged"})
+    assert refused.status == 400 and "security token" in refused.text
+    api = officer.request(
+        "/api/alerts/badge-a/inc-1/acknowledge", {}, headers={"X-CSRF-Token": "forged"}
+    )
+    assert api.status == 400
+    assert json.loads(officer.request("/api/incidents/badge-a/inc-1").body)["status"] == "open"
+    token = json.loads(officer.request("/api/session").body)["csrf_token"]
+    done = officer.request("/api/alerts/badge-a/inc-1/acknowledge", {}, {"X-CSRF-Token": token})
+    assert done.status == 200
+    state = json.loads(officer.request("/api/incidents/badge-a/inc-1").body)
+    assert state["status"] == "acknowledged" and state["actions"][0]["by"] == "olga"
+    assert ("olga", "acknowledge", "inc-1", "") in custody_rows(console)
+
+
+def test_footage_plays_only_after_a_recorded_justification(
+    console: ConsoleHarness, tmp_path: Path
+) -> None:
+    record_incident(console)
+    officer = WebClient(console.url)
+    officer.login("olga")
+    page = officer.request("/incidents/badge-a/inc-1").text
+    assert "Verification: verified" in page and "/video/" not in page
+    token = officer.csrf("/incidents/badge-a/inc-1")
+    unjustified = officer.request("/incidents/badge-a/inc-1/view", {"csrf": token})
+    assert unjustified.status == 400
+    assert officer.request("/incidents/badge-a/inc-1/video/guessed").status == 400
+    granted = officer.request(
+        "/incidents/badge-a/inc-1/view", {"csrf": token, "justification": "complaint 42"}
+    )
+    assert granted.status == 303
+    player = officer.request(granted.headers["location"].split("#")[0]).text
+    found = re.search(r'src="(/incidents/badge-a/inc-1/video/[^"]+)"', player)
+    assert found is not None
+    video = officer.request(found.group(1))
+    assert video.status == 200 and video.headers["content-type"] == "video/mp4"
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(video.body)
+    probe = json.loads(
+        subprocess.run(
+            ["ffprobe", "-v", "error", "-show_streams", "-show_format", "-of", "json", str(clip)],
+            capture_output=True,
+            check=True,
+        ).stdout
+    )
+    assert sorted(stream["codec_name"] for stream in probe["streams"]) == ["aac", "h264"]
+    assert float(probe["format"]["duration"]) == pytest.approx(6.0, abs=0.1)
+    assert ("olga", "view", "inc-1", "complaint 42") in custody_rows(console)
+    stranger = WebClient(console.url)
+    stranger.login("carl")
+    assert stranger.request(found.group(1)).status == 400  # the grant is olga's alone
+
+
+def test_search_filters_and_pages_through_incidents(console: ConsoleHarness) -> None:
+    a = BadgeMessages.of(console.hospital.bundles["badge-a"])
+    b = BadgeMessages.of(console.hospital.bundles["badge-b"])
+    for number in range(5):
+        console.send([(a.topic("alert"), a.alert(f"a-{number}"))])
+    console.send([(b.topic("alert"), b.alert("b-0"))])
+    auditor = WebClient(console.url)
+    auditor.login("aida")
+    first = json.loads(auditor.request("/api/incidents?badge=badge-a&limit=2").body)
+    assert [item["incident"] for item in first["incidents"]] == ["a-4", "a-3"]
+    following = json.loads(
+        auditor.request(f"/api/incidents?badge=badge-a&limit=2&after={first['next']}").body
+    )
+    assert [item["incident"] for item in following["incidents"]] == ["a-2", "a-1"]
+    wearer = json.loads(auditor.request("/api/incidents?wearer=Nurse+badge-b").body)
+    assert [item["incident"] for item in wearer["incidents"]] == ["b-0"]
+    assert json.loads(auditor.request("/api/incidents?status=resolved").body)["incidents"] == []
+    page = auditor.request("/incidents?badge=badge-a&limit=2").text
+    assert 'id="older"' in page and "a-4" in page and "a-2" not in page
+
+
+def test_enrolment_bundle_downloads_once_and_revocation_closes_the_broker_account(
+    console: ConsoleHarness, tmp_path: Path
+) -> None:
+    admin = WebClient(console.url)
+    admin.login("adam")
+    token = admin.csrf("/badges")
+    enrolled = admin.request(
+        "/badges/enrol",
+        {"csrf": token, "badge_id": "er-badge-07", "wearer": "Dr. N. Sadykov", "location": "ER"},
+    )
+    assert enrolled.status == 303
+    link = re.search(
+        r'href="(/badges/bundle/[^"]+)"', admin.request(enrolled.headers["location"]).text
+    )
+    assert link is not None
+    bundle = admin.request(link.group(1))
+    assert bundle.status == 200 and "attachment" in bundle.headers["content-disposition"]
+    with tarfile.open(fileobj=io.BytesIO(bundle.body)) as archive:
+        archive.extractall(tmp_path / "unpacked", filter="data")
+    loaded = EnrolmentBundle.load(tmp_path / "unpacked" / "er-badge-07")
+    assert loaded.identity.badge_id == "er-badge-07"
+    assert admin.request(link.group(1)).status == 400  # once only
+    revoked = admin.request(
+        "/badges/er-badge-07/revoke", {"csrf": token, "reason": "lost in the car park"}
+    )
+    assert revoked.status == 303
+    data_dir = console.hospital.data_dir
+    connection = data_dir.database()
+    try:
+        assert BadgeRegistry(connection).get("er-badge-07").revoked_at_ns is not None
+    finally:
+        connection.close()
+    accounts = [
+        account.username
+        for account in broker_accounts(data_dir, hash_broker_password("gateway-pass"))
+    ]
+    assert "er-badge-07" not in accounts and "badge-a" in accounts
+    assert [row[:2] for row in custody_rows(console)[-2:]] == [
+        ("adam", "enrol"),
+        ("adam", "revoke"),
+    ]
+
+
+def test_the_live_stream_carries_a_press_to_an_open_console(console: ConsoleHarness) -> None:
+    officer = WebClient(console.url)
+    officer.login("olga")
+    cookie = "; ".join(f"{c.name}={c.value}" for c in officer.cookies)
+    host, port = console.url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    connection.request("GET", "/alerts/stream", headers={"Cookie": cookie})
+    response = connection.getresponse()
+    assert response.status == 200
+    assert response.getheader("content-type", "").startswith("text/event-stream")
+    assert response.readline() == b"retry: 1000\n"
+    response.readline()
+    badge = BadgeMessages.of(console.hospital.bundles["badge-b"])
+    threading.Timer(0.2, console.send, [[(badge.topic("alert"), badge.alert("live-1"))]]).start()
+    assert response.readline() == b"event: alert\n"
+    document = json.loads(response.readline().removeprefix(b"data: "))
+    assert (document["badge"], document["incident"]) == ("badge-b", "live-1")
+    assert (document["wearer"], document["location"]) == ("Nurse badge-b", "Ward 3")
+    assert document["received"]["wall"].endswith("Z")
+    connection.close()
+
+
+def test_errors_are_pages_and_the_api_is_described(console: ConsoleHarness) -> None:
+    client = WebClient(console.url)
+    missing = client.request("/no/such/page")
+    assert missing.status == 404 and "<html" in missing.text and "Traceback" not in missing.text
+    schema = json.loads(client.request("/api/openapi.json").body)
+    assert schema["openapi"].startswith("3.") and "/api/incidents" in schema["paths"]
+    headers = client.request("/login").headers
+    assert "default-src 'self'" in headers["content-security-policy"]
+    assert headers["x-frame-options"] == "DENY"
+
+
+def test_init_creates_the_first_administrator(tmp_path: Path) -> None:
+    password_file = tmp_path / "admin.password"
+    password_file.write_text(PASSWORD + "\n")
+    data = tmp_path / "gateway"
+    assert (
+        main(
+            [
+                "--data",
+                str(data),
+                "init",
+                "--hospital",
+                "Init Hospital",
+                "--admin",
+                "root-admin",
+                "--admin-password-file",
+                str(password_file),
+            ]
+        )
+        == 0
+    )
+    connection = GatewayDataDir(data).database()
+    try:
+        users = UserDirectory(connection)
+        admin = users.authenticate("root-admin", PASSWORD)
+        assert admin is not None and admin.role is Role.ADMIN
+        assert users.authenticate("root-admin", "wrong password!!") is None
+    finally:
+        connection.close()
+    short = tmp_path / "short.password"
+    short.write_text("short\n")
+    refused = main(
+        [
+            "--data",
+            str(tmp_path / "other"),
+            "init",
+            "--hospital",
+            "H",
+            "--admin",
+            "a",
+            "--admin-password-file",
+            str(short),
+        ]
+    )
+    assert refused == 1 and not (tmp_path / "other").exists()
+
+
+def test_a_custodian_exports_a_verified_package_recorded_in_custody(
+    console: ConsoleHarness,
+) -> None:
+    record_incident(console)
+    custodian = WebClient(console.url)
+    custodian.login("carl")
+    token = custodian.csrf("/incidents/badge-a/inc-1")
+    done = custodian.request(
+        "/incidents/badge-a/inc-1/export", {"csrf": token, "justification": "court order 7/2026"}
+    )
+    assert done.status == 303, done.text
+    link = re.search(
+        r'href="(/incidents/badge-a/inc-1/export/[^"]+)"',
+        custodian.request(done.headers["location"]).text,
+    )
+    assert link is not None
+    package = custodian.request(link.group(1))
+    assert package.status == 200 and package.body.startswith(b"PK")
+    assert custodian.request(link.group(1)).status == 400  # once only
+    assert ("carl", "export", "inc-1", "court order 7/2026") in custody_rows(console)
