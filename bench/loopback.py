@@ -1,0 +1,377 @@
+"""A hospital on loopback for benchmarks and load tests, and the raw MQTT path it is held to.
+
+:class:`BenchHospital` is the demo's hospital (:class:`gateway.demo.Demo`: the same
+mosquitto configuration, the same ``gateway run``) with many badges enrolled in-process and
+two more broker accounts for measuring the broker alone: ``bench-probe-out`` (gateway role,
+may write ``medbadge/v1/gateway/#``) publishes to ``bench-probe-in`` (badge role, reads its
+own ``medbadge/v1/gateway/bench-probe-in/#``), topics the gateway's intake never sees.
+
+:class:`RawTransfer` moves payloads over that path with paho, QoS 1 on both sides, through
+the same TLS listener the badges use: the physical limit the uplink benchmarks are held to.
+Its receiving side runs as its own process (``python -m bench.loopback receive ...``), as
+the gateway does, so neither side shares an interpreter with the other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pwd
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
+
+from evidence.bundle import EnrolmentBundle
+from evidence.durable import write_durably
+from evidence.keys import HpkeSuite
+from evidence.messages import Receipt, Rejection
+from evidence.topics import PREFIX, gateway_filter, parse_gateway_topic
+from gateway.broker_accounts import broker_accounts
+from gateway.broker_config import (
+    BrokerAccount,
+    BrokerSettings,
+    hash_broker_password,
+    new_broker_password,
+    write_broker_config,
+)
+from gateway.config import GATEWAY_PASSWORD_FILE
+from gateway.datadir import GatewayDataDir
+from gateway.demo import Demo
+from gateway.enrolment import enroll_badge
+
+PROBE_SENDER = "bench-probe-out"
+PROBE_RECEIVER = "bench-probe-in"
+PROBE_TOPIC = f"{PREFIX}/gateway/{PROBE_RECEIVER}/probe"
+HOST = "localhost"
+"""The name on the broker's server certificate (the gateway connects by it too)."""
+WAIT_S = 30.0
+WINDOW = 16
+"""Messages a benchmark publisher may have unacknowledged (the badge uplink allows 8)."""
+
+
+class BenchHospital(Demo):
+    """A gateway data directory with ``badges`` enrolled badges, its broker and its gateway."""
+
+    def __init__(self, root: Path, badges: int, *, prefix: str = "bench-badge") -> None:
+        """Plan the hospital in ``root``; :meth:`set_up_hospital` creates it."""
+        super().__init__(root, narrate=False)
+        self.badge_ids = [f"{prefix}-{number:03d}" for number in range(badges)]
+        self.passwords = {name: new_broker_password() for name in (PROBE_SENDER, PROBE_RECEIVER)}
+
+    @property
+    def data_dir(self) -> GatewayDataDir:
+        """The gateway data directory."""
+        return GatewayDataDir(self.gateway_data)
+
+    def bundle_dir(self, badge_id: str) -> Path:
+        """Where ``badge_id``'s enrolment bundle is."""
+        return self.root / "bundles" / badge_id
+
+    def bundles(self) -> list[EnrolmentBundle]:
+        """Every enrolled badge's bundle, in enrolment order."""
+        return [EnrolmentBundle.load(self.bundle_dir(badge_id)) for badge_id in self.badge_ids]
+
+    def set_up_hospital(self) -> None:
+        """``gateway init`` and the enrolment of every badge, through the product's own API."""
+        data_dir = self.data_dir
+        data_dir.initialise("Bench Hospital", HpkeSuite.X25519, None)
+        for badge_id in self.badge_ids:
+            enroll_badge(
+                data_dir,
+                badge_id,
+                self.bundle_dir(badge_id),
+                broker_host=HOST,
+                broker_port=self.port,
+                operator="bench",
+            )
+
+    def configure_broker(self) -> None:
+        """The broker's files: every badge, the gateway, the two probe accounts; gateway.toml."""
+        data_dir = self.data_dir
+        gateway_password = new_broker_password()
+        write_durably(
+            data_dir.keys / GATEWAY_PASSWORD_FILE, gateway_password.encode() + b"\n", 0o600
+        )
+        accounts = broker_accounts(data_dir, hash_broker_password(gateway_password))
+        accounts.append(
+            BrokerAccount(
+                PROBE_SENDER, hash_broker_password(self.passwords[PROBE_SENDER]), "gateway"
+            )
+        )
+        accounts.append(
+            BrokerAccount(
+                PROBE_RECEIVER, hash_broker_password(self.passwords[PROBE_RECEIVER]), "badge"
+            )
+        )
+        settings = BrokerSettings(
+            tls_port=self.port,
+            bind_tls="127.0.0.1",
+            run_as_user=pwd.getpwuid(os.geteuid()).pw_name,
+        )
+        write_broker_config(
+            self.broker_dir,
+            accounts,
+            settings,
+            data_dir.evidence_ca(),
+            server_hostnames=[HOST],
+            server_ips=["127.0.0.1"],
+        )
+        (self.gateway_data / "gateway.toml").write_text(
+            f'[broker]\nport = {self.port}\n\n[paths]\nbroker_dir = "{self.broker_dir}"\n\n'
+            # the console runs inside ``gateway run``, as in production, on a port of its own
+            f'[console]\nhost = "127.0.0.1"\nport = {self.console_port}\ntls = false\n'
+        )
+
+    def start(self) -> None:
+        """Create the hospital and start its broker and ``gateway run``."""
+        self.set_up_hospital()
+        self.configure_broker()
+        self.start_broker()
+        self.start_gateway()
+
+    def probe_client(self, username: str) -> mqtt.Client:
+        """A connected paho client (TLS, MQTT v5) with a probe account, its loop running."""
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=username, protocol=mqtt.MQTTv5)
+        client.username_pw_set(username, self.passwords[username])
+        client.tls_set(ca_certs=str(self.broker_dir / "ca.crt"))
+        connected = threading.Event()
+        client.on_connect = lambda *_args: connected.set()
+        client.connect(HOST, self.port, keepalive=60)
+        client.loop_start()
+        if not connected.wait(WAIT_S):
+            raise RuntimeError(f"probe account {username} could not connect to the broker")
+        return client
+
+    def gateway_rss_bytes(self) -> int:
+        """The resident memory of the running ``gateway run`` process, from /proc."""
+        status = Path(f"/proc/{self.process('gateway').pid}/status").read_text()
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError("no VmRSS line in /proc/<gateway>/status")
+
+
+class WindowedPublisher:
+    """Publishes QoS 1 on a paho client (its own loop thread) with a bounded window."""
+
+    def __init__(self, client: mqtt.Client, window: int = WINDOW) -> None:
+        """Take over ``client``'s ``on_publish``; at most ``window`` messages unacknowledged."""
+        self._client = client
+        self._window = window
+        self._acked = threading.Condition()
+        self._unacked = 0
+        client.on_publish = self._on_publish
+
+    def _on_publish(self, *_args: Any) -> None:
+        with self._acked:
+            self._unacked -= 1
+            self._acked.notify_all()
+
+    def publish_all(self, messages: Sequence[tuple[str, bytes]]) -> int:
+        """Publish every (topic, payload) in order; return the monotonic ns of the first."""
+        start = time.monotonic_ns()
+        for topic, payload in messages:
+            with self._acked:
+                if not self._acked.wait_for(lambda: self._unacked < self._window, WAIT_S):
+                    raise RuntimeError(f"no PUBACK within {WAIT_S} s while publishing {topic}")
+                self._unacked += 1
+            self._client.publish(topic, payload, qos=1)
+        return start
+
+
+class BadgeLink:
+    """One badge's own broker connection (its login, TLS), timing the receipts it gets."""
+
+    def __init__(self, bundle: EnrolmentBundle, ca_file: Path) -> None:
+        """Connect as the badge of ``bundle`` and subscribe to its receipts."""
+        self.badge_id = bundle.identity.badge_id
+        self._gateway_key = bundle.gateway_key
+        self._changed = threading.Condition()
+        self.receipts: dict[tuple[str, str], tuple[Receipt, int]] = {}
+        """(subject, key) -> the verified receipt and the monotonic ns it arrived."""
+        self.rejections: list[str] = []
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=self.badge_id, protocol=mqtt.MQTTv5
+        )
+        self.client.username_pw_set(bundle.broker.username, bundle.broker.password)
+        self.client.tls_set(ca_certs=str(ca_file))
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *_args: self._note("subscribed")
+        self.publisher = WindowedPublisher(self.client)
+        self._flags: set[str] = set()
+        self.client.on_connect = lambda client, *_args: client.subscribe(
+            gateway_filter(self.badge_id), qos=1
+        )
+        self.client.connect(bundle.broker.host, bundle.broker.port, keepalive=60)
+        self.client.loop_start()
+        self._wait(lambda: "subscribed" in self._flags, "its subscription")
+
+    def _note(self, flag: str) -> None:
+        with self._changed:
+            self._flags.add(flag)
+            self._changed.notify_all()
+
+    def _wait(self, ready: Callable[[], bool], what: str) -> None:
+        with self._changed:
+            if not self._changed.wait_for(ready, WAIT_S):
+                raise RuntimeError(f"badge {self.badge_id}: no {what} within {WAIT_S} s")
+
+    def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        arrived = time.monotonic_ns()
+        payload = bytes(message.payload)
+        _badge, kind = parse_gateway_topic(message.topic)
+        with self._changed:
+            if kind == "reject":
+                rejection = Rejection.open(payload, self._gateway_key, message.topic)
+                self.rejections.append(f"{rejection.reason}: {rejection.detail}")
+            else:
+                receipt = Receipt.open(payload, self._gateway_key, message.topic)
+                self.receipts.setdefault((receipt.subject, receipt.key), (receipt, arrived))
+            self._changed.notify_all()
+
+    def wait_receipt(self, subject: str, key: str) -> int:
+        """Wait for the receipt of ``subject`` ``key``; return the monotonic ns it arrived."""
+        self._wait(
+            lambda: (subject, key) in self.receipts or bool(self.rejections),
+            f"{subject} receipt {key}",
+        )
+        if self.rejections:
+            raise RuntimeError(f"badge {self.badge_id}: the gateway refused {self.rejections}")
+        return self.receipts[subject, key][1]
+
+    def close(self) -> None:
+        """Disconnect."""
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+class RawTransfer:
+    """Payloads over the probe path: a publisher here, a byte-counting receiver process."""
+
+    def __init__(self, hospital: BenchHospital) -> None:
+        """Connect the publisher and start the receiver process."""
+        self._hospital = hospital
+        self._sender = hospital.probe_client(PROBE_SENDER)
+        self._publisher = WindowedPublisher(self._sender)
+        password_file = hospital.root / "probe-in.password"
+        write_durably(password_file, hospital.passwords[PROBE_RECEIVER].encode(), 0o600)
+        self._receiver = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bench.loopback",
+                "receive",
+                "--port",
+                str(hospital.port),
+                "--ca",
+                str(hospital.broker_dir / "ca.crt"),
+                "--password-file",
+                str(password_file),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        if self._receiver.stdin is None or self._receiver.stdout is None:
+            raise RuntimeError("the raw receiver has no pipes")
+        self._to_receiver = self._receiver.stdin
+        self._from_receiver = self._receiver.stdout
+        if self._line() != "ready":
+            raise RuntimeError("the raw receiver did not subscribe")
+
+    def _line(self) -> str:
+        line = self._from_receiver.readline()
+        if not line:
+            raise RuntimeError("the raw receiver process ended")
+        return line.strip()
+
+    def send(self, payloads: Sequence[bytes]) -> float:
+        """Publish ``payloads`` (QoS 1, windowed as the uplink benchmarks' publishers are);
+        return the seconds from the first publish until the receiver had every byte (its
+        clock and ours are the same CLOCK_MONOTONIC)."""
+        total = sum(len(payload) for payload in payloads)
+        self._to_receiver.write(f"{total}\n")
+        self._to_receiver.flush()
+        if self._line() != "armed":
+            raise RuntimeError("the raw receiver did not arm")
+        start = self._publisher.publish_all([(PROBE_TOPIC, payload) for payload in payloads])
+        done_ns = int(self._line())
+        return (done_ns - start) / 1e9
+
+    def round_trip(self, payload: bytes) -> float:
+        """Seconds from one QoS 1 publish until the receiver had it."""
+        return self.send([payload])
+
+    def close(self) -> None:
+        """Disconnect the publisher and end the receiver."""
+        self._sender.disconnect()
+        self._sender.loop_stop()
+        self._to_receiver.close()
+        try:
+            self._receiver.wait(10)
+        except subprocess.TimeoutExpired:
+            self._receiver.kill()
+            self._receiver.wait(10)
+
+
+def _receive(port: int, ca: Path, password: str) -> int:
+    """The receiving side: count bytes on the probe topic; report when a batch is complete."""
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=PROBE_RECEIVER, protocol=mqtt.MQTTv5
+    )
+    client.username_pw_set(PROBE_RECEIVER, password)
+    client.tls_set(ca_certs=str(ca))
+    state = {"want": 0, "got": 0}
+    done = threading.Event()
+    subscribed = threading.Event()
+
+    def on_message(_client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        state["got"] += len(message.payload)
+        if state["want"] and state["got"] >= state["want"]:
+            print(time.monotonic_ns(), flush=True)
+            state["want"] = 0
+            done.set()
+
+    def on_connect(
+        client: mqtt.Client, _userdata: Any, _flags: Any, _code: ReasonCode, _props: Any
+    ) -> None:
+        client.subscribe(PROBE_TOPIC, qos=1)
+
+    client.on_message = on_message
+    client.on_connect = on_connect
+    client.on_subscribe = lambda *_args: subscribed.set()
+    client.connect(HOST, port, keepalive=60)
+    client.loop_start()
+    if not subscribed.wait(WAIT_S):
+        return 1
+    print("ready", flush=True)
+    for line in sys.stdin:
+        state["got"] = 0
+        state["want"] = int(line)
+        print("armed", flush=True)
+    client.disconnect()
+    client.loop_stop()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``receive``: the raw path's receiving side (see :class:`RawTransfer`)."""
+    parser = argparse.ArgumentParser(prog="python -m bench.loopback", description=__doc__)
+    parser.add_argument("role", choices=["receive"])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--ca", type=Path, required=True)
+    parser.add_argument("--password-file", type=Path, required=True)
+    args = parser.parse_args(argv)
+    return _receive(args.port, args.ca, args.password_file.read_text().strip())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

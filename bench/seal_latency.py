@@ -1,0 +1,226 @@
+"""Press to receipt for a 60 s pre-roll, against the raw transfer time of the same bytes.
+
+The badge side is the badge's own code, in this process: a ring holding 30 sealed segments
+of 1 MB random plaintext (60 s of 1080p at 2 s a segment, sealed and stored for real), the
+outbox, the receipt store, the incident recorder (pre-roll 60 s, post-roll 0) and the
+uplink (TLS, 256 KiB chunks, its default window). The press is timed from
+``IncidentRecorder.press`` (alert into the outbox, pre-roll pinned) and the uplink's wake;
+the sealer's next segment is then sealed and stored, which closes the incident (without the
+2 s the camera would take to fill it: that is capture, not upload); the time ends when the
+incident receipt, which the gateway sends once all 31 segments are checked and stored, is
+kept in the receipt store. The gateway is a real ``gateway run`` process behind the demo's
+mosquitto. The limit is the same segment bytes in the same 256 KiB chunks through the same
+broker listener from a paho publisher to a subscriber process, QoS 1 on both sides.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from badge.incident import IncidentRecorder
+from badge.outbox import Outbox
+from badge.receipts import ReceiptStore
+from badge.ring import Ring
+from badge.uplink import DEFAULT_CHUNK_BYTES, Uplink
+from bench.fleet import segment_chunks
+from bench.loopback import BenchHospital, RawTransfer
+from bench.report import Figure
+from evidence.bundle import EnrolmentBundle
+from evidence.incident import SignedIncident
+from evidence.messages import Heartbeat, Receipt
+from evidence.segment import SealedSegment, SegmentFacts, seal_segment
+
+PRE_ROLL_S = 60
+SEGMENT_S = 2
+PLAINTEXT_BYTES = 1_000_000
+"""About 2 s of 1080p30 H.264 at 4 Mbit/s."""
+ROUNDS = 3
+WAIT_S = 120.0
+_SECOND_NS = 1_000_000_000
+CODEC: dict[str, str | int] = {"container": "mpegts", "video_codec": "h264"}
+
+
+class TimedReceipts(ReceiptStore):
+    """The badge's receipt store, noting when the incident receipt is kept."""
+
+    def __init__(self, path: Path) -> None:
+        """Open the store at ``path``."""
+        super().__init__(path)
+        self.incident_kept_ns: int | None = None
+        self.kept = threading.Event()
+
+    def add(self, receipt: Receipt, payload: bytes) -> bool:
+        """Keep ``receipt``; note the time if it is the incident's."""
+        added = super().add(receipt, payload)
+        if receipt.subject == "incident" and self.incident_kept_ns is None:
+            self.incident_kept_ns = time.monotonic_ns()
+            self.kept.set()
+        return added
+
+
+class PressingBadge:
+    """One badge's ring, outbox, receipts, recorder and uplink, without a camera."""
+
+    def __init__(self, directory: Path, bundle: EnrolmentBundle) -> None:
+        """Open the badge's stores in ``directory`` and connect its uplink."""
+        self.bundle = bundle
+        pre_roll_ns = PRE_ROLL_S * _SECOND_NS
+        self.ring = Ring.open(directory / "ring", pre_roll_ns=pre_roll_ns, max_bytes=2 * 10**9)
+        self.outbox = Outbox(directory / "outbox.db")
+        self.receipts = TimedReceipts(directory / "receipts.db")
+        self.uplink = Uplink(
+            bundle.identity,
+            bundle,
+            self.ring,
+            self.outbox,
+            receipts=self.receipts,
+            tls=True,
+            heartbeat=self._heartbeat,
+        )
+        self.recorder = IncidentRecorder(
+            directory / "incidents",
+            self.ring,
+            bundle.identity,
+            self.outbox,
+            pre_roll_ns=pre_roll_ns,
+            post_roll_ns=0,
+            location="bench",
+            on_change=lambda recording: None if recording else self.uplink.wake(),
+        )
+        self.footage_end_ns = 0
+        self.uplink.start()
+        deadline = time.monotonic() + WAIT_S
+        while not self.uplink.connected:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"badge {bundle.identity.badge_id} did not connect")
+            time.sleep(0.01)
+
+    def _heartbeat(self) -> Heartbeat:
+        status = self.ring.status()
+        return Heartbeat(
+            badge=self.bundle.identity.badge_id,
+            boot=self.ring.boot,
+            mono_ns=time.monotonic_ns(),
+            wall_ns=time.time_ns(),
+            battery_percent=None,
+            storage_free_bytes=status.free_bytes,
+            ring_bytes=status.bytes_used,
+            ring_segments=status.segments,
+            pinned_segments=status.pinned_segments,
+            dropped_frames=0,
+            outbox_pending=len(self.outbox.pending()),
+            recording=self.recorder.open_incident is not None,
+        )
+
+    def seal_next(self, mono_start_ns: int) -> SealedSegment:
+        """Seal and store the ring's next segment, ``SEGMENT_S`` long from ``mono_start_ns``."""
+        wall = time.time_ns() - (time.monotonic_ns() - mono_start_ns)
+        facts = SegmentFacts(
+            seq=self.ring.next_seq,
+            boot=self.ring.boot,
+            mono_start_ns=mono_start_ns,
+            mono_end_ns=mono_start_ns + SEGMENT_S * _SECOND_NS,
+            wall_start_ns=wall,
+            wall_end_ns=wall + SEGMENT_S * _SECOND_NS,
+            codec=CODEC,
+            previous_header_sha256=self.ring.last_header_digest,
+        )
+        sealed = seal_segment(
+            os.urandom(PLAINTEXT_BYTES), facts, self.bundle.identity, self.bundle.custodian_key
+        )
+        self.recorder.segment_stored(self.ring.store(sealed))
+        self.footage_end_ns = facts.mono_end_ns
+        return sealed
+
+    def fill_pre_roll(self) -> list[SealedSegment]:
+        """The last 60 s of footage: 30 segments ending now."""
+        count = PRE_ROLL_S // SEGMENT_S
+        now = time.monotonic_ns()
+        return [
+            self.seal_next(now - (count - index) * SEGMENT_S * _SECOND_NS) for index in range(count)
+        ]
+
+    def press_to_receipt(self, first_seq: int) -> tuple[float, SealedSegment]:
+        """Press, record the post-roll's one segment, wait for the incident receipt."""
+        pressed = time.monotonic_ns()
+        incident_id = self.recorder.press().incident_id
+        self.uplink.wake()
+        last = self.seal_next(self.footage_end_ns)  # the segment being filled at the press
+        if not self.receipts.kept.wait(WAIT_S) or self.receipts.incident_kept_ns is None:
+            raise RuntimeError("the incident was not receipted")
+        path = self.recorder.record_path(incident_id)
+        record = SignedIncident.from_bytes(path.read_bytes()).record
+        if (record.first_seq, record.last_seq) != (first_seq, last.header.seq):
+            raise RuntimeError(
+                f"incident {incident_id} holds segments {record.first_seq}..{record.last_seq}, "
+                f"not the whole pre-roll {first_seq}..{last.header.seq}"
+            )
+        return (self.receipts.incident_kept_ns - pressed) / 1e9, last
+
+    def close(self) -> None:
+        """Stop the uplink and close the stores."""
+        self.uplink.stop()
+        self.outbox.close()
+        self.receipts.close()
+
+
+def run(rounds: int = ROUNDS) -> list[Figure]:
+    """One warm-up and ``rounds`` measured presses, each followed by its raw transfer."""
+    with tempfile.TemporaryDirectory(prefix="medbadge-bench-seal-latency-") as temporary:
+        root = Path(temporary)
+        hospital = BenchHospital(root, rounds + 1)
+        raw: RawTransfer | None = None
+        latency_s = raw_s = 0.0
+        carried = segments = 0
+        try:
+            hospital.start()
+            raw = RawTransfer(hospital)
+            for number, bundle in enumerate(hospital.bundles()):
+                badge = PressingBadge(root / "badges" / str(number), bundle)
+                try:
+                    sealed = badge.fill_pre_roll()
+                    seconds, last = badge.press_to_receipt(sealed[0].header.seq)
+                finally:
+                    badge.close()
+                sealed.append(last)
+                payloads = [
+                    chunk
+                    for segment in sealed
+                    for chunk in segment_chunks(
+                        bundle.identity.badge_id,
+                        "raw",
+                        segment.header.seq,
+                        segment.to_bytes(),
+                        DEFAULT_CHUNK_BYTES,
+                    )
+                ]
+                raw_round = raw.send(payloads)
+                if number == 0:
+                    continue  # warm-up
+                latency_s += seconds
+                raw_s += raw_round
+                carried += sum(len(segment.to_bytes()) for segment in sealed)
+                segments += len(sealed)
+        finally:
+            if raw is not None:
+                raw.close()
+            hospital.stop()
+    mean_latency, mean_raw = latency_s / rounds, raw_s / rounds
+    return [
+        Figure(
+            name="seal-latency",
+            value=mean_latency,
+            unit="s",
+            limit_value=mean_raw,
+            ratio=mean_latency / mean_raw,
+            goal="<= 1.2 (press to incident receipt / raw transfer of the same bytes)",
+            note=(
+                f"60 s pre-roll: {segments // rounds} sealed segments, "
+                f"{carried / rounds / 1e6:.1f} MB per press, mean of {rounds} presses"
+            ),
+        )
+    ]
