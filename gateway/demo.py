@@ -308,8 +308,8 @@ class Demo:
         finally:
             receipts.close()
 
-    def press_and_follow(self) -> None:
-        """Press the button and wait until the gateway has receipted the whole incident."""
+    def press_and_follow(self) -> str:
+        """Press the button, wait until the gateway has receipted the whole incident; its id."""
         self._say(f"recording the {self.settings.pre_roll_s:g} s pre-roll")
         time.sleep(self.settings.pre_roll_s + 2)
         self._say("badge press: the wearer presses the alert button")
@@ -352,6 +352,33 @@ class Demo:
         )
         print(f"  signed incident record on the badge: {record}")
         print(f"  gateway store: {self.gateway_data}")
+        return incident
+
+    def export_and_verify(self, incident: str) -> None:
+        """Export the incident for court and check the package as a court would, offline."""
+        package = self.root / f"incident-{incident}.zip"
+        self._say("gateway export: the court package (recorded in the custody log)")
+        _run(
+            *self.gateway_cmd,
+            "export",
+            incident,
+            "-o",
+            str(package),
+            "--actor",
+            DEMO_ADMIN,
+            "--justification",
+            "demo: evidence requested by the police for case 2026-1124",
+        )
+        self._say(f"evidence verify {package.name}: offline, trusting neither us nor the hospital")
+        verifier = Path(sys.executable).parent / "evidence"
+        result = subprocess.run(
+            [str(verifier), "verify", str(package)], capture_output=True, text=True, check=False
+        )
+        print()
+        print(result.stdout.rstrip())
+        if result.returncode != 0:
+            raise DemoError(f"the exported package did not verify: {result.stderr.strip()}")
+        print(f"\ncourt package: {package} (standard-tool checks in its VERIFY.txt)")
 
     def stop(self) -> None:
         """Stop every process, newest first, cleanly."""
@@ -409,7 +436,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         demo.start_broker()
         demo.start_gateway()
         demo.start_badge()
-        demo.press_and_follow()
+        demo.export_and_verify(demo.press_and_follow())
         if args.keep_running:
             _keep_running(demo)
     except (DemoError, BadgeError) as error:

@@ -21,5 +21,7 @@ def test_demo_seals_uploads_and_receipts_an_incident(tmp_path: Path) -> None:
     segments = re.search(r"(\d+) sealed segments receipted", result.stdout)
     assert segments is not None and int(segments.group(1)) >= 8  # 10 s + 6 s of 2 s segments
     assert "signature verified under the gateway's public key" in result.stdout
+    assert "VERIFIED: every check holds." in result.stdout
+    assert re.search(r"Complete: segments \d+\.\.\d+ \(\d+\), no gaps\.", result.stdout)
     vault = list((tmp_path / "demo" / "gateway" / "vault").rglob("*.mbseal"))
     assert len(vault) == int(segments.group(1))
