@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-import time
 from typing import Any
 
 from badge.button import AlertButton, RecordingSigns
@@ -18,6 +17,7 @@ from badge.capture import CaptureLoop, CaptureSettings
 from badge.config import BadgeConfig, CaptureSection
 from badge.control import ControlServer
 from badge.errors import BadgeError, StorageFullError
+from badge.heartbeat import read_heartbeat
 from badge.incident import IncidentRecorder
 from badge.media import EncodedSegment
 from badge.notify import sd_notify, watchdog_interval_s
@@ -194,21 +194,13 @@ class BadgeDaemon:
 
     def heartbeat(self) -> Heartbeat:
         """The heartbeat the uplink signs and sends: health, storage, ring and both clocks."""
-        ring = self.ring.status()
         capture = self.capture.stats if self.capture is not None else None
-        return Heartbeat(
-            badge=self.bundle.identity.badge_id,
-            boot=self.ring.boot,
-            mono_ns=time.monotonic_ns(),
-            wall_ns=time.time_ns(),
-            battery_percent=None,
-            storage_free_bytes=ring.free_bytes,
-            ring_bytes=ring.bytes_used,
-            ring_segments=ring.segments,
-            pinned_segments=ring.pinned_segments,
+        return read_heartbeat(
+            self.bundle.identity.badge_id,
+            self.ring,
+            self.outbox,
             dropped_frames=self.sealer.stats.dropped_frames
             + (capture.frames_dropped if capture is not None else 0),
-            outbox_pending=len(self.outbox.pending()),
             recording=self.recorder.open_incident is not None,
         )
 

@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from badge.heartbeat import read_heartbeat
 from badge.incident import IncidentRecorder
 from badge.outbox import Outbox
 from badge.receipts import ReceiptStore
@@ -255,21 +256,7 @@ def _badge(bundle_dir: Path, data_dir: Path) -> int:
     receipts = ReceiptStore(data_dir / "receipts.db")
 
     def heartbeat() -> Heartbeat:
-        status = ring.status()
-        return Heartbeat(
-            badge=bundle.identity.badge_id,
-            boot=ring.boot,
-            mono_ns=time.monotonic_ns(),
-            wall_ns=time.time_ns(),
-            battery_percent=None,
-            storage_free_bytes=status.free_bytes,
-            ring_bytes=status.bytes_used,
-            ring_segments=status.segments,
-            pinned_segments=status.pinned_segments,
-            dropped_frames=0,
-            outbox_pending=len(outbox.pending()),
-            recording=False,
-        )
+        return read_heartbeat(bundle.identity.badge_id, ring, outbox)
 
     uplink = Uplink(
         bundle.identity, bundle, ring, outbox, receipts=receipts, tls=True, heartbeat=heartbeat

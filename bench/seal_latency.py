@@ -21,6 +21,7 @@ import threading
 import time
 from pathlib import Path
 
+from badge.heartbeat import read_heartbeat
 from badge.incident import IncidentRecorder
 from badge.outbox import Outbox
 from badge.receipts import ReceiptStore
@@ -100,19 +101,10 @@ class PressingBadge:
             time.sleep(0.01)
 
     def _heartbeat(self) -> Heartbeat:
-        status = self.ring.status()
-        return Heartbeat(
-            badge=self.bundle.identity.badge_id,
-            boot=self.ring.boot,
-            mono_ns=time.monotonic_ns(),
-            wall_ns=time.time_ns(),
-            battery_percent=None,
-            storage_free_bytes=status.free_bytes,
-            ring_bytes=status.bytes_used,
-            ring_segments=status.segments,
-            pinned_segments=status.pinned_segments,
-            dropped_frames=0,
-            outbox_pending=len(self.outbox.pending()),
+        return read_heartbeat(
+            self.bundle.identity.badge_id,
+            self.ring,
+            self.outbox,
             recording=self.recorder.open_incident is not None,
         )
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from badge.errors import UplinkError
+from badge.heartbeat import read_heartbeat
 from badge.outbox import Outbox
 from badge.receipts import ReceiptStore
 from badge.ring import Ring
@@ -28,7 +29,7 @@ from evidence.keys import BadgeIdentity, CustodianPrivateKey, SigningKey
 from evidence.messages import Heartbeat
 from evidence.segment import SegmentFacts, seal_segment
 from tests.badge.gateway_responder import GatewayResponder
-from tests.badge.uplink_process import PRE_ROLL_NS, RING_MAX_BYTES, heartbeat_of
+from tests.badge.uplink_process import PRE_ROLL_NS, RING_MAX_BYTES
 from tests.mosquitto import HOST, MosquittoProcess, running_broker
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -150,7 +151,7 @@ class Badge:
             self.ring,
             self.outbox,
             receipts=self.receipts,
-            heartbeat=lambda: heartbeat_of(self.ring, self.outbox, "badge-a"),
+            heartbeat=lambda: read_heartbeat("badge-a", self.ring, self.outbox),
             **settings,  # type: ignore[arg-type]
         )
         self.uplinks.append(uplink)
@@ -510,7 +511,7 @@ def test_plain_mqtt_is_refused_off_loopback(badge: Badge) -> None:
             badge.outbox,
             receipts=badge.receipts,
             tls=False,
-            heartbeat=lambda: heartbeat_of(badge.ring, badge.outbox, "badge-a"),
+            heartbeat=lambda: read_heartbeat("badge-a", badge.ring, badge.outbox),
         )
 
 

@@ -8,37 +8,17 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-import time
 from pathlib import Path
 
+from badge.heartbeat import read_heartbeat
 from badge.outbox import Outbox
 from badge.receipts import ReceiptStore
 from badge.ring import Ring
 from badge.uplink import Uplink
 from evidence.bundle import EnrolmentBundle
-from evidence.messages import Heartbeat
 
 RING_MAX_BYTES = 200_000_000
 PRE_ROLL_NS = 60_000_000_000
-
-
-def heartbeat_of(ring: Ring, outbox: Outbox, badge_id: str) -> Heartbeat:
-    """A heartbeat from the ring and outbox alone (no camera in these tests)."""
-    status = ring.status()
-    return Heartbeat(
-        badge=badge_id,
-        boot=ring.boot,
-        mono_ns=time.monotonic_ns(),
-        wall_ns=time.time_ns(),
-        battery_percent=None,
-        storage_free_bytes=status.free_bytes,
-        ring_bytes=status.bytes_used,
-        ring_segments=status.segments,
-        pinned_segments=status.pinned_segments,
-        dropped_frames=0,
-        outbox_pending=len(outbox.pending()),
-        recording=False,
-    )
 
 
 def main(argv: list[str]) -> int:
@@ -55,7 +35,7 @@ def main(argv: list[str]) -> int:
         outbox,
         receipts=ReceiptStore(Path(receipts_path)),
         tls=True,
-        heartbeat=lambda: heartbeat_of(ring, outbox, bundle.identity.badge_id),
+        heartbeat=lambda: read_heartbeat(bundle.identity.badge_id, ring, outbox),
         chunk_bytes=64 * 1024,
         bandwidth_bytes_per_s=int(bandwidth),
         resend_seconds=2.0,
