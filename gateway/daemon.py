@@ -19,6 +19,7 @@ from gateway.alerts import AlertEvent
 from gateway.config import GatewayConfig
 from gateway.datadir import GatewayDataDir
 from gateway.errors import GatewayError
+from gateway.ledger import CheckpointSchedule, open_ledger
 from gateway.live import AlertChannel
 from gateway.notify import sd_notify, watchdog_interval_s
 from gateway.service import IntakeService
@@ -71,6 +72,17 @@ class GatewayDaemon:
             shared_group=broker.shared_group,
             on_alert=self.on_alert,
         )
+        # Checkpoints at least every minute while the log grows, each time-stamped by the
+        # hospital's TSA, on a ledger connection of their own (the intake keeps its own).
+        self._checkpoint_db = data_dir.database()
+        self.checkpoints = CheckpointSchedule(
+            open_ledger(
+                data_dir,
+                self._checkpoint_db,
+                timestamper=data_dir.timestamper().stamp,
+                verify=False,  # the intake has just checked the whole log against its checkpoint
+            )
+        )
         self._stopping = threading.Event()
         self._started = False
 
@@ -83,6 +95,7 @@ class GatewayDaemon:
         """Start the webhooks, then the intake (which connects in the background)."""
         self.webhooks.start()
         self.intake.start()
+        self.checkpoints.start()
         self._started = True
         broker = self.config.broker
         log.info(
@@ -100,6 +113,9 @@ class GatewayDaemon:
             return
         self._started = False
         self.intake.stop()
+        self.checkpoints.stop()
+        self.checkpoints.tick()  # what arrived since the last tick is checkpointed before exit
+        self._checkpoint_db.close()
         self.webhooks.stop(WEBHOOK_FLUSH_S)
         self.channel.close()
         log.info("gateway stopped")

@@ -16,8 +16,10 @@ from pathlib import Path
 import pytest
 
 from evidence.messages import Receipt
+from evidence.timestamp import verify_timestamp
 from evidence.topics import gateway_filter, gateway_topic
 from gateway.cli import main
+from gateway.ledger import open_ledger
 from gateway.webhooks import SIGNATURE_HEADER, verify_signature
 from tests.gateway.badge_messages import BadgeMessages, Hospital, make_hospital
 from tests.gateway.generated_broker import GeneratedBroker, badge_tls_session, write_config
@@ -193,6 +195,17 @@ def test_an_alert_reaches_the_webhook_and_sigterm_stops_cleanly(
     assert status == 0, gateway.log_text()
     notify.wait_for("STOPPING=1")
     assert "gateway stopped" in gateway.log_text()
+    # on the way out the gateway checkpointed the alert's ledger entries, time-stamped
+    connection = hospital.data_dir.database()
+    try:
+        ledger = open_ledger(hospital.data_dir, connection)
+        last = ledger.latest_checkpoint()
+        assert last is not None and last.size == ledger.size > 0
+        assert last.timestamp_token is not None
+        ca = hospital.data_dir.evidence_ca().certificate
+        verify_timestamp(last.timestamp_token, last.note_sha256, ca)
+    finally:
+        connection.close()
 
 
 def test_ready_waits_for_the_broker(
