@@ -4,7 +4,8 @@ The bytes of a segment are in the vault; its row here names them by SHA-256 and 
 signed header, the badge-claimed clocks, the gateway's receipt time and the estimated
 capture time with its error bound (DESIGN decision 7). Each accepted segment and alert,
 each completed incident and each receipt also becomes a ledger entry, written in the same
-transaction as its row, whose leaf index the row keeps (decision 1101).
+transaction as its row, whose leaf index the row keeps (decision 1101). Transactions nest
+by joining, so a caller can commit a segment's row and the receipt for it at once.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from evidence.messages import Receipt
 from evidence.segment import SealedSegment, SegmentHeader
 from gateway.alerts import SignedAlert
 from gateway.errors import IntakeError
-from gateway.ledger import Ledger
+from gateway.ledger import Ledger, write_transaction
 
 _Row = TypeVar("_Row")
 
@@ -131,14 +132,12 @@ class Catalogue:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """One write transaction (taken at once, so concurrent writers queue, not fail)."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        """One write transaction (taken at once, so concurrent writers queue, not fail).
+
+        Inside an open one it joins it: the outermost commits everything, or nothing, once.
+        """
+        with write_transaction(self._db):
             yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
 
     def segment(self, badge_id: str, seq: int) -> StoredSegment | None:
         """The row of segment ``seq`` of ``badge_id``, if stored."""
@@ -160,6 +159,7 @@ class Catalogue:
     ) -> StoredSegment:
         """Add a segment's row and ledger entry (inside ``transaction``, once the vault has it)."""
         header = segment.header
+        header_sha256 = header.digest()  # encoded once: the ledger's and the row's
         index = self._ledger_for(f"segment {header.seq}").append(
             "segment",
             {
@@ -168,7 +168,7 @@ class Catalogue:
                 "incident": incident_id,
                 "sealed_sha256": sealed_sha256,
                 "sealed_size": sealed_size,
-                "header_sha256": header.digest(),
+                "header_sha256": header_sha256,
                 "received_wall_ns": received_wall_ns,
                 "capture_start_ns": None if capture is None else capture.start_ns,
                 "capture_end_ns": None if capture is None else capture.end_ns,
@@ -188,7 +188,7 @@ class Catalogue:
                 sealed_sha256,
                 sealed_size,
                 segment.header_bytes,
-                header.digest(),
+                header_sha256,
                 header.previous_header_sha256,
                 header.boot,
                 header.mono_start_ns,
@@ -334,27 +334,32 @@ class Catalogue:
         the ledger holds each receipt once however often a badge asks for it.
         """
         digest = sha256_of(signed)
-        stored = self._receipt(digest)
-        if stored is not None:
-            return stored
+        if not self._db.in_transaction:  # a resend needs no write lock
+            stored = self._receipt(digest)
+            if stored is not None:
+                return stored
         ledger = self._ledger_for(f"the receipt for {receipt.subject} {receipt.key}")
         with self.transaction():
-            if self._receipt(digest) is None:
-                index = ledger.append(
-                    "receipt",
-                    {
-                        "badge": receipt.badge,
-                        "subject": receipt.subject,
-                        "key": receipt.key,
-                        "sha256": receipt.sha256,
-                        "receipt_sha256": digest,
-                    },
-                )
-                self._db.execute(
-                    f"INSERT INTO receipts ({_RECEIPT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
-                    (digest, receipt.badge, receipt.subject, receipt.key, signed, index, sent_ns),
-                )
-        return _present(self._receipt(digest), "receipt")
+            stored = self._receipt(digest)
+            if stored is not None:
+                return stored
+            index = ledger.append(
+                "receipt",
+                {
+                    "badge": receipt.badge,
+                    "subject": receipt.subject,
+                    "key": receipt.key,
+                    "sha256": receipt.sha256,
+                    "receipt_sha256": digest,
+                },
+            )
+            self._db.execute(
+                f"INSERT INTO receipts ({_RECEIPT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+                (digest, receipt.badge, receipt.subject, receipt.key, signed, index, sent_ns),
+            )
+        return StoredReceipt(
+            digest, receipt.badge, receipt.subject, receipt.key, signed, index, sent_ns
+        )
 
     def receipts(self, badge_id: str, subject: str, key: str) -> list[StoredReceipt]:
         """Every receipt kept for one subject (``segment`` and a seq, ``incident`` and an id)."""

@@ -5,10 +5,11 @@ unrevoked badge; the payload decodes; its signature verifies under that badge's 
 record names the same badge as the topic. A segment, once its chunks are all on disk, is
 checked again as a whole (SHA-256, format, badge signature, an incident covering its seq,
 the chain link to its stored neighbours), stored in the vault (fsynced) first, then given
-its row and its ledger entry in one database transaction, and only then receipted (the
-receipt itself is a ledger entry before it is sent). An incident is receipted once every
-segment of its range is stored and the chain over the range is intact, and then the ledger
-is checkpointed. The ledger is checked against its last checkpoint when the intake starts.
+its row, its ledger entry and its receipt (itself a ledger entry) in one database
+transaction, and the receipt is sent only once that has committed. An incident is
+receipted once every segment of its range is stored and the chain over the range is
+intact (the completion and its receipt also commit together), and then the ledger is
+checkpointed. The ledger is checked against its last checkpoint when the intake starts.
 
 Anything refused gets a signed rejection (if the badge is known), a log line, a count and a
 copy in quarantine; nothing raises out of ``handle``. The state that matters is on disk or
@@ -37,7 +38,7 @@ from gateway.broker_config import DEFAULT_MAX_PACKET_BYTES
 from gateway.catalogue import Catalogue, StoredIncident, StoredSegment
 from gateway.clock import BadgeClocks, ClockSample
 from gateway.datadir import GatewayDataDir
-from gateway.errors import EnrolmentError, Reason, RejectedMessageError
+from gateway.errors import EnrolmentError, IntakeError, Reason, RejectedMessageError
 from gateway.ledger import Ledger, Timestamper, open_ledger
 from gateway.message_checks import opened, same_badge, within_int64
 from gateway.quarantine import Quarantine
@@ -289,10 +290,7 @@ class Intake:
             self._repeat(stored, chunk.sealed_sha256)
             return
         self._require_incident(badge.badge_id, chunk.seq)
-        stale = self.partials.stale(badge.badge_id, chunk.seq)
-        if stale is not None:
-            self._expire(stale)
-        partial = self.partials.add(chunk)
+        partial = self.partials.add(chunk, on_stale=self._expire)
         if partial.complete:
             self._complete(badge, partial, received)
 
@@ -317,14 +315,20 @@ class Intake:
             )
 
     def _complete(self, badge: EnrolledBadge, partial: PartialSegment, received: int) -> None:
-        """A reassembled segment: check it, store it, receipt it; quarantine it if refused."""
+        """A reassembled segment: check it, store it, receipt it; quarantine it if refused.
+
+        The segment's row, its ledger entry and its receipt's commit together, once.
+        """
         try:
-            stored = self._segments.store(badge, partial, received)
+            accepted = self._segments.accept(badge, partial)
+            with self._catalogue.transaction():
+                stored = self._segments.record(accepted, received)
+                receipt = self._kept_segment_receipt(stored)
         except RejectedMessageError as rejection:
             rejection.evidence_path = partial.path
             raise
+        self._send(gateway_topic(badge.badge_id, "receipt"), receipt)
         self.partials.discard(badge.badge_id, partial.seq)
-        self._segment_receipt(stored)
         for incident in self._catalogue.incidents_covering(badge.badge_id, partial.seq):
             self._settle(incident, resend=False)
 
@@ -362,9 +366,7 @@ class Intake:
 
         Closing it (the first time) also checkpoints the ledger, once the receipt is out.
         """
-        complete = incident.complete_wall_ns
-        closed_now = False
-        if complete is None:
+        if incident.complete_wall_ns is None:
             headers = self._catalogue.headers(
                 incident.badge_id, incident.first_seq, incident.last_seq
             )
@@ -385,23 +387,16 @@ class Intake:
                     ),
                 )
                 return
-            marked = self._catalogue.mark_complete(
-                incident.badge_id, incident.incident_id, self._clock()
-            )
-            complete = marked.complete_wall_ns
-            closed_now = True
-        elif not resend:
-            return
-        if complete is not None:
-            self._receipt(
-                incident.badge_id,
-                "incident",
-                incident.incident_id,
-                incident.record_sha256,
-                complete,
-            )
-        if closed_now:
+            with self._catalogue.transaction():  # the completion and its receipt, one commit
+                marked = self._catalogue.mark_complete(
+                    incident.badge_id, incident.incident_id, self._clock()
+                )
+                receipt = self._kept_incident_receipt(marked)
+            self._send(gateway_topic(incident.badge_id, "receipt"), receipt)
             self._checkpoint(incident.incident_id)
+        elif resend:
+            receipt = self._kept_incident_receipt(incident)
+            self._send(gateway_topic(incident.badge_id, "receipt"), receipt)
 
     def _checkpoint(self, incident_id: str) -> None:
         """Checkpoint the ledger; a failure is logged, as everything is stored and receipted."""
@@ -415,7 +410,10 @@ class Intake:
     # -- answers ---------------------------------------------------------------------------
 
     def _segment_receipt(self, stored: StoredSegment) -> None:
-        self._receipt(
+        self._send(gateway_topic(stored.badge_id, "receipt"), self._kept_segment_receipt(stored))
+
+    def _kept_segment_receipt(self, stored: StoredSegment) -> bytes:
+        return self._kept_receipt(
             stored.badge_id,
             "segment",
             str(stored.seq),
@@ -423,11 +421,27 @@ class Intake:
             stored.received_wall_ns,
         )
 
+    def _kept_incident_receipt(self, incident: StoredIncident) -> bytes:
+        complete = incident.complete_wall_ns
+        if complete is None:
+            raise IntakeError(f"incident {incident.incident_id} is receipted before it is complete")
+        return self._kept_receipt(
+            incident.badge_id, "incident", incident.incident_id, incident.record_sha256, complete
+        )
+
     def _receipt(self, badge_id: str, subject: str, key: str, digest: bytes, when: int) -> None:
+        signed = self._kept_receipt(badge_id, subject, key, digest, when)
+        self._send(gateway_topic(badge_id, "receipt"), signed)
+
+    def _kept_receipt(
+        self, badge_id: str, subject: str, key: str, digest: bytes, when: int
+    ) -> bytes:
+        """Sign a receipt and keep it with its ledger entry (in the caller's transaction, if
+        one is open); return it for sending once that has committed."""
         receipt = Receipt(badge_id, subject, key, digest, when)
         signed = receipt.sign(self._signing_key)
         self._catalogue.record_receipt(receipt, signed, self._clock())
-        self._send(gateway_topic(badge_id, "receipt"), signed)
+        return signed
 
     def _refuse(
         self, topic: str, payload: bytes, badge_id: str | None, rejection: RejectedMessageError

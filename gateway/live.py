@@ -1,6 +1,6 @@
 """The live alert channel: every stored alert, fanned out at once to whoever is watching.
 
-The intake publishes each new ``AlertEvent`` here from its network thread; the console's
+The intake publishes each new ``AlertEvent`` here from its intake thread; the console's
 alert screen (server-sent events) and anything else live subscribes. Publishing never
 blocks: each subscriber has its own bounded queue, and one that falls behind loses its
 oldest alerts, never silently: its next ``get`` returns an ``Overflow`` marker saying how

@@ -6,13 +6,23 @@ SHA-256 of the sealed segment, chunk count, incident; which byte ranges have arr
 the last chunk came). Memory use is one chunk at a time, whatever the segment's size.
 
 A chunk that repeats bytes already received is accepted if it carries the same bytes (a
-resend or a redelivery), refused if it carries different ones; a chunk declaring another
-total size, SHA-256 or chunk count than the partial's first chunk is refused. A partial
-that sees no chunk for ``timeout_ns`` is handed back by ``expired`` (or ``stale``) for the
-caller to move into quarantine; the next chunk then starts the segment afresh.
+resend or a redelivery), refused if it carries different ones, and never written again; a
+chunk declaring another total size, SHA-256 or chunk count than the partial's first chunk
+is refused. A partial that sees no chunk for ``timeout_ns`` is handed back by ``expired``
+(or ``stale``) for the caller to move into quarantine; the next chunk then starts the
+segment afresh.
+
+While a segment's chunks come in order (the normal case), the SHA-256 of its bytes is
+computed as they are written, so a complete partial carries the digest of what was
+written (``written_sha256``) and nobody reads the file back to hash it. Chunks out of
+order, or a partial begun by an earlier process, leave it None: the caller hashes the file.
 
 Partial files are not fsynced: nothing is receipted until the whole segment has been
 checked and stored in the vault, so a partial lost to a power cut is simply sent again.
+The sidecar is rewritten in place by one small write (blank-padded, never truncated or
+renamed over, which on ext4 would start a flush of it on every chunk): a killed process
+leaves the old or the new one, and one torn by a power cut reads as no partial, or at
+worst names bytes that never came, which the SHA-256 check of the whole segment refuses.
 The state lives on disk, not in this object, so a restarted gateway carries on where it
 stopped. Two processes must not receive chunks of one segment at the same time
 (decision 0701).
@@ -20,6 +30,8 @@ stopped. Two processes must not receive chunks of one segment at the same time
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import os
 import time
@@ -27,6 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from evidence.durable import fsync_directory
 from evidence.identifiers import validate_badge_id
 from evidence.messages import SegmentChunk
 from gateway.errors import Reason, RejectedMessageError
@@ -47,6 +60,8 @@ class PartialSegment:
     sealed_sha256: bytes
     received_bytes: int
     last_chunk_wall_ns: int
+    written_sha256: bytes | None = None
+    """SHA-256 of the bytes written, when complete and every chunk came in order; else None."""
 
     @property
     def complete(self) -> bool:
@@ -97,6 +112,24 @@ class _State:
         return sum(end - start for start, end in self.ranges)
 
 
+class _RunningDigest:
+    """The SHA-256 of a partial's bytes from offset 0 up to ``end``, as they were written."""
+
+    def __init__(self) -> None:
+        self.hash = hashlib.sha256()
+        self.end = 0
+
+    def extend(self, offset: int, data: bytes) -> bool:
+        """Take the bytes ``data`` written at ``offset``; False if they leave a gap."""
+        if offset > self.end:
+            return False
+        skip = self.end - offset  # bytes already hashed, and checked equal by the overlap test
+        if skip < len(data):
+            self.hash.update(memoryview(data)[skip:])
+            self.end = offset + len(data)
+        return True
+
+
 class Reassembly:
     """Partial segments on disk, keyed by (badge, seq)."""
 
@@ -112,28 +145,42 @@ class Reassembly:
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.timeout_ns = timeout_ns
         self._clock = clock
+        self._digests: dict[Path, _RunningDigest] = {}
+        """In-order digests of partials this object is receiving (lost on restart: harmless)."""
 
     def data_path(self, badge_id: str, seq: int) -> Path:
         """The partial file of segment ``seq`` of ``badge_id``."""
         return self.directory / validate_badge_id(badge_id) / f"{int(seq)}.part"
 
-    def add(self, chunk: SegmentChunk) -> PartialSegment:
+    def add(
+        self, chunk: SegmentChunk, *, on_stale: Callable[[PartialSegment], None] | None = None
+    ) -> PartialSegment:
         """Write ``chunk`` into its partial segment and say how far the segment has come.
 
-        Raises RejectedMessageError (``conflict``) for a chunk that disagrees with what the
-        partial already holds or declared, and (``malformed``) for an empty chunk.
+        A partial that has timed out is first handed to ``on_stale`` (which quarantines and
+        discards it), so the chunk starts the segment afresh. Raises RejectedMessageError
+        (``conflict``) for a chunk that disagrees with what the partial already holds or
+        declared, and (``malformed``) for an empty chunk.
         """
         if not chunk.data:
             raise _refusal(Reason.MALFORMED, chunk, "carries no data")
         now = self._clock()
         path = self.data_path(chunk.badge, chunk.seq)
         state = self._load(path)
+        if (
+            state is not None
+            and on_stale is not None
+            and now - state.last_chunk_wall_ns > self.timeout_ns
+        ):
+            on_stale(self._partial(chunk.badge, chunk.seq, path, state))
+            state = self._load(path)
         if state is None:
             path.parent.mkdir(mode=0o700, exist_ok=True)
             path.unlink(missing_ok=True)  # bytes left without a sidecar by a crash
             state = _State(
                 chunk.incident, chunk.total_size, chunk.sealed_sha256, chunk.count, [], now, now
             )
+            self._digests[path] = _RunningDigest()
         elif (state.total_size, state.sealed_sha256, state.count) != (
             chunk.total_size,
             chunk.sealed_sha256,
@@ -145,36 +192,58 @@ class Reassembly:
                 "declares another size, SHA-256 or chunk count than the partial segment "
                 "already being received",
             )
-        self._write(path, chunk, state)
-        state.ranges = _merge([*state.ranges, (chunk.offset, chunk.offset + len(chunk.data))])
+        new_bytes = self._write(path, chunk, state)
+        self._follow(path, chunk)
+        if new_bytes:
+            state.ranges = _merge([*state.ranges, (chunk.offset, chunk.offset + len(chunk.data))])
         state.last_chunk_wall_ns = now
-        _replace(_sidecar(path), state.to_json())
-        return self._partial(chunk.badge, chunk.seq, path, state)
+        _overwrite(_sidecar(path), state.to_json())
+        return self._partial(chunk.badge, chunk.seq, path, state, self._written_sha256(path, state))
 
-    def _write(self, path: Path, chunk: SegmentChunk, state: _State) -> None:
-        """Write the chunk's bytes at its offset, after checking any overlap agrees."""
+    def _write(self, path: Path, chunk: SegmentChunk, state: _State) -> bool:
+        """Write the chunk's bytes at its offset, after checking any overlap agrees.
+
+        A chunk whose bytes have all been received is compared, not written (the file may
+        already be in the vault); return whether it brought any new bytes.
+        """
         start, end = chunk.offset, chunk.offset + len(chunk.data)
-        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        overlaps = [
+            (max(start, covered_start), min(end, covered_end))
+            for covered_start, covered_end in state.ranges
+            if max(start, covered_start) < min(end, covered_end)
+        ]
+        new_bytes = sum(high - low for low, high in overlaps) < end - start
+        access = os.O_RDWR | os.O_CREAT if new_bytes else os.O_RDONLY
+        descriptor = os.open(path, access | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
         try:
-            for covered_start, covered_end in state.ranges:
-                low, high = max(start, covered_start), min(end, covered_end)
-                if (
-                    low < high
-                    and os.pread(descriptor, high - low, low)
-                    != (chunk.data[low - start : high - start])
-                ):
+            for low, high in overlaps:
+                if os.pread(descriptor, high - low, low) != chunk.data[low - start : high - start]:
                     raise _refusal(
                         Reason.CONFLICT,
                         chunk,
                         f"differs from bytes {low}..{high} already received for this segment",
                     )
-            view = memoryview(chunk.data)
+            view = memoryview(chunk.data) if new_bytes else memoryview(b"")
             position = start
             while view:
                 written = os.pwrite(descriptor, view, position)
                 view, position = view[written:], position + written
         finally:
             os.close(descriptor)
+        return new_bytes
+
+    def _follow(self, path: Path, chunk: SegmentChunk) -> None:
+        """Extend the partial's in-order digest with a chunk just taken; drop it at a gap."""
+        digest = self._digests.get(path)
+        if digest is not None and not digest.extend(chunk.offset, chunk.data):
+            del self._digests[path]
+
+    def _written_sha256(self, path: Path, state: _State) -> bytes | None:
+        """The in-order digest of a complete partial, if every byte went through it."""
+        digest = self._digests.get(path)
+        if digest is None or digest.end != state.total_size or state.received != state.total_size:
+            return None
+        return digest.hash.copy().digest()
 
     def stale(self, badge_id: str, seq: int) -> PartialSegment | None:
         """The partial segment ``seq`` of ``badge_id`` if it has timed out, else None.
@@ -189,8 +258,15 @@ class Reassembly:
         return self._partial(badge_id, seq, path, state)
 
     def discard(self, badge_id: str, seq: int) -> None:
-        """Forget a partial segment (after it was stored, or moved to quarantine)."""
-        self.discard_path(self.data_path(badge_id, seq))
+        """Forget a partial segment (after it was stored, or moved to quarantine), durably.
+
+        A stored segment's partial file is the vault's file under a second name; removing
+        that name for good keeps a power cut from bringing the partial back.
+        """
+        path = self.data_path(badge_id, seq)
+        self.discard_path(path)
+        if path.parent.is_dir():
+            fsync_directory(path.parent)
 
     def expired(self) -> list[PartialSegment]:
         """Partial segments that have seen no chunk for longer than the timeout."""
@@ -220,14 +296,16 @@ class Reassembly:
             return None
         return state
 
-    @staticmethod
-    def discard_path(path: Path) -> None:
+    def discard_path(self, path: Path) -> None:
         """Remove a partial file and its sidecar by the partial file's path."""
+        self._digests.pop(path, None)
         path.unlink(missing_ok=True)
         _sidecar(path).unlink(missing_ok=True)
 
     @staticmethod
-    def _partial(badge_id: str, seq: int, path: Path, state: _State) -> PartialSegment:
+    def _partial(
+        badge_id: str, seq: int, path: Path, state: _State, written_sha256: bytes | None = None
+    ) -> PartialSegment:
         return PartialSegment(
             badge_id=badge_id,
             seq=seq,
@@ -237,6 +315,7 @@ class Reassembly:
             sealed_sha256=state.sealed_sha256,
             received_bytes=state.received,
             last_chunk_wall_ns=state.last_chunk_wall_ns,
+            written_sha256=written_sha256,
         )
 
 
@@ -264,8 +343,13 @@ def _sidecar(path: Path) -> Path:
     return path.with_suffix(".json")
 
 
-def _replace(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (rename), without fsync (see the module doc)."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
+def _overwrite(path: Path, data: bytes) -> None:
+    """Write ``data`` at the start of ``path`` in one write, blanking the rest of what it held
+    (JSON allows trailing blanks); no fsync, no rename (see the module doc)."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        padded = data.ljust(os.fstat(descriptor).st_size)
+        if os.pwrite(descriptor, padded, 0) != len(padded):
+            raise OSError(errno.ENOSPC, f"short write to {path}")
+    finally:
+        os.close(descriptor)

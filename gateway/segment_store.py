@@ -2,13 +2,20 @@
 
 The order is what makes a receipt trustworthy: the bytes are checked (SHA-256 against what
 the chunks declared, the sealed-segment format, the badge's signature, the seq), then linked
-to the stored segments either side of it, then written to the vault and fsynced, and only
-then given a row in one database transaction, which re-checks for a duplicate and the links
-in case another intake process stored a neighbour meanwhile. A receipt may follow.
+to the stored segments either side of it, then put in the vault and fsynced (``accept``),
+and only then given a row and ledger entry in a database transaction (``record``), which
+re-checks for a duplicate and the links in case another intake process stored a neighbour
+meanwhile. The caller may record the receipt in that same transaction; it is sent after.
+
+The SHA-256 of the whole segment is computed once: by the reassembly as the chunks were
+written when they came in order, else here from the file. That digest is the vault name,
+the check against what the chunks declared, and the ledger's; the ciphertext's own digest
+is the one the badge signed, checked by the sealed-segment verification.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from evidence.chain import check_chain
@@ -21,6 +28,16 @@ from gateway.message_checks import opened, same_badge, within_int64
 from gateway.reassembly import PartialSegment
 from gateway.registry import EnrolledBadge
 from gateway.vault import Vault
+
+
+@dataclass(frozen=True)
+class AcceptedSegment:
+    """A reassembled segment that passed every check and is in the vault, awaiting its row."""
+
+    segment: SealedSegment
+    partial: PartialSegment
+    neighbours: tuple[bytes, ...]
+    """The header bytes of the stored neighbours it was found to link to."""
 
 
 class SegmentStore:
@@ -36,9 +53,18 @@ class SegmentStore:
         self, badge: EnrolledBadge, partial: PartialSegment, received_wall_ns: int
     ) -> StoredSegment:
         """Check and store a complete partial segment; RejectedMessageError says why not."""
+        accepted = self.accept(badge, partial)
+        with self._catalogue.transaction():
+            return self.record(accepted, received_wall_ns)
+
+    def accept(self, badge: EnrolledBadge, partial: PartialSegment) -> AcceptedSegment:
+        """Check a complete partial segment whole and put it in the vault (fsynced).
+
+        RejectedMessageError says why it is refused; then the vault holds nothing new.
+        """
         key = str(partial.seq)
         data = _read(partial.path, partial.total_size)
-        if sha256(data) != partial.sealed_sha256:
+        if (partial.written_sha256 or sha256(data)) != partial.sealed_sha256:
             raise RejectedMessageError(
                 Reason.HASH_MISMATCH,
                 f"segment {partial.seq} does not hash to the SHA-256 its chunks declared",
@@ -55,17 +81,29 @@ class SegmentStore:
             )
         within_int64(where, header.boot, header.mono_start_ns, header.mono_end_ns)
         within_int64(where, header.wall_start_ns, header.wall_end_ns)
-        self.check_links(header)
-        self._vault.put_file(partial.path, partial.sealed_sha256)
+        neighbours = self.check_links(header)
+        self._vault.take_file(partial.path, partial.sealed_sha256)
+        return AcceptedSegment(segment, partial, neighbours)
+
+    def record(self, accepted: AcceptedSegment, received_wall_ns: int) -> StoredSegment:
+        """Give an accepted segment its row and ledger entry, inside the caller's transaction.
+
+        Returns the stored row (another intake process's, if it stored the same segment
+        meanwhile); RejectedMessageError for a different segment stored under its seq, or a
+        neighbour stored meanwhile that it does not link to.
+        """
+        segment, partial = accepted.segment, accepted.partial
+        header = segment.header
+        key = str(header.seq)
         with self._catalogue.transaction():
-            existing = self._catalogue.segment(badge.badge_id, header.seq)
+            existing = self._catalogue.segment(header.badge_id, header.seq)
             if existing is not None:  # another intake process stored it meanwhile
                 if existing.sealed_sha256 != partial.sealed_sha256:
                     raise RejectedMessageError(
                         Reason.CONFLICT, f"a different segment {key} is already stored", key=key
                     )
                 return existing
-            self.check_links(header)
+            self.check_links(header, accepted.neighbours)
             return self._catalogue.insert_segment(
                 segment=segment,
                 incident_id=partial.incident_id,
@@ -75,11 +113,21 @@ class SegmentStore:
                 capture=self.capture_time(header),
             )
 
-    def check_links(self, header: SegmentHeader) -> None:
-        """Refuse (``chain-break``) a segment that does not chain to its stored neighbours."""
+    def check_links(
+        self, header: SegmentHeader, known: tuple[bytes, ...] = ()
+    ) -> tuple[bytes, ...]:
+        """Refuse (``chain-break``) a segment that does not chain to its stored neighbours.
+
+        Neighbours whose header bytes are in ``known`` were found to link already and are not
+        checked again; return the header bytes of every stored neighbour.
+        """
+        found = []
         for seq in (header.seq - 1, header.seq + 1):
             neighbour = self._catalogue.segment(header.badge_id, seq) if seq >= 0 else None
             if neighbour is None:
+                continue
+            found.append(neighbour.header_bytes)
+            if neighbour.header_bytes in known:
                 continue
             pair = sorted((neighbour.header, header), key=lambda item: item.seq)
             report = check_chain(pair)
@@ -89,6 +137,7 @@ class SegmentStore:
                     "; ".join(finding.message for finding in report.breaks),
                     key=str(header.seq),
                 )
+        return tuple(found)
 
     def capture_time(self, header: SegmentHeader) -> CaptureTime | None:
         """The segment's capture time in gateway time, from its badge's clock estimate."""

@@ -2,10 +2,14 @@
 
 The client keeps a persistent session (clean start off, a session expiry of a week), so
 QoS 1 messages the broker queued while the gateway was down arrive after it restarts.
-Messages are handled on paho's network thread, one at a time, in arrival order; paho sends
-the PUBACK only after ``Intake.handle`` returns, so a message the gateway had not finished
-storing when it died is delivered again (decision 0700). Receipts and rejections go out
-with QoS 1. paho reconnects on its own, backing off from 1 s to 60 s.
+paho's network thread only reads: each message goes into a bounded queue, and one intake
+thread takes them in arrival order (so each badge's chunks stay in order), handles each
+with ``Intake.handle`` and only then acknowledges it (manual PUBACK), so a message the
+gateway had not finished storing when it died is delivered again (decisions 0700, 1500).
+The client asks the broker for at most ``QUEUE_LIMIT`` unacknowledged messages (MQTT v5
+Receive Maximum), which bounds the queue and the memory it holds. Receipts and rejections
+go out with QoS 1, on a socket with Nagle's algorithm off. paho reconnects on its own,
+backing off from 1 s to 60 s.
 
 Run it alone with ``python -m gateway.service --data DIR --host H --port P --username U
 --password-file F [--tls-ca CA] [--shared-group G]``; SIGTERM stops it cleanly.
@@ -15,10 +19,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import queue
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +47,33 @@ SESSION_EXPIRY_S = 7 * 24 * 3600
 KEEPALIVE_S = 30
 RECONNECT_MIN_S = 1
 RECONNECT_MAX_S = 60
+QUEUE_LIMIT = 32
+"""Messages read but not yet handled and acknowledged: enough to keep reading while the
+intake flushes a segment to disk; at most 32 MiB even at the broker's largest packet."""
 
 
 def _ignore_alert(_event: AlertEvent) -> None:
     """The default alert listener: alerts are stored; nobody is watching live."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A message read from the broker, waiting for the intake thread."""
+
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    connection: int
+    """Which connection it came on: only that connection may acknowledge it."""
+
+
+def _no_delay(_client: mqtt.Client, _userdata: Any, sock: Any) -> None:
+    """Send small packets (PUBACKs, receipts) at once instead of waiting for the peer's ACK."""
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (AttributeError, OSError):
+        log.warning("could not turn off Nagle's algorithm on the broker connection")
 
 
 class IntakeService:
@@ -76,14 +106,23 @@ class IntakeService:
         )
         self._session_expiry_s = session_expiry_s
         self._subscribed = threading.Event()
+        self._deliveries: queue.Queue[Delivery | None] = queue.Queue(QUEUE_LIMIT)
+        self._stopping = threading.Event()
+        self._connection = 0
+        self._connection_lock = threading.Lock()
+        self._worker = threading.Thread(target=self._work, name="intake", daemon=True)
         # the broker uses the login name as the client id; saying so keeps the session ours
         self._client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=username, protocol=mqtt.MQTTv5
+            CallbackAPIVersion.VERSION2,
+            client_id=username,
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
         )
         self._client.username_pw_set(username, password)
         if tls_ca is not None:
             self._client.tls_set(ca_certs=str(tls_ca))
         self._client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
+        self._client.on_socket_open = _no_delay
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_subscribe = self._on_subscribe
@@ -94,6 +133,8 @@ class IntakeService:
         """Connect in the background (retrying until the broker answers) and start handling."""
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = self._session_expiry_s
+        properties.ReceiveMaximum = QUEUE_LIMIT
+        self._worker.start()
         self._client.connect_async(
             self.host,
             self.port,
@@ -104,11 +145,20 @@ class IntakeService:
         self._client.loop_start()
 
     def wait_connected(self, timeout: float = 10.0) -> bool:
-        """Wait until connected and subscribed; False if that did not happen within ``timeout``."""
-        return self._subscribed.wait(timeout)
+        """Wait until connected and subscribed with the intake thread running; False if that
+        did not happen within ``timeout``."""
+        return self._subscribed.wait(timeout) and self._worker.is_alive()
 
     def stop(self) -> None:
-        """Disconnect cleanly, stop the network thread and close the intake's database."""
+        """Stop the intake thread after the message in hand, disconnect, close the database.
+
+        Messages read but not handled stay unacknowledged: the broker keeps them in the
+        session and delivers them again after a restart.
+        """
+        self._stopping.set()
+        if self._worker.is_alive():
+            self._deliveries.put(None)  # the worker skips what is queued before it
+            self._worker.join()
         self._client.disconnect()
         self._client.loop_stop()
         self.intake.close()
@@ -143,18 +193,47 @@ class IntakeService:
     def _on_disconnect(
         self, _client: mqtt.Client, _userdata: Any, _flags: Any, code: ReasonCode, _props: Any
     ) -> None:
+        with self._connection_lock:
+            self._connection += 1  # messages read before now are acknowledged by redelivery
         self._subscribed.clear()
         log.warning("disconnected from %s:%d: %s", self.host, self.port, code)
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        """Queue the message for the intake thread (paho's thread only reads)."""
         try:
             topic = message.topic
         except UnicodeDecodeError:
             topic = "<topic is not UTF-8>"
-        try:
-            self.intake.handle(topic, bytes(message.payload))
-        except Exception:  # handle never raises; if it did, paho's thread must live on
-            log.exception("intake raised on %r", topic[:200])
+        delivery = Delivery(
+            topic, bytes(message.payload), message.mid, message.qos, self._connection
+        )
+        while not self._stopping.is_set():
+            try:
+                self._deliveries.put(delivery, timeout=KEEPALIVE_S / 4)
+                return
+            except queue.Full:  # the broker sent beyond Receive Maximum; wait for room
+                continue
+
+    def _work(self) -> None:
+        """The intake thread: handle each queued message in order, then acknowledge it."""
+        while (delivery := self._deliveries.get()) is not None:
+            if self._stopping.is_set():
+                continue  # unacknowledged: the broker delivers it again after a restart
+            try:
+                self.intake.handle(delivery.topic, delivery.payload)
+            except Exception:  # handle never raises; if it did, the thread must live on
+                log.exception("intake raised on %r", delivery.topic[:200])
+            try:
+                self._acknowledge(delivery)
+            except Exception:  # the broker delivers it again; the intake answers it again
+                log.exception("could not acknowledge a message on %r", delivery.topic[:200])
+
+    def _acknowledge(self, delivery: Delivery) -> None:
+        """PUBACK a handled message, unless its connection is gone (then the broker resends
+        it, and the intake answers the duplicate as it answered the original)."""
+        with self._connection_lock:
+            if delivery.connection == self._connection:
+                self._client.ack(delivery.mid, delivery.qos)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,15 +3,19 @@
 A stored segment lives at ``<root>/<hex[:2]>/<hex>.mbseal``. A put copies from a stream in
 1 MiB blocks (a segment is never held whole in memory here), hashing as it goes, into a
 temporary file beside the target; it is fsynced, renamed into place and the directory
-fsynced, so after ``put_*`` returns the bytes survive a power cut. Storing bytes that are
-already there does nothing: the name is the content.
+fsynced, so after ``put_*`` returns the bytes survive a power cut. ``take_file`` stores a
+file the caller has finished writing and hashed without copying it: fsynced, made
+read-only and hard-linked into place (the intake's partial files are on the same disk),
+then the directory fsynced. Storing bytes that are already there does nothing: the name is
+the content.
 
 ``Vault`` is the seam: the directory below is the one-box backend; an S3-compatible store
-with object lock can implement the same four methods (DESIGN decision 9).
+with object lock can implement the same five methods (DESIGN decision 9).
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import secrets
@@ -53,6 +57,13 @@ class Vault(Protocol):
         """Store a file's bytes (read as a stream), refusing them unless they hash to ``sha256``."""
         ...
 
+    def take_file(self, source: Path, sha256: bytes) -> None:
+        """Store a finished file whose SHA-256 the caller computed, without copying if it can.
+
+        Nobody may write to ``source`` afterwards (it may now be the stored file itself).
+        """
+        ...
+
 
 class DirectoryVault:
     """The vault as a directory tree on the gateway's own disk."""
@@ -60,6 +71,8 @@ class DirectoryVault:
     def __init__(self, root: Path) -> None:
         """Use (creating if needed, mode 0700) the directory ``root``."""
         self.root = Path(root)
+        self._durable_subdirectories: set[str] = set()
+        """Subdirectories whose entry in the root this object has fsynced (one fsync each)."""
         try:
             self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as error:
@@ -90,6 +103,48 @@ class DirectoryVault:
                 self.put_stream(stream, sha256)
         except OSError as error:
             raise VaultError(f"cannot read {source} to store it in the vault: {error}") from None
+
+    def take_file(self, source: Path, sha256: bytes) -> None:
+        """Store ``source`` as the bytes of ``sha256`` by a hard link, after fsyncing it.
+
+        ``sha256`` is the caller's word: it hashed the bytes as it wrote them. The file
+        becomes read-only and must not be written again; the caller may unlink ``source``.
+        On a filesystem without hard links to the vault it is copied (and hashed) instead.
+        """
+        target = self.path_for(sha256)
+        try:
+            if not target.is_file():
+                self._link(source, sha256)
+            # also when it was there: its name may not be durable yet if a put died midway
+            fsync_directory(target.parent)
+            if target.parent.name not in self._durable_subdirectories:
+                fsync_directory(self.root)  # the subdirectory may be new, or not yet durable
+                self._durable_subdirectories.add(target.parent.name)
+        except OSError as error:
+            raise VaultError(
+                f"cannot store {source} in {self.root} as segment {sha256.hex()}: {error}"
+            ) from None
+
+    def _link(self, source: Path, sha256: bytes) -> None:
+        """Fsync ``source``, make it read-only and give it its name in the vault."""
+        target = self.path_for(sha256)
+        descriptor = os.open(source, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        try:
+            os.fchmod(descriptor, _FILE_MODE)
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+        target.parent.mkdir(mode=0o700, exist_ok=True)
+        try:
+            os.link(source, target, follow_symlinks=False)
+        except FileExistsError:
+            pass  # a concurrent put of the same bytes won: either copy is the content
+        except OSError as error:
+            if error.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+                raise
+            # no hard link to the vault from there: copy, and hash while copying
+            with source.open("rb") as stream:
+                self.put_stream(stream, sha256)
 
     def put_stream(self, stream: BinaryIO, sha256: bytes) -> None:
         """Copy ``stream`` into the vault; store nothing unless it hashes to ``sha256``."""

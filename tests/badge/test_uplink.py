@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -490,6 +491,18 @@ def test_heartbeat_arrives_and_verifies(badge: Badge, responder: GatewayResponde
     assert beat.ring_segments == 2
     assert abs(beat.wall_ns - time.time_ns()) < 60 * SECOND
     assert uplink.stats.heartbeats_sent >= 3
+
+
+def test_the_uplink_sends_small_packets_without_waiting_for_acks(
+    badge: Badge, responder: GatewayResponder
+) -> None:
+    uplink = badge.uplink()
+    uplink.start()
+    wait_until(lambda: uplink.connected, "the uplink connected")
+    client = uplink._session._client
+    connection = None if client is None else client.socket()
+    assert isinstance(connection, socket.socket)
+    assert connection.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
 
 
 def test_backoff_is_exponential_with_full_jitter() -> None:

@@ -522,3 +522,46 @@ def test_random_garbage_is_refused_and_counted_and_the_intake_keeps_working(
         ("segment", "0"),
         ("incident", "inc-1"),
     ]
+
+
+def test_a_segment_row_commits_only_together_with_its_receipt(gateway: Gateway) -> None:
+    a = gateway.a
+    (segment,) = a.seal(1)
+    gateway.send(a.topic("incident"), a.incident("inc-1", 0, 0))
+    leaves = gateway.rows("SELECT COUNT(*) FROM ledger_leaves")
+    connection = gateway.hospital.data_dir.database()
+    connection.execute(
+        "CREATE TRIGGER no_segment_receipts BEFORE INSERT ON receipts"
+        " WHEN NEW.subject = 'segment' BEGIN SELECT RAISE(ABORT, 'receipts are full'); END"
+    )
+    gateway.send_segment(a, segment, "inc-1")
+    assert gateway.intake.counts() == {"internal-error": 1}
+    assert gateway.published == []
+    assert gateway.rows("SELECT COUNT(*) FROM segments") == [(0,)]  # the row went with it
+    assert gateway.rows("SELECT COUNT(*) FROM ledger_leaves") == leaves
+    connection.execute("DROP TRIGGER no_segment_receipts")
+    connection.close()
+    gateway.send(a.topic("segment"), a.chunks(segment, "inc-1")[-1])  # a redelivery
+    assert [r.key for r in gateway.receipts()] == ["0", "inc-1"]
+    assert gateway.rows("SELECT COUNT(*) FROM segments") == [(1,)]
+
+
+def test_chunks_out_of_order_are_checked_against_the_file(gateway: Gateway) -> None:
+    a = gateway.a
+    good, bad = a.seal(2)
+    gateway.send(a.topic("incident"), a.incident("inc-1", 0, 1))
+    for chunk in reversed(a.chunks(good, "inc-1")):
+        gateway.send(a.topic("segment"), chunk)
+    (receipt,) = gateway.receipts()
+    assert (receipt.key, receipt.sha256) == ("0", sha256(good.to_bytes()))
+    data = bad.to_bytes()
+    half = len(data) // 2
+    liars = [  # the bytes of segment 1, declared with another SHA-256, second half first
+        SegmentChunk("badge-a", "inc-1", 1, index, 2, offset, len(data), sha256(b"x"), part)
+        for index, offset, part in ((1, half, data[half:]), (0, 0, data[:half]))
+    ]
+    for liar in liars:
+        gateway.send(a.topic("segment"), liar.to_bytes())
+    assert [r.reason for r in gateway.rejections()] == ["hash-mismatch"]
+    (kept,) = gateway.quarantined()
+    assert kept.read_bytes() == data

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 from evidence.hashing import sha256
 from evidence.messages import SegmentChunk
 from gateway.errors import Reason, RejectedMessageError
-from gateway.reassembly import DEFAULT_TIMEOUT_NS, Reassembly
+from gateway.reassembly import DEFAULT_TIMEOUT_NS, PartialSegment, Reassembly
 
 CHUNK = 1000
 
@@ -144,3 +145,78 @@ def test_partials_time_out_after_ten_minutes_without_a_chunk(
     assert (stale.seq, stale.received_bytes) == (4, 1000)
     assert reassembly.stale("badge-a", 4) == stale
     assert reassembly.stale("badge-a", 5) is None
+
+
+def test_chunks_in_order_carry_the_digest_of_what_was_written(reassembly: Reassembly) -> None:
+    data = os.urandom(4500)
+    chunks = chunks_of(data)
+    progress = [reassembly.add(chunk) for chunk in (chunks[0], chunks[1], chunks[1], *chunks[2:])]
+    assert [p.written_sha256 for p in progress[:-1]] == [None] * (len(progress) - 1)
+    assert progress[-1].complete and progress[-1].written_sha256 == sha256(data)
+
+
+def test_chunks_out_of_order_leave_the_digest_to_the_caller(reassembly: Reassembly) -> None:
+    chunks = chunks_of(os.urandom(3000))
+    for chunk in (chunks[0], chunks[2]):
+        reassembly.add(chunk)
+    done = reassembly.add(chunks[1])
+    assert done.complete and done.written_sha256 is None
+
+
+def test_a_partial_resumed_by_a_new_reassembly_leaves_the_digest_to_the_caller(
+    tmp_path: Path, clock: Clock
+) -> None:
+    chunks = chunks_of(os.urandom(3000))
+    Reassembly(tmp_path / "partial", clock=clock).add(chunks[0])
+    restarted = Reassembly(tmp_path / "partial", clock=clock)
+    restarted.add(chunks[1])
+    done = restarted.add(chunks[2])
+    assert done.complete and done.written_sha256 is None
+
+
+def test_a_chunk_already_received_is_compared_not_written(reassembly: Reassembly) -> None:
+    data = os.urandom(2500)
+    chunks = chunks_of(data)
+    for chunk in chunks:
+        done = reassembly.add(chunk)
+    os.utime(done.path, ns=(0, 0))  # any write would move the modification time
+    again = reassembly.add(chunks[1])
+    assert again.complete and again.written_sha256 == sha256(data)
+    assert done.path.stat().st_mtime_ns == 0 and done.path.read_bytes() == data
+    with pytest.raises(RejectedMessageError) as refused:
+        reassembly.add(replace(chunks[1], data=bytes(len(chunks[1].data))))
+    assert refused.value.reason is Reason.CONFLICT
+
+
+def test_a_stale_partial_is_handed_over_before_the_chunk_starts_afresh(
+    reassembly: Reassembly, clock: Clock
+) -> None:
+    chunks = chunks_of(os.urandom(3000))
+    reassembly.add(chunks[0])
+    handed: list[tuple[int, int]] = []
+
+    def quarantine(stale: PartialSegment) -> None:
+        handed.append((stale.seq, stale.received_bytes))
+        reassembly.discard(stale.badge_id, stale.seq)
+
+    assert reassembly.add(chunks[1], on_stale=quarantine).received_bytes == 2000
+    assert handed == []
+    clock.now_ns += DEFAULT_TIMEOUT_NS + 1
+    assert reassembly.add(chunks[2], on_stale=quarantine).received_bytes == 1000
+    assert handed == [(4, 2000)]
+
+
+def test_a_sidecar_rewritten_shorter_still_reads_back(tmp_path: Path, clock: Clock) -> None:
+    data = os.urandom(5000)
+    chunks = chunks_of(data)
+    first = Reassembly(tmp_path / "partial", clock=clock)
+    for chunk in (chunks[0], chunks[2], chunks[4]):
+        first.add(chunk)
+    sidecar = first.data_path("badge-a", 4).with_suffix(".json")
+    long_size = sidecar.stat().st_size
+    first.add(chunks[1])  # three ranges become two: the sidecar's text gets shorter
+    assert json.loads(sidecar.read_text())["ranges"] == [[0, 3000], [4000, 5000]]
+    assert sidecar.stat().st_size == long_size  # blank-padded in place, not truncated
+    restarted = Reassembly(tmp_path / "partial", clock=clock)
+    done = restarted.add(chunks[3])
+    assert done.complete and done.path.read_bytes() == data

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -258,3 +259,54 @@ def test_intake_killed_mid_upload_completes_the_incident_exactly_once(
     assert len(list((hospital.data_dir.root / "vault").glob("*/*.mbseal"))) == 6
     assert not list((hospital.data_dir.root / PARTIAL_DIR).glob("*/*"))
     assert not list((hospital.data_dir.root / "quarantine" / "counts").iterdir())  # no refusals
+
+
+def test_a_message_is_acknowledged_only_once_it_is_stored(
+    broker: MosquittoProcess, hospital: Hospital, tmp_path: Path
+) -> None:
+    bundle = hospital.bundles["badge-a"]
+    badge = BadgeMessages.of(bundle)
+    (segment,) = badge.seal(1)
+    intake = IntakeProcess(hospital, broker, tmp_path)
+    intake.start()
+    lock = sqlite3.connect(hospital.data_dir.database_path, isolation_level=None)
+    try:
+        session = badge_session(broker, bundle)
+        session.publish(badge.topic("incident"), badge.incident("inc-1", 0, 0))
+        wait_until(
+            lambda: bool(lock.execute("SELECT COUNT(*) FROM incidents").fetchone()[0]),
+            "the incident record stored",
+        )
+        lock.execute("BEGIN IMMEDIATE")  # the intake can store bytes, but commit nothing
+        for chunk in badge.chunks(segment, "inc-1"):
+            session.publish(badge.topic("segment"), chunk)
+        vault = hospital.data_dir.root / "vault"
+        wait_until(lambda: any(vault.glob("*/*.mbseal")), "the segment in the vault")
+        intake.kill()  # while its last chunk waits for the database: handled, not finished
+        lock.execute("ROLLBACK")
+        assert received_receipts(session, bundle) == []
+        intake.start()  # the broker delivers the unacknowledged chunk again
+        wait_until(lambda: len(received_receipts(session, bundle)) == 2, "two receipts")
+        found = received_receipts(session, bundle)
+        session.close()
+    finally:
+        lock.close()
+        intake.stop()
+    assert [(r.subject, r.key) for r in found] == [("segment", "0"), ("incident", "inc-1")]
+    assert found[0].sha256 == sha256(segment.to_bytes())
+
+
+def test_the_intake_sends_without_waiting_for_acks(
+    broker: MosquittoProcess, hospital: Hospital
+) -> None:
+    service = IntakeService(
+        hospital.data_dir, HOST, broker.plain_port, "gateway", GATEWAY_PASSWORD, None
+    )
+    service.start()
+    try:
+        assert service.wait_connected(WAIT_S)
+        connection = service._client.socket()
+        assert isinstance(connection, socket.socket)
+        assert connection.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    finally:
+        service.stop()

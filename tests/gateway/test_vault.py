@@ -79,3 +79,32 @@ def test_directory_vault_satisfies_the_vault_seam(vault: DirectoryVault) -> None
     data = b"through the seam"
     seam.put_stream(io.BytesIO(data), sha256(data))
     assert seam.get(sha256(data)).read_bytes() == data
+
+
+def test_take_file_links_the_finished_file_in_without_copying(
+    vault: DirectoryVault, tmp_path: Path
+) -> None:
+    data = os.urandom(2 * 1024 * 1024 + 5)
+    source = tmp_path / "3.part"
+    source.write_bytes(data)
+    digest = sha256(data)
+    vault.take_file(source, digest)
+    stored = vault.get(digest)
+    assert stored == vault.path_for(digest) and stored.samefile(source)  # one file, two names
+    assert stat.S_IMODE(stored.stat().st_mode) == 0o440
+    vault.take_file(source, digest)  # again: nothing changes
+    source.unlink()  # the caller lets go of its name; the vault keeps the bytes
+    assert vault.get(digest).read_bytes() == data
+    assert [path.name for path in stored.parent.iterdir()] == [stored.name]
+
+
+def test_take_file_failures_are_vault_errors(vault: DirectoryVault, tmp_path: Path) -> None:
+    with pytest.raises(VaultError, match="cannot store"):
+        vault.take_file(tmp_path / "missing.part", sha256(b"y"))
+    source = tmp_path / "1.part"
+    source.write_bytes(b"x")
+    digest = sha256(b"x")
+    (vault.root / digest.hex()[:2]).write_bytes(b"a file where a directory belongs")
+    with pytest.raises(VaultError, match="cannot store"):
+        vault.take_file(source, digest)
+    assert not vault.has(digest)
