@@ -106,6 +106,16 @@ class ConsoleSettings:
 
 
 @dataclass(frozen=True)
+class TimestampSettings:
+    """Which RFC 3161 time-stamp authority stamps the ledger's checkpoints."""
+
+    tsa_url: str = ""
+    """An external TSA (e.g. the national PKI's); empty: the hospital's own TSA."""
+    tsa_ca_file: Path | None = None
+    """The CA certificate the external TSA's certificate chains to (required with a URL)."""
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     """The whole gateway configuration, paths already resolved against the data directory."""
 
@@ -116,6 +126,7 @@ class GatewayConfig:
     live_queue_limit: int = 256
     log_level: str = "info"
     console: ConsoleSettings = ConsoleSettings()
+    timestamps: TimestampSettings = TimestampSettings()
 
     @classmethod
     def load(cls, data_root: Path, path: Path | None = None) -> GatewayConfig:
@@ -146,6 +157,7 @@ class GatewayConfig:
         live = tables.table("live")
         log = tables.table("log")
         console = tables.table("console")
+        stamps = tables.table("timestamps")
         hooks = tables.array("webhook")
         tables.finish()
         config = cls(
@@ -161,13 +173,27 @@ class GatewayConfig:
             live_queue_limit=live.integer("queue_limit", 256, 1, 1_000_000),
             log_level=log.choice("level", "info", LOG_LEVELS),
             console=_console(console),
+            timestamps=_timestamps(stamps),
         )
-        for table in (broker, paths, live, log, console):
+        for table in (broker, paths, live, log, console, stamps):
             table.finish()
         urls = [hook.url for hook in config.webhooks]
         if len(set(urls)) != len(urls):
             raise GatewayConfigError("a [[webhook]] url is listed twice: list each URL once")
         return config
+
+
+def _timestamps(table: _Table) -> TimestampSettings:
+    url = table.text("tsa_url", "")
+    ca_file = table.optional_path("tsa_ca_file")
+    if url and not url.startswith(("http://", "https://")):
+        raise GatewayConfigError("timestamps.tsa_url must be an http:// or https:// URL")
+    if url and ca_file is None:
+        raise GatewayConfigError(
+            "timestamps.tsa_ca_file is required with timestamps.tsa_url: the CA certificate "
+            "the external TSA's certificate chains to"
+        )
+    return TimestampSettings(url, ca_file)
 
 
 def _broker(table: _Table, root: Path) -> BrokerConnection:

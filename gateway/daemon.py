@@ -23,6 +23,7 @@ from gateway.ledger import CheckpointSchedule, open_ledger
 from gateway.live import AlertChannel
 from gateway.notify import sd_notify, watchdog_interval_s
 from gateway.service import IntakeService
+from gateway.timestamps import configured_timestamper
 from gateway.webhooks import AlertWebhooks
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ class GatewayDaemon:
             raise GatewayError(
                 f"broker CA certificate {broker.ca_file} is missing: set broker.ca_file"
             )
+        timestamper = configured_timestamper(data_dir, config)
         self.intake = IntakeService(
             data_dir,
             broker.host,
@@ -71,15 +73,17 @@ class GatewayDaemon:
             broker.ca_file if broker.tls else None,
             shared_group=broker.shared_group,
             on_alert=self.on_alert,
+            timestamper=timestamper,
         )
         # Checkpoints at least every minute while the log grows, each time-stamped by the
-        # hospital's TSA, on a ledger connection of their own (the intake keeps its own).
+        # configured TSA (the hospital's own by default), on a ledger connection of their
+        # own: the intake keeps its own connection and stamps its incident checkpoints.
         self._checkpoint_db = data_dir.database()
         self.checkpoints = CheckpointSchedule(
             open_ledger(
                 data_dir,
                 self._checkpoint_db,
-                timestamper=data_dir.timestamper().stamp,
+                timestamper=timestamper,
                 verify=False,  # the intake has just checked the whole log against its checkpoint
             )
         )

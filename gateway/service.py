@@ -39,6 +39,7 @@ from evidence.topics import ALL_BADGES_FILTER, shared_subscription
 from gateway.alerts import AlertEvent
 from gateway.datadir import GatewayDataDir
 from gateway.intake import AlertListener, Intake
+from gateway.ledger import Timestamper
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,7 @@ class IntakeService:
         *,
         shared_group: str | None = None,
         on_alert: AlertListener = _ignore_alert,
+        timestamper: Timestamper | None = None,
         session_expiry_s: int = SESSION_EXPIRY_S,
     ) -> None:
         """Prepare the client (``start`` connects); ``tls_ca`` None means plain MQTT (loopback).
@@ -127,7 +129,7 @@ class IntakeService:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
-        self.intake = Intake(data_dir, self._publish, on_alert)
+        self.intake = Intake(data_dir, self._publish, on_alert, timestamper=timestamper)
 
     def start(self) -> None:
         """Connect in the background (retrying until the broker answers) and start handling."""

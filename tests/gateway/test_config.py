@@ -158,3 +158,14 @@ def test_the_documentation_lists_every_key() -> None:
     assert keys >= {"host", "url", "secret_file", "queue_limit", "level"}
     for key in keys:
         assert re.search(rf"^#?\s*{key} = ", document, flags=re.MULTILINE), key
+
+
+def test_an_external_tsa_needs_its_ca(tmp_path: Path) -> None:
+    with pytest.raises(GatewayConfigError, match="tsa_ca_file is required"):
+        GatewayConfig.from_mapping(tmp_path, {"timestamps": {"tsa_url": "https://tsa.example/"}})
+    with pytest.raises(GatewayConfigError, match="must be an http"):
+        GatewayConfig.from_mapping(tmp_path, {"timestamps": {"tsa_url": "ftp://tsa.example/"}})
+    config = GatewayConfig.from_mapping(
+        tmp_path, {"timestamps": {"tsa_url": "http://127.0.0.1:9/", "tsa_ca_file": "pki.crt"}}
+    )
+    assert config.timestamps.tsa_ca_file == tmp_path / "pki.crt"
