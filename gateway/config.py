@@ -127,6 +127,8 @@ class GatewayConfig:
     log_level: str = "info"
     console: ConsoleSettings = ConsoleSettings()
     timestamps: TimestampSettings = TimestampSettings()
+    retention_days: int = 365
+    """Footage older than this (and not on legal hold) may be deleted by a custodian."""
 
     @classmethod
     def load(cls, data_root: Path, path: Path | None = None) -> GatewayConfig:
@@ -158,6 +160,7 @@ class GatewayConfig:
         log = tables.table("log")
         console = tables.table("console")
         stamps = tables.table("timestamps")
+        retention = tables.table("retention")
         hooks = tables.array("webhook")
         tables.finish()
         config = cls(
@@ -174,8 +177,9 @@ class GatewayConfig:
             log_level=log.choice("level", "info", LOG_LEVELS),
             console=_console(console),
             timestamps=_timestamps(stamps),
+            retention_days=retention.integer("days", 365, 1, 36500),
         )
-        for table in (broker, paths, live, log, console, stamps):
+        for table in (broker, paths, live, log, console, stamps, retention):
             table.finish()
         urls = [hook.url for hook in config.webhooks]
         if len(set(urls)) != len(urls):

@@ -210,6 +210,17 @@ MIGRATIONS: Sequence[str] = (
         last_rowid INTEGER NOT NULL
     );
     """,
+    """
+    CREATE TABLE retention_deletions (
+        badge_id TEXT NOT NULL,
+        incident_id TEXT NOT NULL,
+        deleted_at_ns INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        segments INTEGER NOT NULL,
+        ledger_index INTEGER NOT NULL,
+        PRIMARY KEY (badge_id, incident_id)
+    );
+    """,
 )
 """Each entry moves the schema one version up; never edit one that has shipped."""
 

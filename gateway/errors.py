@@ -108,3 +108,7 @@ class ConsoleError(GatewayError):
 
 class ExportError(GatewayError):
     """An evidence package cannot be made (incident incomplete, vault altered, TSA down, ...)."""
+
+
+class RetentionError(GatewayError):
+    """Footage cannot be deleted under retention (held, not yet due, or already deleted)."""

@@ -68,6 +68,7 @@ from gateway.ledger import Ledger, SignedCheckpoint, open_ledger
 from gateway.package_writer import FileRange, PackageDraft, write_package
 from gateway.registry import BadgeRegistry
 from gateway.remux import remux_to_mp4
+from gateway.retention import deletion_notice
 from gateway.tsa import TimeStampAuthority
 from gateway.vault import DirectoryVault, Vault
 
@@ -242,6 +243,9 @@ class _Export:
         incident = self.catalogue.incident(badges[0], incident_id) if badges else None
         if incident is None:
             raise ExportError(f"the gateway holds no incident {incident_id}")
+        deleted = deletion_notice(self.db, incident.badge_id, incident_id)
+        if deleted is not None:
+            raise ExportError(f"{deleted}; it cannot be exported")
         if incident.ledger_index is None or incident.complete_wall_ns is None:
             raise ExportError(
                 f"incident {incident_id} is not complete yet (not every segment has arrived "

@@ -70,6 +70,7 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "footage.view": frozenset({Role.OFFICER, Role.CUSTODIAN}),
     "evidence.export": frozenset({Role.CUSTODIAN}),
     "evidence.hold": frozenset({Role.CUSTODIAN}),
+    "evidence.retention": frozenset({Role.CUSTODIAN}),
     "custody.read": frozenset({Role.AUDITOR}),
     "ledger.read": frozenset({Role.AUDITOR}),
     "users.manage": frozenset({Role.ADMIN}),
@@ -109,6 +110,8 @@ class ConsoleOptions:
     broker_host: str = "localhost"
     """What enrolment bundles made here tell badges to connect to."""
     broker_port: int = 8883
+    retention_days: int = 365
+    """Footage last received longer ago than this may be deleted (``[retention] days``)."""
 
 
 class RoleRefusedError(ConsoleError):

@@ -28,6 +28,7 @@ from starlette.staticfiles import StaticFiles
 
 from evidence.checkpoint import format_vkey
 from evidence.errors import EvidenceError
+from gateway import retention
 from gateway.console import court, evidence
 from gateway.console.actions import AlertActionKind
 from gateway.console.auth import CSRF_FIELD, LOGIN_CSRF_COOKIE, new_token, tokens_match
@@ -44,7 +45,7 @@ from gateway.console.incidents import Cursor, IncidentQuery
 from gateway.console.users import MAX_PASSWORD, ROLE_TITLES, Role, parse_role
 from gateway.custody import CUSTODY_ACTIONS, MAX_PAGE
 from gateway.enrolment import enroll_badge
-from gateway.errors import ConsoleError, GatewayError, PlaybackError
+from gateway.errors import ConsoleError, GatewayError, PlaybackError, RetentionError
 from gateway.live import LiveItem, Overflow, alert_document
 from gateway.playback import CONTENT_TYPE, fragmented_mp4
 
@@ -474,6 +475,9 @@ def footage(console: Console, call: Call) -> Response:
     if not console.granted(call.path("grant"), call.session.username, badge_id, incident_id):
         raise ConsoleError("state why you view this footage first (the grant has expired)")
     incident = console.index.require(badge_id, incident_id)
+    deleted = retention.deletion_notice(console.db, badge_id, incident_id)
+    if deleted is not None:
+        raise ConsoleError(f"{deleted}; it cannot be played")
     stored = evidence.gather(console.db, console.ledger, incident)
     if not stored.segments:
         raise ConsoleError(f"no segment of incident {incident_id} has arrived yet")
@@ -541,6 +545,57 @@ def legal_hold(console: Console, call: Call) -> Response:
     badge_id, incident_id = call.path("badge"), call.path("incident")
     console.desk.hold(call.session.username, badge_id, incident_id, held, call.field("reason"))
     return RedirectResponse(f"/incidents/{badge_id}/{incident_id}", status_code=303)
+
+
+# -- retention -------------------------------------------------------------------------
+
+
+@handler("evidence.retention")
+def retention_page(console: Console, call: Call) -> Response:
+    """The incidents whose footage is past its retention period and not on legal hold."""
+    console.index.catch_up()
+    due = retention.due_incidents(
+        console.db, console.ledger.now(), console.options.retention_days
+    )
+    return console.page(
+        call,
+        "retention.html",
+        due=due,
+        days=console.options.retention_days,
+        csrf=call.session.csrf_token,
+        deleted=call.query("deleted"),
+    )
+
+
+@handler("evidence.retention")
+def apply_retention(console: Console, call: Call) -> Response:
+    """Delete one due incident's footage (custody entry "retention-delete")."""
+    console.index.catch_up()
+    badge_id, incident_id = call.field("badge"), call.field("incident")
+    justification = call.field("justification")
+    if not justification:
+        raise ConsoleError("say why this footage is deleted; the custody log records it")
+    due = retention.due_incidents(
+        console.db, console.ledger.now(), console.options.retention_days
+    )
+    chosen = [item for item in due if (item.badge_id, item.incident_id) == (badge_id, incident_id)]
+    if not chosen:
+        raise ConsoleError(
+            f"incident {incident_id[:80]} of badge {badge_id[:80]} is not due for deletion "
+            "(on legal hold, within its retention period, already deleted or unknown)"
+        )
+    try:
+        retention.delete_incident_footage(
+            console.db,
+            console.vault,
+            console.custody,
+            chosen[0],
+            actor=call.session.username,
+            justification=justification,
+        )
+    except RetentionError as error:
+        raise ConsoleError(str(error)) from None
+    return RedirectResponse(f"/retention?deleted={incident_id}", status_code=303)
 
 
 # -- custody log and ledger ------------------------------------------------------------
@@ -676,6 +731,8 @@ def routes() -> list[BaseRoute]:
         Route(incident + "/export/{token}", export_download),
         Route(incident + "/hold", legal_hold, methods=["POST"]),
         Route(incident + "/release", legal_hold, methods=["POST"]),
+        Route("/retention", retention_page),
+        Route("/retention", apply_retention, methods=["POST"]),
         Route("/custody", custody_page),
         Route("/ledger", ledger_page),
         Route("/users", users_page),

@@ -108,6 +108,7 @@ def console_options(config: GatewayConfig) -> ConsoleOptions:
         custodian_passphrase=passphrase,
         broker_host=settings.hostnames[0] if settings.hostnames else config.broker.host,
         broker_port=config.broker.port,
+        retention_days=config.retention_days,
     )
 
 
