@@ -17,7 +17,6 @@ from gateway.console.actions import AlertActionKind
 from gateway.console.core import Call, Console, handler
 from gateway.console.incidents import IncidentSummary
 from gateway.console.pages import incident_query
-from gateway.custody import CUSTODY_ACTIONS
 from gateway.errors import ConsoleError
 from gateway.live import iso_time
 
@@ -118,14 +117,12 @@ def badges(console: Console, call: Call) -> Response:
 @handler("custody.read", api=True)
 def custody(console: Console, call: Call) -> Response:
     """Custody entries, newest first (filters: subject, actor, action; ``offset``)."""
-    action = call.query("action")
-    if action and action not in CUSTODY_ACTIONS:
-        raise ConsoleError(f"{action[:40]!r} is not a custody action")
+    action = call.custody_action()
     offset = int(call.query("offset")) if call.query("offset").isdigit() else 0
     entries = console.custody.entries(
         subject=call.query("subject") or None,
         actor=call.query("actor") or None,
-        action=action or None,  # type: ignore[arg-type]
+        action=action,
         limit=100,
         offset=offset,
         newest_first=True,

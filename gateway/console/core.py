@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl, quote
 
 import anyio.to_thread
@@ -44,7 +44,7 @@ from gateway.console.auth import (
 )
 from gateway.console.incidents import IncidentIndex
 from gateway.console.users import ROLE_TITLES, Role, UserDirectory
-from gateway.custody import CustodyLog
+from gateway.custody import CUSTODY_ACTIONS, CustodyAction, CustodyLog
 from gateway.datadir import GatewayDataDir
 from gateway.errors import ConsoleError, CustodyError, EnrolmentError
 from gateway.intake import VAULT_DIR
@@ -161,6 +161,15 @@ class Call:
     def field(self, name: str) -> str:
         """A form field, stripped ('' when absent)."""
         return self.form.get(name, "").strip()
+
+    def custody_action(self) -> CustodyAction | None:
+        """The ``action`` filter of a custody query; ConsoleError if it names no action."""
+        action = self.query("action")
+        if not action:
+            return None
+        if action not in CUSTODY_ACTIONS:
+            raise ConsoleError(f"{action[:40]!r} is not a custody action")
+        return cast(CustodyAction, action)
 
     @property
     def client(self) -> str:

@@ -604,14 +604,12 @@ def apply_retention(console: Console, call: Call) -> Response:
 @handler("custody.read")
 def custody_page(console: Console, call: Call) -> Response:
     """The custody log, newest first, filtered by actor, action, subject and date."""
-    action = call.query("action")
-    if action and action not in CUSTODY_ACTIONS:
-        raise ConsoleError(f"{action[:40]!r} is not a custody action")
+    action = call.custody_action()
     page = int(call.query("page")) if call.query("page").isdigit() else 0
     entries = console.custody.entries(
         subject=call.query("subject") or None,
         actor=call.query("actor") or None,
-        action=action or None,  # type: ignore[arg-type]
+        action=action,
         since_ns=_date_ns(call.query("from"), "from"),
         until_ns=_date_ns(call.query("to"), "to", end_of_day=True),
         limit=100,

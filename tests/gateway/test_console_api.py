@@ -327,3 +327,13 @@ def test_a_custodian_exports_a_verified_package_recorded_in_custody(
     assert package.status == 200 and package.body.startswith(b"PK")
     assert custodian.request(link.group(1)).status == 400  # once only
     assert ("carl", "export", "inc-1", "court order 7/2026") in custody_rows(console)
+
+
+def test_the_custody_log_refuses_an_unknown_action_filter(console: ConsoleHarness) -> None:
+    auditor = WebClient(console.url)
+    auditor.login("aida")
+    assert auditor.request("/custody?action=login").status == 200
+    for path in ("/custody?action=wipe", "/api/custody?action=wipe"):
+        refused = auditor.request(path)
+        assert refused.status == 400 and "wipe" in refused.text
+        assert "is not a custody action" in refused.text
