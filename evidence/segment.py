@@ -13,6 +13,7 @@ into the HPKE key schedule, so a ciphertext moved under another header does not 
 
 from __future__ import annotations
 
+import hashlib
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -208,6 +209,49 @@ class _HeaderReader:
         )
 
 
+def _segment_name(header: SegmentHeader) -> str:
+    return f"segment {header.seq} of badge {header.badge_id}"
+
+
+def _body_start(prefix: bytes | bytearray, where: str) -> int:
+    """Where the ciphertext starts, read from the first ``_PREFIX.size`` bytes of a file."""
+    if len(prefix) < _PREFIX.size or prefix[: len(MAGIC)] != MAGIC:
+        raise SegmentFormatError(f"{where}: is not a medbadge sealed segment (bad magic)")
+    _, header_size = _PREFIX.unpack_from(prefix)
+    if header_size > MAX_HEADER_SIZE:
+        raise SegmentFormatError(f"{where}: header length {header_size} is implausible")
+    return int(_PREFIX.size + header_size + SIGNATURE_SIZE)
+
+
+def _split_head(head: bytes | bytearray, where: str) -> tuple[SegmentHeader, bytes, bytes]:
+    """The header, its bytes and the signature, from the file's bytes before the ciphertext."""
+    header_bytes = bytes(head[_PREFIX.size : len(head) - SIGNATURE_SIZE])
+    signature = bytes(head[len(head) - SIGNATURE_SIZE :])
+    return SegmentHeader.decode(header_bytes, where), header_bytes, signature
+
+
+def _check_ciphertext_size(header: SegmentHeader, size: int, where: str) -> None:
+    if size != header.ciphertext_size:
+        raise SegmentFormatError(
+            f"{where}: holds {size} ciphertext bytes but its header says "
+            f"{header.ciphertext_size} (truncated or extended)"
+        )
+
+
+def _verify(
+    header: SegmentHeader,
+    header_bytes: bytes,
+    signature: bytes,
+    ciphertext_sha256: bytes,
+    badge_key: SigningPublicKey,
+) -> None:
+    """The badge signature over the header, and the ciphertext's digest against the header's."""
+    name = _segment_name(header)
+    badge_key.verify(signature, SIGNATURE_CONTEXT, header_bytes, name)
+    if ciphertext_sha256 != header.ciphertext_sha256:
+        raise VerificationError(f"{name}: ciphertext does not match its header's SHA-256")
+
+
 @dataclass(frozen=True)
 class SealedSegment:
     """A segment as the badge stores and sends it: header bytes, signature, ciphertext."""
@@ -219,8 +263,8 @@ class SealedSegment:
 
     @property
     def name(self) -> str:
-        """A short name for messages: badge, sequence number and boot."""
-        return f"segment {self.header.seq} of badge {self.header.badge_id}"
+        """A short name for messages: badge and sequence number."""
+        return _segment_name(self.header)
 
     def to_bytes(self) -> bytes:
         """The sealed-segment file's bytes."""
@@ -236,23 +280,12 @@ class SealedSegment:
         """Parse a sealed segment's bytes, raising SegmentFormatError naming ``where``."""
         if not data:
             raise SegmentFormatError(f"{where}: is empty")
-        if len(data) < _PREFIX.size or data[: len(MAGIC)] != MAGIC:
-            raise SegmentFormatError(f"{where}: is not a medbadge sealed segment (bad magic)")
-        _, header_size = _PREFIX.unpack_from(data)
-        if header_size > MAX_HEADER_SIZE:
-            raise SegmentFormatError(f"{where}: header length {header_size} is implausible")
-        body_start = _PREFIX.size + header_size + SIGNATURE_SIZE
+        body_start = _body_start(data, where)
         if len(data) < body_start:
             raise SegmentFormatError(f"{where}: is truncated inside its header or signature")
-        header_bytes = data[_PREFIX.size : _PREFIX.size + header_size]
-        header = SegmentHeader.decode(header_bytes, where)
+        header, header_bytes, signature = _split_head(data[:body_start], where)
         ciphertext = data[body_start:]
-        if len(ciphertext) != header.ciphertext_size:
-            raise SegmentFormatError(
-                f"{where}: holds {len(ciphertext)} ciphertext bytes but its header says "
-                f"{header.ciphertext_size} (truncated or extended)"
-            )
-        signature = data[body_start - SIGNATURE_SIZE : body_start]
+        _check_ciphertext_size(header, len(ciphertext), where)
         return cls(header, header_bytes, signature, ciphertext)
 
     @classmethod
@@ -269,9 +302,7 @@ class SealedSegment:
 
         Raises VerificationError naming the segment and what failed.
         """
-        badge_key.verify(self.signature, SIGNATURE_CONTEXT, self.header_bytes, self.name)
-        if sha256(self.ciphertext) != self.header.ciphertext_sha256:
-            raise VerificationError(f"{self.name}: ciphertext does not match its header's SHA-256")
+        _verify(self.header, self.header_bytes, self.signature, sha256(self.ciphertext), badge_key)
 
     def open(self, custodian_key: CustodianPrivateKey) -> bytes:
         """Decrypt with the custodian key and check the plaintext against its header."""
@@ -281,6 +312,101 @@ class SealedSegment:
         ):
             raise VerificationError(f"{self.name}: plaintext does not match its header's SHA-256")
         return plaintext
+
+
+@dataclass(frozen=True)
+class CheckedSegmentBytes:
+    """What a :class:`SegmentStream` found in a sealed segment's bytes (the ciphertext is not
+    kept: only its size and SHA-256), ready for :meth:`verify`."""
+
+    header: SegmentHeader
+    header_bytes: bytes
+    signature: bytes
+    ciphertext_sha256: bytes
+    sealed_sha256: bytes
+    """SHA-256 of the whole file: the vault's name for it and the ledger's."""
+    sealed_size: int
+
+    @property
+    def name(self) -> str:
+        """A short name for messages: badge and sequence number."""
+        return _segment_name(self.header)
+
+    def verify(self, badge_key: SigningPublicKey) -> None:
+        """Check the badge signature and the ciphertext hash, as ``SealedSegment.verify`` does."""
+        _verify(self.header, self.header_bytes, self.signature, self.ciphertext_sha256, badge_key)
+
+
+class SegmentStream:
+    """Reads a sealed segment's bytes in order, in pieces of any size, keeping only its head.
+
+    It hashes the whole file and the ciphertext in one pass over each piece, so a receiver
+    can check a segment as it arrives without holding or re-reading it; ``finish`` parses
+    the head exactly as ``SealedSegment.from_bytes`` does.
+    """
+
+    def __init__(self, where: str = "sealed segment") -> None:
+        """Start with no bytes; ``where`` names the segment in errors."""
+        self.where = where
+        self.size = 0
+        self._sealed = hashlib.sha256()
+        self._ciphertext = hashlib.sha256()
+        self._head = bytearray()
+        self._body_start: int | None = None
+        self._error: SegmentFormatError | None = None
+
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        """Take the next bytes of the file (never raises: ``finish`` says what is wrong)."""
+        view = memoryview(data)
+        self._sealed.update(view)
+        self.size += len(view)
+        if self._error is None and (self._body_start is None or len(self._head) < self._body_start):
+            view = self._take_head(view)
+        if view:
+            self._ciphertext.update(view)
+
+    def _take_head(self, view: memoryview) -> memoryview:
+        """Keep the bytes before the ciphertext; return what is left of ``view``."""
+        if self._body_start is None:
+            wanted = _PREFIX.size - len(self._head)
+            self._head += view[:wanted]
+            view = view[wanted:]
+            if len(self._head) < _PREFIX.size:
+                return view
+            try:
+                self._body_start = _body_start(self._head, self.where)
+            except SegmentFormatError as error:
+                self._error = error  # the rest is hashed whole, never parsed
+                return memoryview(b"")
+        wanted = self._body_start - len(self._head)
+        self._head += view[:wanted]
+        return view[wanted:]
+
+    def sealed_sha256(self) -> bytes:
+        """SHA-256 of every byte taken so far (the whole file's, once it is all in)."""
+        return self._sealed.copy().digest()
+
+    def finish(self) -> CheckedSegmentBytes:
+        """Parse the head and check the ciphertext's size; SegmentFormatError says what is
+        wrong. The signature and digests are checked by ``verify`` on the result."""
+        if not self.size:
+            raise SegmentFormatError(f"{self.where}: is empty")
+        if self._error is not None:
+            raise self._error
+        if self._body_start is None:
+            raise SegmentFormatError(f"{self.where}: is not a medbadge sealed segment (bad magic)")
+        if len(self._head) < self._body_start:
+            raise SegmentFormatError(f"{self.where}: is truncated inside its header or signature")
+        header, header_bytes, signature = _split_head(self._head, self.where)
+        _check_ciphertext_size(header, self.size - self._body_start, self.where)
+        return CheckedSegmentBytes(
+            header=header,
+            header_bytes=header_bytes,
+            signature=signature,
+            ciphertext_sha256=self._ciphertext.digest(),
+            sealed_sha256=self._sealed.digest(),
+            sealed_size=self.size,
+        )
 
 
 def seal_segment(

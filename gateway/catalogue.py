@@ -20,7 +20,7 @@ from evidence.canonical import CanonicalValue
 from evidence.hashing import sha256 as sha256_of
 from evidence.incident import IncidentRecord
 from evidence.messages import Receipt
-from evidence.segment import SealedSegment, SegmentHeader
+from evidence.segment import CheckedSegmentBytes, SegmentHeader
 from gateway.alerts import SignedAlert
 from gateway.errors import IntakeError
 from gateway.ledger import Ledger, write_transaction
@@ -150,7 +150,7 @@ class Catalogue:
     def insert_segment(
         self,
         *,
-        segment: SealedSegment,
+        segment: CheckedSegmentBytes,
         incident_id: str,
         sealed_sha256: bytes,
         sealed_size: int,

@@ -12,10 +12,11 @@ is refused. A partial that sees no chunk for ``timeout_ns`` is handed back by ``
 (or ``stale``) for the caller to move into quarantine; the next chunk then starts the
 segment afresh.
 
-While a segment's chunks come in order (the normal case), the SHA-256 of its bytes is
-computed as they are written, so a complete partial carries the digest of what was
-written (``written_sha256``) and nobody reads the file back to hash it. Chunks out of
-order, or a partial begun by an earlier process, leave it None: the caller hashes the file.
+While a segment's chunks come in order (the normal case), they also go through an
+``evidence.segment.SegmentStream`` as they are written: it hashes the whole file and the
+ciphertext and keeps the header and signature, so a complete partial carries everything
+its checks need (``stream``) and nobody reads the file back. Chunks out of order, or a
+partial begun by an earlier process, leave it None: the caller streams the file from disk.
 
 Partial files are not fsynced: nothing is receipted until the whole segment has been
 checked and stored in the vault, so a partial lost to a power cut is simply sent again.
@@ -31,7 +32,6 @@ stopped. Two processes must not receive chunks of one segment at the same time
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import time
@@ -42,6 +42,7 @@ from pathlib import Path
 from evidence.durable import fsync_directory
 from evidence.identifiers import validate_badge_id
 from evidence.messages import SegmentChunk
+from evidence.segment import SegmentStream
 from gateway.errors import Reason, RejectedMessageError
 
 DEFAULT_TIMEOUT_NS = 10 * 60 * 1_000_000_000
@@ -60,8 +61,8 @@ class PartialSegment:
     sealed_sha256: bytes
     received_bytes: int
     last_chunk_wall_ns: int
-    written_sha256: bytes | None = None
-    """SHA-256 of the bytes written, when complete and every chunk came in order; else None."""
+    stream: SegmentStream | None = None
+    """Every byte written, in order, when complete and every chunk came in order; else None."""
 
     @property
     def complete(self) -> bool:
@@ -112,20 +113,20 @@ class _State:
         return sum(end - start for start, end in self.ranges)
 
 
-class _RunningDigest:
-    """The SHA-256 of a partial's bytes from offset 0 up to ``end``, as they were written."""
+class _InOrder:
+    """A partial's bytes from offset 0 up to ``end``, streamed as they were written."""
 
-    def __init__(self) -> None:
-        self.hash = hashlib.sha256()
+    def __init__(self, where: str) -> None:
+        self.stream = SegmentStream(where)
         self.end = 0
 
     def extend(self, offset: int, data: bytes) -> bool:
         """Take the bytes ``data`` written at ``offset``; False if they leave a gap."""
         if offset > self.end:
             return False
-        skip = self.end - offset  # bytes already hashed, and checked equal by the overlap test
+        skip = self.end - offset  # bytes already taken, and checked equal by the overlap test
         if skip < len(data):
-            self.hash.update(memoryview(data)[skip:])
+            self.stream.update(memoryview(data)[skip:])
             self.end = offset + len(data)
         return True
 
@@ -145,8 +146,8 @@ class Reassembly:
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.timeout_ns = timeout_ns
         self._clock = clock
-        self._digests: dict[Path, _RunningDigest] = {}
-        """In-order digests of partials this object is receiving (lost on restart: harmless)."""
+        self._in_order: dict[Path, _InOrder] = {}
+        """Streams of partials this object is receiving in order (lost on restart: harmless)."""
 
     def data_path(self, badge_id: str, seq: int) -> Path:
         """The partial file of segment ``seq`` of ``badge_id``."""
@@ -180,7 +181,7 @@ class Reassembly:
             state = _State(
                 chunk.incident, chunk.total_size, chunk.sealed_sha256, chunk.count, [], now, now
             )
-            self._digests[path] = _RunningDigest()
+            self._in_order[path] = _InOrder(f"segment {chunk.seq} from badge {chunk.badge}")
         elif (state.total_size, state.sealed_sha256, state.count) != (
             chunk.total_size,
             chunk.sealed_sha256,
@@ -198,7 +199,8 @@ class Reassembly:
             state.ranges = _merge([*state.ranges, (chunk.offset, chunk.offset + len(chunk.data))])
         state.last_chunk_wall_ns = now
         _overwrite(_sidecar(path), state.to_json())
-        return self._partial(chunk.badge, chunk.seq, path, state, self._written_sha256(path, state))
+        stream = self._complete_stream(path, state)
+        return self._partial(chunk.badge, chunk.seq, path, state, stream)
 
     def _write(self, path: Path, chunk: SegmentChunk, state: _State) -> bool:
         """Write the chunk's bytes at its offset, after checking any overlap agrees.
@@ -233,17 +235,21 @@ class Reassembly:
         return new_bytes
 
     def _follow(self, path: Path, chunk: SegmentChunk) -> None:
-        """Extend the partial's in-order digest with a chunk just taken; drop it at a gap."""
-        digest = self._digests.get(path)
-        if digest is not None and not digest.extend(chunk.offset, chunk.data):
-            del self._digests[path]
+        """Extend the partial's in-order stream with a chunk just taken; drop it at a gap."""
+        in_order = self._in_order.get(path)
+        if in_order is not None and not in_order.extend(chunk.offset, chunk.data):
+            del self._in_order[path]
 
-    def _written_sha256(self, path: Path, state: _State) -> bytes | None:
-        """The in-order digest of a complete partial, if every byte went through it."""
-        digest = self._digests.get(path)
-        if digest is None or digest.end != state.total_size or state.received != state.total_size:
+    def _complete_stream(self, path: Path, state: _State) -> SegmentStream | None:
+        """The in-order stream of a complete partial, if every byte went through it."""
+        in_order = self._in_order.get(path)
+        if (
+            in_order is None
+            or in_order.end != state.total_size
+            or state.received != state.total_size
+        ):
             return None
-        return digest.hash.copy().digest()
+        return in_order.stream
 
     def stale(self, badge_id: str, seq: int) -> PartialSegment | None:
         """The partial segment ``seq`` of ``badge_id`` if it has timed out, else None.
@@ -298,13 +304,13 @@ class Reassembly:
 
     def discard_path(self, path: Path) -> None:
         """Remove a partial file and its sidecar by the partial file's path."""
-        self._digests.pop(path, None)
+        self._in_order.pop(path, None)
         path.unlink(missing_ok=True)
         _sidecar(path).unlink(missing_ok=True)
 
     @staticmethod
     def _partial(
-        badge_id: str, seq: int, path: Path, state: _State, written_sha256: bytes | None = None
+        badge_id: str, seq: int, path: Path, state: _State, stream: SegmentStream | None = None
     ) -> PartialSegment:
         return PartialSegment(
             badge_id=badge_id,
@@ -315,7 +321,7 @@ class Reassembly:
             sealed_sha256=state.sealed_sha256,
             received_bytes=state.received,
             last_chunk_wall_ns=state.last_chunk_wall_ns,
-            written_sha256=written_sha256,
+            stream=stream,
         )
 
 

@@ -7,10 +7,12 @@ and only then given a row and ledger entry in a database transaction (``record``
 re-checks for a duplicate and the links in case another intake process stored a neighbour
 meanwhile. The caller may record the receipt in that same transaction; it is sent after.
 
-The SHA-256 of the whole segment is computed once: by the reassembly as the chunks were
-written when they came in order, else here from the file. That digest is the vault name,
-the check against what the chunks declared, and the ledger's; the ciphertext's own digest
-is the one the badge signed, checked by the sealed-segment verification.
+Each byte is read once: the reassembly streams the chunks through an
+``evidence.segment.SegmentStream`` as they are written when they come in order, else this
+module streams the file from disk. The stream gives the SHA-256 of the whole segment (the
+vault name, the check against what the chunks declared, and the ledger's), the ciphertext's
+SHA-256 (the one the badge signed) and the header and signature; the ciphertext is never
+held in memory.
 """
 
 from __future__ import annotations
@@ -19,8 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evidence.chain import check_chain
-from evidence.hashing import sha256
-from evidence.segment import SealedSegment, SegmentHeader
+from evidence.segment import CheckedSegmentBytes, SegmentHeader, SegmentStream
 from gateway.catalogue import CaptureTime, Catalogue, StoredSegment
 from gateway.clock import BadgeClocks
 from gateway.errors import Reason, RejectedMessageError
@@ -29,12 +30,14 @@ from gateway.reassembly import PartialSegment
 from gateway.registry import EnrolledBadge
 from gateway.vault import Vault
 
+_BLOCK = 1 << 20
+
 
 @dataclass(frozen=True)
 class AcceptedSegment:
     """A reassembled segment that passed every check and is in the vault, awaiting its row."""
 
-    segment: SealedSegment
+    segment: CheckedSegmentBytes
     partial: PartialSegment
     neighbours: tuple[bytes, ...]
     """The header bytes of the stored neighbours it was found to link to."""
@@ -63,15 +66,15 @@ class SegmentStore:
         RejectedMessageError says why it is refused; then the vault holds nothing new.
         """
         key = str(partial.seq)
-        data = _read(partial.path, partial.total_size)
-        if (partial.written_sha256 or sha256(data)) != partial.sealed_sha256:
+        where = f"segment {partial.seq} from badge {badge.badge_id}"
+        stream = partial.stream or _stream_file(partial.path, where)
+        if stream.sealed_sha256() != partial.sealed_sha256:
             raise RejectedMessageError(
                 Reason.HASH_MISMATCH,
                 f"segment {partial.seq} does not hash to the SHA-256 its chunks declared",
                 key=key,
             )
-        where = f"segment {partial.seq} from badge {badge.badge_id}"
-        segment = opened(lambda: SealedSegment.from_bytes(data, where), key=key)
+        segment = opened(stream.finish, key=key)
         opened(lambda: segment.verify(badge.public_key), key=key)
         header = segment.header
         same_badge(header.badge_id, badge, "segment", key)
@@ -155,7 +158,10 @@ class SegmentStore:
         )
 
 
-def _read(path: Path, size: int) -> bytes:
-    """The first ``size`` bytes of a reassembled segment (the intake bounds ``size``)."""
-    with path.open("rb") as stream:
-        return stream.read(size)
+def _stream_file(path: Path, where: str) -> SegmentStream:
+    """A reassembled segment's file, read once in blocks through a fresh stream."""
+    stream = SegmentStream(where)
+    with path.open("rb") as file:
+        while block := file.read(_BLOCK):
+            stream.update(block)
+    return stream

@@ -17,7 +17,7 @@ from evidence.errors import (
 )
 from evidence.hashing import ZERO_DIGEST, sha256
 from evidence.keys import BadgeIdentity, CustodianPrivateKey, SigningKey
-from evidence.segment import SealedSegment, seal_segment
+from evidence.segment import CheckedSegmentBytes, SealedSegment, SegmentStream, seal_segment
 from tests.evidence.conftest import facts_for
 
 
@@ -131,3 +131,69 @@ def test_garbage_after_valid_magic_gives_our_error(data: bytes) -> None:
 def test_unreadable_file(tmp_path: Path) -> None:
     with pytest.raises(SegmentFormatError, match="cannot be read"):
         SealedSegment.read(tmp_path / "missing.mbseal")
+
+
+# -- checking a segment as it arrives ---------------------------------------------------------
+
+
+def _streamed(data: bytes, cuts: list[int], where: str = "sealed segment") -> CheckedSegmentBytes:
+    stream = SegmentStream(where)
+    start = 0
+    for cut in [*sorted({min(cut, len(data)) for cut in cuts}), len(data)]:
+        stream.update(data[start:cut])
+        start = max(start, cut)
+    return stream.finish()
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cuts=st.lists(st.integers(min_value=0, max_value=2_000), max_size=12))
+def test_stream_in_any_pieces_finds_what_from_bytes_finds(
+    sealed_bytes: bytes, identity: BadgeIdentity, cuts: list[int]
+) -> None:
+    whole = SealedSegment.from_bytes(sealed_bytes)
+    checked = _streamed(sealed_bytes, cuts)
+    assert (checked.header, checked.header_bytes, checked.signature) == (
+        whole.header,
+        whole.header_bytes,
+        whole.signature,
+    )
+    assert checked.ciphertext_sha256 == sha256(whole.ciphertext)
+    assert checked.sealed_sha256 == sha256(sealed_bytes)
+    assert checked.sealed_size == len(sealed_bytes)
+    checked.verify(identity.signing_key.public_key)
+
+
+def test_stream_refuses_a_flipped_ciphertext_bit_and_a_foreign_key(
+    sealed_bytes: bytes, identity: BadgeIdentity
+) -> None:
+    damaged = bytearray(sealed_bytes)
+    damaged[-1] ^= 0x01
+    with pytest.raises(VerificationError, match="ciphertext does not match"):
+        _streamed(bytes(damaged), [100, 5_000]).verify(identity.signing_key.public_key)
+    with pytest.raises(VerificationError):
+        _streamed(sealed_bytes, [7]).verify(SigningKey.generate().public_key)
+
+
+@settings(max_examples=80, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_stream_and_from_bytes_refuse_the_same_damage_the_same_way(
+    sealed_bytes: bytes, data: st.DataObject
+) -> None:
+    """Truncated, extended, emptied or mis-prefixed bytes: the same error, word for word."""
+    damaged = data.draw(
+        st.one_of(
+            st.integers(0, len(sealed_bytes) - 1).map(lambda end: sealed_bytes[:end]),
+            st.binary(min_size=1, max_size=40).map(lambda extra: sealed_bytes + extra),
+            st.binary(max_size=64),
+            st.binary(min_size=1, max_size=12).map(lambda junk: junk + sealed_bytes[12:]),
+        )
+    )
+    cuts = data.draw(st.lists(st.integers(0, len(damaged)), max_size=5))
+    try:
+        SealedSegment.from_bytes(damaged, "seg")
+    except SegmentFormatError as error:
+        with pytest.raises(SegmentFormatError) as streamed:
+            _streamed(damaged, cuts, "seg")
+        assert str(streamed.value) == str(error)
+    else:
+        assert _streamed(damaged, cuts, "seg").sealed_sha256 == sha256(damaged)

@@ -147,23 +147,25 @@ def test_partials_time_out_after_ten_minutes_without_a_chunk(
     assert reassembly.stale("badge-a", 5) is None
 
 
-def test_chunks_in_order_carry_the_digest_of_what_was_written(reassembly: Reassembly) -> None:
+def test_chunks_in_order_carry_the_stream_of_what_was_written(reassembly: Reassembly) -> None:
     data = os.urandom(4500)
     chunks = chunks_of(data)
     progress = [reassembly.add(chunk) for chunk in (chunks[0], chunks[1], chunks[1], *chunks[2:])]
-    assert [p.written_sha256 for p in progress[:-1]] == [None] * (len(progress) - 1)
-    assert progress[-1].complete and progress[-1].written_sha256 == sha256(data)
+    assert [p.stream for p in progress[:-1]] == [None] * (len(progress) - 1)
+    stream = progress[-1].stream
+    assert progress[-1].complete and stream is not None
+    assert (stream.sealed_sha256(), stream.size) == (sha256(data), len(data))
 
 
-def test_chunks_out_of_order_leave_the_digest_to_the_caller(reassembly: Reassembly) -> None:
+def test_chunks_out_of_order_leave_the_stream_to_the_caller(reassembly: Reassembly) -> None:
     chunks = chunks_of(os.urandom(3000))
     for chunk in (chunks[0], chunks[2]):
         reassembly.add(chunk)
     done = reassembly.add(chunks[1])
-    assert done.complete and done.written_sha256 is None
+    assert done.complete and done.stream is None
 
 
-def test_a_partial_resumed_by_a_new_reassembly_leaves_the_digest_to_the_caller(
+def test_a_partial_resumed_by_a_new_reassembly_leaves_the_stream_to_the_caller(
     tmp_path: Path, clock: Clock
 ) -> None:
     chunks = chunks_of(os.urandom(3000))
@@ -171,7 +173,7 @@ def test_a_partial_resumed_by_a_new_reassembly_leaves_the_digest_to_the_caller(
     restarted = Reassembly(tmp_path / "partial", clock=clock)
     restarted.add(chunks[1])
     done = restarted.add(chunks[2])
-    assert done.complete and done.written_sha256 is None
+    assert done.complete and done.stream is None
 
 
 def test_a_chunk_already_received_is_compared_not_written(reassembly: Reassembly) -> None:
@@ -181,7 +183,8 @@ def test_a_chunk_already_received_is_compared_not_written(reassembly: Reassembly
         done = reassembly.add(chunk)
     os.utime(done.path, ns=(0, 0))  # any write would move the modification time
     again = reassembly.add(chunks[1])
-    assert again.complete and again.written_sha256 == sha256(data)
+    assert again.complete and again.stream is not None
+    assert again.stream.sealed_sha256() == sha256(data)
     assert done.path.stat().st_mtime_ns == 0 and done.path.read_bytes() == data
     with pytest.raises(RejectedMessageError) as refused:
         reassembly.add(replace(chunks[1], data=bytes(len(chunks[1].data))))
