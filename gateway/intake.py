@@ -43,7 +43,7 @@ from gateway.ledger import Ledger, Timestamper, open_ledger
 from gateway.message_checks import opened, same_badge, within_int64
 from gateway.quarantine import Quarantine
 from gateway.reassembly import DEFAULT_TIMEOUT_NS, PartialSegment, Reassembly
-from gateway.registry import BadgeRegistry, EnrolledBadge
+from gateway.registry import EnrolledBadge, EnrolmentView
 from gateway.segment_store import SegmentStore
 from gateway.vault import DirectoryVault, Vault
 
@@ -97,7 +97,7 @@ class Intake:
         self._publish = publish
         self._on_alert = on_alert
         self._clock = clock
-        self._registry = BadgeRegistry(self._db)
+        self._registry = EnrolmentView(self._db)
         self._catalogue = Catalogue(self._db, self.ledger)
         self._states = BadgeStates(self._db)
         self._clocks = BadgeClocks(self._db)

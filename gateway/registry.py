@@ -178,3 +178,33 @@ class BadgeRegistry:
         """Every enrolled badge, by id."""
         ids = [row[0] for row in self._db.execute("SELECT badge_id FROM badges ORDER BY badge_id")]
         return [self.get(badge_id) for badge_id in ids]
+
+
+class EnrolmentView:
+    """The intake's fast view of enrolments: ``get`` as the registry's, remembered between
+    messages until another connection commits to the database.
+
+    SQLite's ``data_version`` changes whenever another connection commits, so an
+    enrolment, a key rotation or a revocation made anywhere (console, command line,
+    another process) is seen by the next message, at the cost of one pragma instead of
+    two queries and a key parse. The connection it reads through must not change
+    enrolments itself (its own commits do not move ``data_version``).
+    """
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        """Read enrolments through ``db``."""
+        self._db = db
+        self._registry = BadgeRegistry(db)
+        self._version: int | None = None
+        self._badges: dict[str, EnrolledBadge] = {}
+
+    def get(self, badge_id: str) -> EnrolledBadge:
+        """The badge's current enrolment; EnrolmentError if it has none."""
+        (version,) = self._db.execute("PRAGMA data_version").fetchone()
+        if version != self._version:
+            self._badges.clear()
+            self._version = version
+        badge = self._badges.get(badge_id)
+        if badge is None:
+            badge = self._badges[badge_id] = self._registry.get(badge_id)
+        return badge

@@ -11,7 +11,8 @@ from evidence.bundle import EnrolmentBundle
 from evidence.keys import CustodianPrivateKey, HpkeSuite
 from gateway.cli import main
 from gateway.datadir import GatewayDataDir
-from gateway.registry import BadgeRegistry
+from gateway.errors import EnrolmentError
+from gateway.registry import BadgeRegistry, EnrolmentView
 
 
 def mode(path: Path) -> int:
@@ -134,3 +135,24 @@ def test_enroll_before_init_says_what_to_do(
 ) -> None:
     assert main(["--data", str(tmp_path / "none"), "enroll", "b1", "-o", str(tmp_path / "b")]) == 1
     assert "run 'gateway init' first" in capsys.readouterr().err
+
+
+def test_the_intake_view_sees_rotation_and_revocation_made_elsewhere(
+    data_dir: GatewayDataDir, tmp_path: Path
+) -> None:
+    """The view remembers enrolments, yet a change committed on any connection shows at once."""
+    base = ["--data", str(data_dir.root), "enroll", "b1"]
+    assert main([*base, "-o", str(tmp_path / "first")]) == 0
+    view = EnrolmentView(data_dir.database())
+    first = view.get("b1")
+    assert view.get("b1") is first  # remembered while nothing changed
+    with pytest.raises(EnrolmentError, match="b2 is not enrolled"):
+        view.get("b2")
+    assert main([*base, "-o", str(tmp_path / "second"), "--rotate"]) == 0
+    rotated = view.get("b1")
+    assert rotated.key_generation == 2
+    assert rotated.public_key.raw == (
+        EnrolmentBundle.load(tmp_path / "second").identity.signing_key.public_key.raw
+    )
+    BadgeRegistry(data_dir.database()).revoke("b1", operator="admin", reason="lost")
+    assert view.get("b1").revoked_at_ns is not None
