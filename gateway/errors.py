@@ -89,6 +89,11 @@ class RejectedMessageError(GatewayError):
         self.key = key
         self.evidence_path = evidence_path
 
+    def about(self, subject: str) -> RejectedMessageError:
+        """This refusal, its subject set to ``subject`` unless it names one already."""
+        self.subject = self.subject or subject
+        return self
+
 
 class GatewayConfigError(GatewayError):
     """The gateway configuration file cannot be read or holds a wrong key or value."""

@@ -11,10 +11,16 @@ receipted once every segment of its range is stored and the chain over the range
 intact (the completion and its receipt also commit together), and then the ledger is
 checkpointed. The ledger is checked against its last checkpoint when the intake starts.
 
+A segment's storing may be handed to a second stage (``hand_off_to``, decision 1503): a
+second Intake on its own database connection, sharing this one's partial segments, stores
+completed segments in order on its own thread (``store``) while this one reassembles the
+next. This one then waits for that stage before whatever depends on what it stores: an
+incident record, a chunk of a segment still being stored, the sweep of timed-out partials.
+
 Anything refused gets a signed rejection (if the badge is known), a log line, a count and a
-copy in quarantine; nothing raises out of ``handle``. The state that matters is on disk or
-in the database, so a restarted or a second intake process picks up where another left
-off; only the partial segments must stay with one process (decision 0701).
+copy in quarantine; nothing raises out of ``handle`` or ``store``. The state that matters
+is on disk or in the database, so a restarted or a second intake process picks up where
+another left off; only the partial segments must stay with one process (decision 0701).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 from evidence.chain import check_chain
 from evidence.errors import EvidenceError
@@ -63,6 +70,17 @@ Publish = Callable[[str, bytes], None]
 AlertListener = Callable[[AlertEvent], None]
 
 
+class SegmentHandoff(Protocol):
+    """Where an intake hands complete segments to be stored by a second stage."""
+
+    def store_later(self, badge: EnrolledBadge, partial: PartialSegment, received: int) -> None:
+        """Store ``partial`` after every segment handed over before it."""
+
+    def wait_stored(self, badge_id: str | None = None, seq: int | None = None) -> None:
+        """Return once no segment handed over (of ``badge_id``, with ``seq``; None: any) is
+        still waiting to be stored."""
+
+
 class Intake:
     """Handles badge messages one at a time: call ``handle`` for each, in arrival order."""
 
@@ -76,13 +94,15 @@ class Intake:
         clock: Callable[[], int] = time.time_ns,
         partial_timeout_ns: int = DEFAULT_TIMEOUT_NS,
         timestamper: Timestamper | None = None,
+        partials: Reassembly | None = None,
     ) -> None:
         """Open the data directory's database, ledger, vault, partial and quarantine directories.
 
         ``publish(topic, payload)`` sends receipts and rejections (QoS 1); ``on_alert`` is
         called with each new alert once it is stored; ``clock`` gives gateway wall time (ns);
-        ``timestamper`` time-stamps ledger checkpoints. A ledger that differs from its last
-        checkpoint raises LedgerIntegrityError: the intake refuses to run on it.
+        ``timestamper`` time-stamps ledger checkpoints; ``partials`` shares another intake's
+        partial segments (a second stage's). A ledger that differs from its last checkpoint
+        raises LedgerIntegrityError: the intake refuses to run on it.
         """
         data_dir.require_initialised()
         self._db = data_dir.database()
@@ -104,9 +124,10 @@ class Intake:
         self.vault: Vault = vault or DirectoryVault(data_dir.root / VAULT_DIR)
         self._segments = SegmentStore(self._catalogue, self.vault, self._clocks)
         self.quarantine = Quarantine(data_dir.root / QUARANTINE_DIR, clock=clock)
-        self.partials = Reassembly(
+        self.partials = partials or Reassembly(
             data_dir.root / PARTIAL_DIR, timeout_ns=partial_timeout_ns, clock=clock
         )
+        self._handoff: SegmentHandoff | None = None
         self._next_sweep_ns: int | None = None
         self._handlers: dict[str, Callable[[EnrolledBadge, bytes, int], None]] = {
             "alert": self._alert,
@@ -124,6 +145,10 @@ class Intake:
         """Refusals so far per reason code (survives restarts; see Quarantine.counts)."""
         return self.quarantine.counts()
 
+    def hand_off_to(self, handoff: SegmentHandoff) -> None:
+        """Hand complete segments to ``handoff`` to store instead of storing them here."""
+        self._handoff = handoff
+
     def handle(self, topic: str, payload: bytes) -> None:
         """Check, store and answer one message; never raises."""
         received = self._clock()
@@ -140,19 +165,19 @@ class Intake:
                 )
             self._handlers[kind](badge, payload, received)
         except RejectedMessageError as rejection:
-            rejection.subject = rejection.subject or kind
-            self._refuse(topic, payload, badge_id, rejection)
+            self._refuse(topic, payload, badge_id, rejection.about(kind))
         except Exception as error:
-            log.exception("intake failed on a %s message on %r", kind, topic[:200])
-            detail = f"the gateway failed on this {kind}: {type(error).__name__}: {error}"
-            self._keep(
-                topic,
-                payload,
-                badge_id=badge_id,
-                reason=Reason.INTERNAL_ERROR,
-                detail=detail,
-                path=None,
-            )
+            self._failed(topic, payload, badge_id, kind, error)
+
+    def store(self, badge: EnrolledBadge, partial: PartialSegment, received: int) -> None:
+        """Store a complete segment another intake reassembled (``hand_off_to``); never raises."""
+        topic = badge_topic(badge.badge_id, "segment")
+        try:
+            self._complete(badge, partial, received)
+        except RejectedMessageError as rejection:
+            self._refuse(topic, b"", badge.badge_id, rejection.about("segment"))
+        except Exception as error:
+            self._failed(topic, b"", badge.badge_id, "segment", error)
 
     def expire_partials(self) -> int:
         """Move partial segments with no chunk for the timeout into quarantine; say how many."""
@@ -255,6 +280,8 @@ class Intake:
         self._states.status(badge.badge_id, status.state == "online", status.boot, received)
 
     def _incident(self, badge: EnrolledBadge, payload: bytes, received: int) -> None:
+        if self._handoff is not None:  # its receipt depends on every segment being stored
+            self._handoff.wait_stored(badge.badge_id)
         where = f"incident record from badge {badge.badge_id}"
         signed = opened(lambda: SignedIncident.from_bytes(payload, where))
         record = signed.record
@@ -285,13 +312,17 @@ class Intake:
                 f"{MAX_SEGMENT_BYTES}",
                 key=key,
             )
+        if self._handoff is not None:  # a repeat of a segment being stored waits for it
+            self._handoff.wait_stored(badge.badge_id, chunk.seq)
         stored = self._catalogue.segment(badge.badge_id, chunk.seq)
         if stored is not None:
             self._repeat(stored, chunk.sealed_sha256)
             return
         self._require_incident(badge.badge_id, chunk.seq)
         partial = self.partials.add(chunk, on_stale=self._expire)
-        if partial.complete:
+        if partial.complete and self._handoff is not None:
+            self._handoff.store_later(badge, partial, received)
+        elif partial.complete:
             self._complete(badge, partial, received)
 
     # -- segments --------------------------------------------------------------------------
@@ -328,12 +359,22 @@ class Intake:
             rejection.evidence_path = partial.path
             raise
         self._send(gateway_topic(badge.badge_id, "receipt"), receipt)
-        self.partials.discard(badge.badge_id, partial.seq)
+        self.partials.discard(badge.badge_id, partial.seq, durably=False)
         for incident in self._catalogue.incidents_covering(badge.badge_id, partial.seq):
             self._settle(incident, resend=False)
 
     def _expire(self, partial: PartialSegment) -> None:
-        """Quarantine a partial segment that timed out (the badge sends it again in full)."""
+        """Quarantine a partial segment that timed out (the badge sends it again in full);
+        remove one whose segment is stored already (a power cut undid its removal)."""
+        stored = self._catalogue.segment(partial.badge_id, partial.seq)
+        if stored is not None and stored.sealed_sha256 == partial.sealed_sha256:
+            log.info(
+                "badge %s: removed the leftover partial of stored segment %d",
+                partial.badge_id,
+                partial.seq,
+            )
+            self.partials.discard(partial.badge_id, partial.seq)
+            return
         detail = (
             f"partial segment {partial.seq} timed out with {partial.received_bytes} of "
             f"{partial.total_size} bytes"
@@ -354,6 +395,8 @@ class Intake:
         if self._next_sweep_ns is not None and now < self._next_sweep_ns:
             return
         self._next_sweep_ns = now + SWEEP_INTERVAL_NS
+        if self._handoff is not None:
+            self._handoff.wait_stored()
         try:
             self.expire_partials()
         except Exception:
@@ -462,6 +505,21 @@ class Intake:
             return
         message = Rejection(badge_id, rejection.subject, rejection.key, rejection.reason, detail)
         self._send(gateway_topic(badge_id, "reject"), message.sign(self._signing_key))
+
+    def _failed(
+        self, topic: str, payload: bytes, badge_id: str | None, kind: str, error: Exception
+    ) -> None:
+        """Log and keep a message the gateway itself failed on (``internal-error``)."""
+        log.exception("intake failed on a %s message on %r", kind, topic[:200])
+        detail = f"the gateway failed on this {kind}: {type(error).__name__}: {error}"
+        self._keep(
+            topic,
+            payload,
+            badge_id=badge_id,
+            reason=Reason.INTERNAL_ERROR,
+            detail=detail,
+            path=None,
+        )
 
     def _keep(
         self,

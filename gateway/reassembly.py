@@ -263,15 +263,17 @@ class Reassembly:
             return None
         return self._partial(badge_id, seq, path, state)
 
-    def discard(self, badge_id: str, seq: int) -> None:
-        """Forget a partial segment (after it was stored, or moved to quarantine), durably.
+    def discard(self, badge_id: str, seq: int, *, durably: bool = True) -> None:
+        """Forget a partial segment (after it was stored, or moved to quarantine).
 
-        A stored segment's partial file is the vault's file under a second name; removing
-        that name for good keeps a power cut from bringing the partial back.
+        ``durably`` fsyncs the directory so that a power cut cannot bring the names back.
+        A stored segment's partial (the vault's file under a second name) is removed
+        without that wait: if a power cut brings it back, the sweep finds its segment
+        stored and removes it again (``Intake.expire_partials``).
         """
         path = self.data_path(badge_id, seq)
         self.discard_path(path)
-        if path.parent.is_dir():
+        if durably and path.parent.is_dir():
             fsync_directory(path.parent)
 
     def expired(self) -> list[PartialSegment]:

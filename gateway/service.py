@@ -3,9 +3,12 @@
 The client keeps a persistent session (clean start off, a session expiry of a week), so
 QoS 1 messages the broker queued while the gateway was down arrive after it restarts.
 paho's network thread only reads: each message goes into a bounded queue, and one intake
-thread takes them in arrival order (so each badge's chunks stay in order), handles each
-with ``Intake.handle`` and only then acknowledges it (manual PUBACK), so a message the
-gateway had not finished storing when it died is delivered again (decisions 0700, 1500).
+thread takes them in arrival order (so each badge's chunks stay in order) and handles each
+with ``Intake.handle``; a completed segment is handed to the store stage's thread, which
+stores it while the intake thread reads on (decision 1503). A message is acknowledged
+(manual PUBACK) only once it is handled, and a segment's last chunk only once the segment
+is stored, all in arrival order (``gateway.acks``), so a message the gateway had not
+finished storing when it died is delivered again (decisions 0700, 1500).
 The client asks the broker for at most ``QUEUE_LIMIT`` unacknowledged messages (MQTT v5
 Receive Maximum), which bounds the queue and the memory it holds. Receipts and rejections
 go out with QoS 1, on a socket with Nagle's algorithm off. paho reconnects on its own,
@@ -36,10 +39,14 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from evidence.topics import ALL_BADGES_FILTER, shared_subscription
+from gateway.acks import OrderedAcks
 from gateway.alerts import AlertEvent
 from gateway.datadir import GatewayDataDir
 from gateway.intake import AlertListener, Intake
 from gateway.ledger import Timestamper
+from gateway.reassembly import PartialSegment
+from gateway.registry import EnrolledBadge
+from gateway.store_stage import StoreStage
 
 log = logging.getLogger(__name__)
 
@@ -130,12 +137,30 @@ class IntakeService:
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
         self.intake = Intake(data_dir, self._publish, on_alert, timestamper=timestamper)
+        self._acks: OrderedAcks[Delivery] = OrderedAcks(self._acknowledge)
+        self._ticket = -1
+        """The ticket of the message the intake thread is handling."""
+        self._handed_over = False
+        try:
+            storer = Intake(
+                data_dir,
+                self._publish,
+                on_alert,
+                timestamper=timestamper,
+                partials=self.intake.partials,
+            )
+        except BaseException:
+            self.intake.close()
+            raise
+        self._stage = StoreStage(storer, self._acks.done)
+        self.intake.hand_off_to(self)
 
     def start(self) -> None:
         """Connect in the background (retrying until the broker answers) and start handling."""
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = self._session_expiry_s
         properties.ReceiveMaximum = QUEUE_LIMIT
+        self._stage.start()
         self._worker.start()
         self._client.connect_async(
             self.host,
@@ -149,10 +174,13 @@ class IntakeService:
     def wait_connected(self, timeout: float = 10.0) -> bool:
         """Wait until connected and subscribed with the intake thread running; False if that
         did not happen within ``timeout``."""
-        return self._subscribed.wait(timeout) and self._worker.is_alive()
+        return (
+            self._subscribed.wait(timeout) and self._worker.is_alive() and self._stage.is_alive()
+        )
 
     def stop(self) -> None:
-        """Stop the intake thread after the message in hand, disconnect, close the database.
+        """Stop the intake thread after the message in hand and the store stage once it has
+        stored what it was handed, disconnect, close the databases.
 
         Messages read but not handled stay unacknowledged: the broker keeps them in the
         session and delivers them again after a restart.
@@ -161,9 +189,20 @@ class IntakeService:
         if self._worker.is_alive():
             self._deliveries.put(None)  # the worker skips what is queued before it
             self._worker.join()
+        self._stage.stop()
         self._client.disconnect()
         self._client.loop_stop()
         self.intake.close()
+
+    def store_later(self, badge: EnrolledBadge, partial: PartialSegment, received: int) -> None:
+        """Hand the segment the message in hand completed to the store stage (it then
+        acknowledges that message; see Intake.hand_off_to)."""
+        self._handed_over = True
+        self._stage.hand_over(badge, partial, received, self._ticket)
+
+    def wait_stored(self, badge_id: str | None = None, seq: int | None = None) -> None:
+        """Wait for the store stage to store what it holds (of ``badge_id``, ``seq``)."""
+        self._stage.wait_stored(badge_id, seq)
 
     def _publish(self, topic: str, payload: bytes) -> None:
         info = self._client.publish(topic, payload, qos=1)
@@ -217,16 +256,21 @@ class IntakeService:
                 continue
 
     def _work(self) -> None:
-        """The intake thread: handle each queued message in order, then acknowledge it."""
+        """The intake thread: handle each queued message in order, then acknowledge it
+        (unless it was handed to the store stage, which acknowledges it)."""
         while (delivery := self._deliveries.get()) is not None:
             if self._stopping.is_set():
                 continue  # unacknowledged: the broker delivers it again after a restart
+            self._ticket = self._acks.take(delivery)
+            self._handed_over = False
             try:
                 self.intake.handle(delivery.topic, delivery.payload)
             except Exception:  # handle never raises; if it did, the thread must live on
                 log.exception("intake raised on %r", delivery.topic[:200])
+            if self._handed_over:
+                continue
             try:
-                self._acknowledge(delivery)
+                self._acks.done(self._ticket)
             except Exception:  # the broker delivers it again; the intake answers it again
                 log.exception("could not acknowledge a message on %r", delivery.topic[:200])
 

@@ -21,7 +21,7 @@ from evidence.segment import SealedSegment
 from gateway.alerts import AlertEvent
 from gateway.badge_state import BadgeStates
 from gateway.intake import MAX_PAYLOAD_BYTES, PARTIAL_DIR, VAULT_DIR, Intake
-from gateway.reassembly import DEFAULT_TIMEOUT_NS
+from gateway.reassembly import DEFAULT_TIMEOUT_NS, Reassembly
 from tests.gateway.badge_messages import (
     BASE_WALL_NS,
     BOOT_MONO_NS,
@@ -366,6 +366,29 @@ def test_stale_partial_goes_to_quarantine_and_the_resend_completes(gateway: Gate
     assert kept.read_bytes() == segment.to_bytes()[: 2 * 1024]
     gateway.send_segment(a, segment, "inc-1")
     assert [r.key for r in gateway.receipts()] == ["0", "inc-1"]
+
+
+def test_a_stored_segments_partial_brought_back_is_removed_not_quarantined(
+    gateway: Gateway,
+) -> None:
+    """A stored segment's partial is unlinked without a directory fsync; if a power cut
+    brings it back, the sweep recognises the stored segment and only removes it."""
+    a = gateway.a
+    (segment,) = a.seal(1)
+    gateway.send(a.topic("incident"), a.incident("inc-1", 0, 0))
+    gateway.send_segment(a, segment, "inc-1")
+    assert [r.key for r in gateway.receipts()] == ["0", "inc-1"]
+    partials = gateway.hospital.data_dir.root / PARTIAL_DIR
+    assert not list(partials.glob("*/*"))
+    revived = Reassembly(partials, clock=gateway.clock)  # the names as before the power cut
+    for chunk in a.chunks(segment, "inc-1"):
+        revived.add(SegmentChunk.from_bytes(chunk, "test"))
+    assert len(list(partials.glob("*/*"))) == 2
+    gateway.clock.advance(DEFAULT_TIMEOUT_NS + 1)
+    assert gateway.intake.expire_partials() == 1
+    assert not list(partials.glob("*/*"))
+    assert gateway.quarantined() == [] and gateway.intake.counts() == {}
+    assert gateway.rows("SELECT COUNT(*) FROM segments") == [(1,)]
 
 
 def test_upload_resumes_across_an_intake_restart(gateway: Gateway) -> None:

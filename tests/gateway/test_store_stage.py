@@ -1,0 +1,108 @@
+"""The intake's second stage: acknowledgements in arrival order, segments stored in order."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from evidence.messages import SegmentChunk
+from gateway.acks import OrderedAcks
+from gateway.alerts import AlertEvent
+from gateway.intake import PARTIAL_DIR, Intake
+from gateway.reassembly import PartialSegment, Reassembly
+from gateway.registry import BadgeRegistry
+from gateway.store_stage import StoreStage
+from tests.gateway.badge_messages import BadgeMessages, make_hospital, receipts
+
+
+def test_acknowledgements_leave_in_arrival_order() -> None:
+    sent: list[str] = []
+    acks: OrderedAcks[str] = OrderedAcks(sent.append)
+    first, second, third = (acks.take(name) for name in ("first", "second", "third"))
+    acks.done(second)
+    acks.done(third)
+    assert sent == [] and acks.waiting() == 3  # the first is still being stored
+    acks.done(first)
+    assert sent == ["first", "second", "third"] and acks.waiting() == 0
+    acks.done(acks.take("fourth"))
+    assert sent[-1] == "fourth"
+
+
+def test_a_failed_acknowledgement_does_not_hold_back_the_rest() -> None:
+    sent: list[str] = []
+
+    def send(name: str) -> None:
+        if name == "lost":
+            raise ConnectionError("the connection dropped")
+        sent.append(name)
+
+    acks: OrderedAcks[str] = OrderedAcks(send)
+    tickets = [acks.take(name) for name in ("lost", "next")]
+    acks.done(tickets[1])
+    with pytest.raises(ConnectionError):
+        acks.done(tickets[0])
+    assert sent == ["next"] and acks.waiting() == 0
+
+
+def _complete_partials(
+    badge: BadgeMessages, partials: Reassembly, count: int
+) -> list[PartialSegment]:
+    """Reassemble ``count`` chained segments of one incident as the intake thread does."""
+    done = []
+    for segment in badge.seal(count, size=40_000):
+        for chunk in badge.chunks(segment, "inc-1"):
+            partial = partials.add(SegmentChunk.from_bytes(chunk, "test"))
+        assert partial.complete and partial.stream is not None
+        done.append(partial)
+    return done
+
+
+def test_the_stage_stores_in_order_and_acknowledges_only_once_stored(tmp_path: Path) -> None:
+    hospital = make_hospital(tmp_path)
+    badge = BadgeMessages.of(hospital.bundles["badge-a"])
+    published: list[tuple[str, bytes]] = []
+    alerts: list[AlertEvent] = []
+    reader = Intake(hospital.data_dir, lambda *message: published.append(message), alerts.append)
+    reader.handle(badge.topic("incident"), badge.incident("inc-1", 0, 2))
+    storer = Intake(
+        hospital.data_dir,
+        lambda *message: published.append(message),
+        alerts.append,
+        partials=reader.partials,
+    )
+    stored_when_acknowledged: list[tuple[int, int]] = []
+
+    def finished(ticket: int) -> None:
+        connection = sqlite3.connect(hospital.data_dir.database_path)
+        (rows,) = connection.execute("SELECT COUNT(*) FROM segments").fetchone()
+        connection.close()
+        stored_when_acknowledged.append((ticket, rows))
+
+    stage = StoreStage(storer, finished, depth=2)
+    enrolled = BadgeRegistry(hospital.data_dir.database()).get("badge-a")
+    partials = _complete_partials(badge, reader.partials, 3)
+    for ticket, partial in enumerate(partials[:2]):  # handed over before the stage runs
+        stage.hand_over(enrolled, partial, 0, 10 + ticket)
+    waiter = threading.Thread(target=stage.wait_stored, args=("badge-a", 1))
+    waiter.start()
+    waiter.join(0.2)
+    assert waiter.is_alive()  # nothing is stored until the stage runs
+    stage.start()
+    waiter.join(10)
+    assert not waiter.is_alive()
+    stage.hand_over(enrolled, partials[2], 0, 12)
+    stage.wait_stored()
+    stage.stop()
+    reader.close()
+    assert stored_when_acknowledged == [(10, 1), (11, 2), (12, 3)]
+    found = receipts(published, hospital.gateway_key)
+    assert [(r.subject, r.key) for r in found] == [
+        ("segment", "0"),
+        ("segment", "1"),
+        ("segment", "2"),
+        ("incident", "inc-1"),
+    ]
+    assert not list((hospital.data_dir.root / PARTIAL_DIR).glob("*/*"))
