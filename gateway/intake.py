@@ -312,13 +312,9 @@ class Intake:
                 f"{MAX_SEGMENT_BYTES}",
                 key=key,
             )
-        if self._handoff is not None:  # a repeat of a segment being stored waits for it
-            self._handoff.wait_stored(badge.badge_id, chunk.seq)
-        stored = self._catalogue.segment(badge.badge_id, chunk.seq)
-        if stored is not None:
-            self._repeat(stored, chunk.sealed_sha256)
+        # a chunk carrying on a partial in order was checked with the partial's first chunk
+        if not self.partials.continues(chunk) and self._answered_as_repeat(badge, chunk):
             return
-        self._require_incident(badge.badge_id, chunk.seq)
         partial = self.partials.add(chunk, on_stale=self._expire)
         if partial.complete and self._handoff is not None:
             self._handoff.store_later(badge, partial, received)
@@ -326,6 +322,21 @@ class Intake:
             self._complete(badge, partial, received)
 
     # -- segments --------------------------------------------------------------------------
+
+    def _answered_as_repeat(self, badge: EnrolledBadge, chunk: SegmentChunk) -> bool:
+        """Answer a chunk of a stored segment (True); refuse one no incident covers.
+
+        A partial carried on in order began with a chunk that passed these checks, and its
+        segment cannot be stored before it is complete, so its next chunks skip them.
+        """
+        if self._handoff is not None:  # a repeat of a segment being stored waits for it
+            self._handoff.wait_stored(badge.badge_id, chunk.seq)
+        stored = self._catalogue.segment(badge.badge_id, chunk.seq)
+        if stored is not None:
+            self._repeat(stored, chunk.sealed_sha256)
+            return True
+        self._require_incident(badge.badge_id, chunk.seq)
+        return False
 
     def _repeat(self, stored: StoredSegment, sealed_sha256: bytes) -> None:
         """A chunk of a stored segment: the same receipt again, or a conflict."""

@@ -251,6 +251,16 @@ class Reassembly:
             return None
         return in_order.stream
 
+    def continues(self, chunk: SegmentChunk) -> bool:
+        """Whether ``chunk`` carries on, in order, a partial this object is receiving: one
+        that began here with a first chunk its caller accepted and is not complete yet."""
+        in_order = self._in_order.get(self.data_path(chunk.badge, chunk.seq))
+        return (
+            in_order is not None
+            and 0 < in_order.end == chunk.offset
+            and in_order.end < chunk.total_size
+        )
+
     def stale(self, badge_id: str, seq: int) -> PartialSegment | None:
         """The partial segment ``seq`` of ``badge_id`` if it has timed out, else None.
 

@@ -223,3 +223,18 @@ def test_a_sidecar_rewritten_shorter_still_reads_back(tmp_path: Path, clock: Clo
     restarted = Reassembly(tmp_path / "partial", clock=clock)
     done = restarted.add(chunks[3])
     assert done.complete and done.path.read_bytes() == data
+
+
+def test_only_the_next_chunk_in_order_carries_on_a_partial(
+    reassembly: Reassembly, clock: Clock
+) -> None:
+    chunks = chunks_of(os.urandom(3000))
+    assert not reassembly.continues(chunks[0])  # nothing begun: the first chunk is checked
+    reassembly.add(chunks[0])
+    assert reassembly.continues(chunks[1])
+    assert not reassembly.continues(chunks[0]) and not reassembly.continues(chunks[2])
+    reassembly.add(chunks[1])
+    restarted = Reassembly(reassembly.directory, clock=clock)
+    assert not restarted.continues(chunks[2])  # begun by another: checked again
+    reassembly.add(chunks[2])
+    assert not any(reassembly.continues(chunk) for chunk in chunks)  # complete
