@@ -209,10 +209,6 @@ class _HeaderReader:
         )
 
 
-def _segment_name(header: SegmentHeader) -> str:
-    return f"segment {header.seq} of badge {header.badge_id}"
-
-
 def _body_start(prefix: bytes | bytearray, where: str) -> int:
     """Where the ciphertext starts, read from the first ``_PREFIX.size`` bytes of a file."""
     if len(prefix) < _PREFIX.size or prefix[: len(MAGIC)] != MAGIC:
@@ -238,33 +234,32 @@ def _check_ciphertext_size(header: SegmentHeader, size: int, where: str) -> None
         )
 
 
-def _verify(
-    header: SegmentHeader,
-    header_bytes: bytes,
-    signature: bytes,
-    ciphertext_sha256: bytes,
-    badge_key: SigningPublicKey,
-) -> None:
+def _verify(head: SignedHead, ciphertext_sha256: bytes, badge_key: SigningPublicKey) -> None:
     """The badge signature over the header, and the ciphertext's digest against the header's."""
-    name = _segment_name(header)
-    badge_key.verify(signature, SIGNATURE_CONTEXT, header_bytes, name)
-    if ciphertext_sha256 != header.ciphertext_sha256:
-        raise VerificationError(f"{name}: ciphertext does not match its header's SHA-256")
+    badge_key.verify(head.signature, SIGNATURE_CONTEXT, head.header_bytes, head.name)
+    if ciphertext_sha256 != head.header.ciphertext_sha256:
+        raise VerificationError(f"{head.name}: ciphertext does not match its header's SHA-256")
 
 
 @dataclass(frozen=True)
-class SealedSegment:
-    """A segment as the badge stores and sends it: header bytes, signature, ciphertext."""
+class SignedHead:
+    """A sealed segment's header, its canonical bytes and the badge's signature over them."""
 
     header: SegmentHeader
     header_bytes: bytes
     signature: bytes
-    ciphertext: bytes
 
     @property
     def name(self) -> str:
         """A short name for messages: badge and sequence number."""
-        return _segment_name(self.header)
+        return f"segment {self.header.seq} of badge {self.header.badge_id}"
+
+
+@dataclass(frozen=True)
+class SealedSegment(SignedHead):
+    """A segment as the badge stores and sends it: header bytes, signature, ciphertext."""
+
+    ciphertext: bytes
 
     def to_bytes(self) -> bytes:
         """The sealed-segment file's bytes."""
@@ -302,7 +297,7 @@ class SealedSegment:
 
         Raises VerificationError naming the segment and what failed.
         """
-        _verify(self.header, self.header_bytes, self.signature, sha256(self.ciphertext), badge_key)
+        _verify(self, sha256(self.ciphertext), badge_key)
 
     def open(self, custodian_key: CustodianPrivateKey) -> bytes:
         """Decrypt with the custodian key and check the plaintext against its header."""
@@ -315,26 +310,18 @@ class SealedSegment:
 
 
 @dataclass(frozen=True)
-class CheckedSegmentBytes:
+class CheckedSegmentBytes(SignedHead):
     """What a :class:`SegmentStream` found in a sealed segment's bytes (the ciphertext is not
     kept: only its size and SHA-256), ready for :meth:`verify`."""
 
-    header: SegmentHeader
-    header_bytes: bytes
-    signature: bytes
     ciphertext_sha256: bytes
     sealed_sha256: bytes
     """SHA-256 of the whole file: the vault's name for it and the ledger's."""
     sealed_size: int
 
-    @property
-    def name(self) -> str:
-        """A short name for messages: badge and sequence number."""
-        return _segment_name(self.header)
-
     def verify(self, badge_key: SigningPublicKey) -> None:
         """Check the badge signature and the ciphertext hash, as ``SealedSegment.verify`` does."""
-        _verify(self.header, self.header_bytes, self.signature, self.ciphertext_sha256, badge_key)
+        _verify(self, self.ciphertext_sha256, badge_key)
 
 
 class SegmentStream:
