@@ -95,6 +95,7 @@ class Intake:
         partial_timeout_ns: int = DEFAULT_TIMEOUT_NS,
         timestamper: Timestamper | None = None,
         partials: Reassembly | None = None,
+        verify_ledger: bool = True,
     ) -> None:
         """Open the data directory's database, ledger, vault, partial and quarantine directories.
 
@@ -102,13 +103,14 @@ class Intake:
         called with each new alert once it is stored; ``clock`` gives gateway wall time (ns);
         ``timestamper`` time-stamps ledger checkpoints; ``partials`` shares another intake's
         partial segments (a second stage's). A ledger that differs from its last checkpoint
-        raises LedgerIntegrityError: the intake refuses to run on it.
+        raises LedgerIntegrityError: the intake refuses to run on it (``verify_ledger``
+        False skips that check, for a second stage opened just after an intake that made it).
         """
         data_dir.require_initialised()
         self._db = data_dir.database()
         try:
             self.ledger: Ledger = open_ledger(
-                data_dir, self._db, timestamper=timestamper, clock=clock
+                data_dir, self._db, timestamper=timestamper, clock=clock, verify=verify_ledger
             )
         except BaseException:
             self._db.close()

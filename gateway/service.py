@@ -148,6 +148,7 @@ class IntakeService:
                 on_alert,
                 timestamper=timestamper,
                 partials=self.intake.partials,
+                verify_ledger=False,  # the intake above has just checked it
             )
         except BaseException:
             self.intake.close()
