@@ -13,7 +13,7 @@ from gateway.acks import OrderedAcks
 from gateway.alerts import AlertEvent
 from gateway.intake import PARTIAL_DIR, Intake
 from gateway.reassembly import PartialSegment, Reassembly
-from gateway.registry import BadgeRegistry
+from gateway.registry import BadgeRegistry, EnrolledBadge
 from gateway.store_stage import StoreStage
 from tests.gateway.badge_messages import BadgeMessages, make_hospital, receipts
 
@@ -106,3 +106,58 @@ def test_the_stage_stores_in_order_and_acknowledges_only_once_stored(tmp_path: P
         ("incident", "inc-1"),
     ]
     assert not list((hospital.data_dir.root / PARTIAL_DIR).glob("*/*"))
+
+
+class _StageHandoff:
+    """What IntakeService does for its intake: hand segments to the stage, wait on it."""
+
+    def __init__(self, stage: StoreStage) -> None:
+        self.stage = stage
+        self.handed: list[int] = []
+
+    def store_later(self, badge: EnrolledBadge, partial: PartialSegment, received: int) -> None:
+        self.handed.append(partial.seq)
+        self.stage.hand_over(badge, partial, received, len(self.handed))
+
+    def wait_stored(self, badge_id: str | None = None, seq: int | None = None) -> None:
+        self.stage.wait_stored(badge_id, seq)
+
+
+@pytest.mark.parametrize("resent", ["chunk", "record"])
+def test_the_intake_waits_for_the_stage_before_what_depends_on_it(
+    tmp_path: Path, resent: str
+) -> None:
+    """A resent chunk of a segment being stored is answered once it is stored, not handed
+    over again; a resent incident record is answered once its segments are stored."""
+    hospital = make_hospital(tmp_path)
+    badge = BadgeMessages.of(hospital.bundles["badge-a"])
+    published: list[tuple[str, bytes]] = []
+    alerts: list[AlertEvent] = []
+    reader = Intake(hospital.data_dir, lambda *message: published.append(message), alerts.append)
+    storer = Intake(
+        hospital.data_dir,
+        lambda *message: published.append(message),
+        alerts.append,
+        partials=reader.partials,
+    )
+    stage = StoreStage(storer, lambda _ticket: None)
+    handoff = _StageHandoff(stage)
+    reader.hand_off_to(handoff)
+    record = badge.incident("inc-1", 0, 0)
+    reader.handle(badge.topic("incident"), record)
+    (segment,) = badge.seal(1, size=40_000)
+    chunks = badge.chunks(segment, "inc-1")
+    for chunk in chunks:
+        reader.handle(badge.topic("segment"), chunk)
+    assert handoff.handed == [0] and receipts(published, hospital.gateway_key) == []
+    threading.Timer(0.3, stage.start).start()  # the stage is slow to store it
+    if resent == "chunk":
+        reader.handle(badge.topic("segment"), chunks[0])
+    else:
+        reader.handle(badge.topic("incident"), record)
+    stage.stop()
+    reader.close()
+    assert handoff.handed == [0]
+    found = [(r.subject, r.key) for r in receipts(published, hospital.gateway_key)]
+    answer = ("segment", "0") if resent == "chunk" else ("incident", "inc-1")
+    assert found == [("segment", "0"), ("incident", "inc-1"), answer]
