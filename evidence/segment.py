@@ -312,12 +312,9 @@ class SealedSegment(SignedHead):
 @dataclass(frozen=True)
 class CheckedSegmentBytes(SignedHead):
     """What a :class:`SegmentStream` found in a sealed segment's bytes (the ciphertext is not
-    kept: only its size and SHA-256), ready for :meth:`verify`."""
+    kept: only its SHA-256), ready for :meth:`verify`."""
 
     ciphertext_sha256: bytes
-    sealed_sha256: bytes
-    """SHA-256 of the whole file: the vault's name for it and the ledger's."""
-    sealed_size: int
 
     def verify(self, badge_key: SigningPublicKey) -> None:
         """Check the badge signature and the ciphertext hash, as ``SealedSegment.verify`` does."""
@@ -391,8 +388,6 @@ class SegmentStream:
             header_bytes=header_bytes,
             signature=signature,
             ciphertext_sha256=self._ciphertext.digest(),
-            sealed_sha256=self._sealed.digest(),
-            sealed_size=self.size,
         )
 
 

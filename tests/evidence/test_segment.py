@@ -136,13 +136,18 @@ def test_unreadable_file(tmp_path: Path) -> None:
 # -- checking a segment as it arrives ---------------------------------------------------------
 
 
-def _streamed(data: bytes, cuts: list[int], where: str = "sealed segment") -> CheckedSegmentBytes:
+def _fed(data: bytes, cuts: list[int], where: str = "sealed segment") -> SegmentStream:
+    """A stream given ``data`` in pieces cut at ``cuts``."""
     stream = SegmentStream(where)
     start = 0
     for cut in [*sorted({min(cut, len(data)) for cut in cuts}), len(data)]:
         stream.update(data[start:cut])
         start = max(start, cut)
-    return stream.finish()
+    return stream
+
+
+def _streamed(data: bytes, cuts: list[int], where: str = "sealed segment") -> CheckedSegmentBytes:
+    return _fed(data, cuts, where).finish()
 
 
 @settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -151,15 +156,16 @@ def test_stream_in_any_pieces_finds_what_from_bytes_finds(
     sealed_bytes: bytes, identity: BadgeIdentity, cuts: list[int]
 ) -> None:
     whole = SealedSegment.from_bytes(sealed_bytes)
-    checked = _streamed(sealed_bytes, cuts)
+    stream = _fed(sealed_bytes, cuts)
+    checked = stream.finish()
     assert (checked.header, checked.header_bytes, checked.signature) == (
         whole.header,
         whole.header_bytes,
         whole.signature,
     )
     assert checked.ciphertext_sha256 == sha256(whole.ciphertext)
-    assert checked.sealed_sha256 == sha256(sealed_bytes)
-    assert checked.sealed_size == len(sealed_bytes)
+    assert stream.sealed_sha256() == sha256(sealed_bytes)
+    assert stream.size == len(sealed_bytes)
     checked.verify(identity.signing_key.public_key)
 
 
@@ -196,4 +202,6 @@ def test_stream_and_from_bytes_refuse_the_same_damage_the_same_way(
             _streamed(damaged, cuts, "seg")
         assert str(streamed.value) == str(error)
     else:
-        assert _streamed(damaged, cuts, "seg").sealed_sha256 == sha256(damaged)
+        stream = _fed(damaged, cuts, "seg")
+        stream.finish()
+        assert stream.sealed_sha256() == sha256(damaged)
