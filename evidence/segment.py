@@ -211,12 +211,20 @@ class _HeaderReader:
 
 def _body_start(prefix: bytes | bytearray, where: str) -> int:
     """Where the ciphertext starts, read from the first ``_PREFIX.size`` bytes of a file."""
+    if not prefix:
+        raise SegmentFormatError(f"{where}: is empty")
     if len(prefix) < _PREFIX.size or prefix[: len(MAGIC)] != MAGIC:
         raise SegmentFormatError(f"{where}: is not a medbadge sealed segment (bad magic)")
     _, header_size = _PREFIX.unpack_from(prefix)
     if header_size > MAX_HEADER_SIZE:
         raise SegmentFormatError(f"{where}: header length {header_size} is implausible")
     return int(_PREFIX.size + header_size + SIGNATURE_SIZE)
+
+
+def _require_head(size: int, body_start: int, where: str) -> None:
+    """Refuse a file of ``size`` bytes that ends before its ciphertext starts."""
+    if size < body_start:
+        raise SegmentFormatError(f"{where}: is truncated inside its header or signature")
 
 
 def _split_head(head: bytes | bytearray, where: str) -> tuple[SegmentHeader, bytes, bytes]:
@@ -273,11 +281,8 @@ class SealedSegment(SignedHead):
     @classmethod
     def from_bytes(cls, data: bytes, where: str = "sealed segment") -> SealedSegment:
         """Parse a sealed segment's bytes, raising SegmentFormatError naming ``where``."""
-        if not data:
-            raise SegmentFormatError(f"{where}: is empty")
         body_start = _body_start(data, where)
-        if len(data) < body_start:
-            raise SegmentFormatError(f"{where}: is truncated inside its header or signature")
+        _require_head(len(data), body_start, where)
         header, header_bytes, signature = _split_head(data[:body_start], where)
         ciphertext = data[body_start:]
         _check_ciphertext_size(header, len(ciphertext), where)
@@ -373,16 +378,14 @@ class SegmentStream:
     def finish(self) -> CheckedSegmentBytes:
         """Parse the head and check the ciphertext's size; SegmentFormatError says what is
         wrong. The signature and digests are checked by ``verify`` on the result."""
-        if not self.size:
-            raise SegmentFormatError(f"{self.where}: is empty")
         if self._error is not None:
             raise self._error
-        if self._body_start is None:
-            raise SegmentFormatError(f"{self.where}: is not a medbadge sealed segment (bad magic)")
-        if len(self._head) < self._body_start:
-            raise SegmentFormatError(f"{self.where}: is truncated inside its header or signature")
+        body_start = self._body_start
+        if body_start is None:  # fewer bytes than the prefix: refused as from_bytes refuses
+            body_start = _body_start(self._head, self.where)
+        _require_head(len(self._head), body_start, self.where)
         header, header_bytes, signature = _split_head(self._head, self.where)
-        _check_ciphertext_size(header, self.size - self._body_start, self.where)
+        _check_ciphertext_size(header, self.size - body_start, self.where)
         return CheckedSegmentBytes(
             header=header,
             header_bytes=header_bytes,
