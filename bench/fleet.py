@@ -192,7 +192,7 @@ class FleetBadge:
             self.upload = upload
 
     def stop_heartbeats(self) -> None:
-        """Send no more heartbeats."""
+        """Send no more heartbeats; one being sent is in ``heartbeats`` when this returns."""
         with self._lock:
             self._heartbeats_on = False
 
@@ -238,11 +238,11 @@ class FleetBadge:
         client = self.client
         if client is None or not self.connected:
             return
-        with self._lock:
-            upload, heartbeats_on = self.upload, self._heartbeats_on
-        if heartbeats_on and now >= self._next_heartbeat:
-            self._next_heartbeat = now + self.heartbeat_seconds
-            self._heartbeat(client, uploading=upload is not None)
+        with self._lock:  # held while a heartbeat goes out: stop_heartbeats waits for it
+            upload = self.upload
+            if self._heartbeats_on and now >= self._next_heartbeat:
+                self._next_heartbeat = now + self.heartbeat_seconds
+                self._heartbeat(client, uploading=upload is not None)
         if upload is not None:
             if self.upload_started_ns is None:
                 self.upload_started_ns = time.monotonic_ns()
