@@ -9,7 +9,9 @@ own ``medbadge/v1/gateway/bench-probe-in/#``), topics the gateway's intake never
 :class:`RawTransfer` moves payloads over that path with paho, QoS 1 on both sides, through
 the same TLS listener the badges use: the physical limit the uplink benchmarks are held to.
 Its receiving side runs as its own process (``python -m bench.loopback receive ...``), as
-the gateway does, so neither side shares an interpreter with the other.
+the gateway does, so neither side shares an interpreter with the other. Asked to
+(``send(..., durable=True)``), the receiver also does the least an evidence intake must do
+with the bytes (``bench.durable_floor``) and reports a batch only once it is on disk.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
+from bench.durable_floor import DurableFloor
 from evidence.bundle import EnrolmentBundle
 from evidence.durable import write_durably
 from evidence.keys import HpkeSuite
@@ -275,6 +278,8 @@ class RawTransfer:
                 str(hospital.broker_dir / "ca.crt"),
                 "--password-file",
                 str(password_file),
+                "--floor-dir",
+                str(hospital.root / "floor"),
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -293,12 +298,13 @@ class RawTransfer:
             raise RuntimeError("the raw receiver process ended")
         return line.strip()
 
-    def send(self, payloads: Sequence[bytes]) -> float:
+    def send(self, payloads: Sequence[bytes], *, durable: bool = False) -> float:
         """Publish ``payloads`` (QoS 1, windowed as the uplink benchmarks' publishers are);
         return the seconds from the first publish until the receiver had every byte (its
-        clock and ours are the same CLOCK_MONOTONIC)."""
+        clock and ours are the same CLOCK_MONOTONIC); ``durable``: until it had hashed,
+        written and fsynced every byte (``bench.durable_floor``)."""
         total = sum(len(payload) for payload in payloads)
-        self._to_receiver.write(f"{total}\n")
+        self._to_receiver.write(f"{total} {'durable' if durable else 'raw'}\n")
         self._to_receiver.flush()
         if self._line() != "armed":
             raise RuntimeError("the raw receiver did not arm")
@@ -322,23 +328,30 @@ class RawTransfer:
             self._receiver.wait(10)
 
 
-def _receive(port: int, ca: Path, password: str) -> int:
-    """The receiving side: count bytes on the probe topic; report when a batch is complete."""
+def _receive(port: int, ca: Path, password: str, floor_dir: Path) -> int:
+    """The receiving side: count bytes on the probe topic (and, for a durable batch, hash,
+    write and fsync them); report when a batch is complete.
+
+    Each line on stdin arms a batch: its byte count and ``raw`` or ``durable``.
+    """
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2, client_id=PROBE_RECEIVER, protocol=mqtt.MQTTv5
     )
     client.username_pw_set(PROBE_RECEIVER, password)
     client.tls_set(ca_certs=str(ca))
-    state = {"want": 0, "got": 0}
-    done = threading.Event()
+    state = {"want": 0, "got": 0, "durable": 0}
     subscribed = threading.Event()
+    floor = DurableFloor(floor_dir)
 
     def on_message(_client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if state["durable"]:
+            floor.take(message.payload)
         state["got"] += len(message.payload)
         if state["want"] and state["got"] >= state["want"]:
+            if state["durable"]:
+                floor.finish()
             print(time.monotonic_ns(), flush=True)
             state["want"] = 0
-            done.set()
 
     def on_connect(
         client: mqtt.Client, _userdata: Any, _flags: Any, _code: ReasonCode, _props: Any
@@ -354,11 +367,14 @@ def _receive(port: int, ca: Path, password: str) -> int:
         return 1
     print("ready", flush=True)
     for line in sys.stdin:
+        want, kind = line.split()
         state["got"] = 0
-        state["want"] = int(line)
+        state["durable"] = kind == "durable"
+        state["want"] = int(want)
         print("armed", flush=True)
     client.disconnect()
     client.loop_stop()
+    floor.close()
     return 0
 
 
@@ -369,8 +385,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--ca", type=Path, required=True)
     parser.add_argument("--password-file", type=Path, required=True)
+    parser.add_argument("--floor-dir", type=Path, required=True, help="for durable batches")
     args = parser.parse_args(argv)
-    return _receive(args.port, args.ca, args.password_file.read_text().strip())
+    return _receive(args.port, args.ca, args.password_file.read_text().strip(), args.floor_dir)
 
 
 if __name__ == "__main__":
