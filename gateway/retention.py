@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 
 from gateway.custody import CustodyLog
 from gateway.errors import RetentionError
@@ -131,17 +131,18 @@ def delete_incident_footage(
                 "sha256_list": hashlib.sha256(b"".join(shas)).hexdigest(),
             },
         )
+        deletion = RetentionDeletion(
+            incident.badge_id,
+            incident.incident_id,
+            entry.at_ns,
+            actor,
+            len(shas),
+            entry.ledger_index,
+        )
         connection.execute(
             "INSERT INTO retention_deletions (badge_id, incident_id, deleted_at_ns, actor,"
             " segments, ledger_index) VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                incident.badge_id,
-                incident.incident_id,
-                entry.at_ns,
-                actor,
-                len(shas),
-                entry.ledger_index,
-            ),
+            astuple(deletion),
         )
         kept_elsewhere = {sha for sha in shas if _shared(connection, sha, incident)}
     for sha in dict.fromkeys(shas):
@@ -153,14 +154,7 @@ def delete_incident_footage(
                     f"{where}: segment {sha.hex()} could not be removed from {vault.root} "
                     f"({error}); the deletion is recorded, remove the file by hand"
                 ) from None
-    return RetentionDeletion(
-        incident.badge_id,
-        incident.incident_id,
-        entry.at_ns,
-        actor,
-        len(shas),
-        entry.ledger_index,
-    )
+    return deletion
 
 
 def _check_still_due(connection: sqlite3.Connection, incident: DueIncident, where: str) -> None:
