@@ -135,6 +135,10 @@ class SigningPublicKey:
 
     key: ed25519.Ed25519PublicKey
 
+    def __reduce__(self) -> tuple[object, tuple[bytes]]:
+        """Pickle as the raw bytes (the gateway hands badges to its store process)."""
+        return SigningPublicKey.from_raw, (self.raw,)
+
     @property
     def raw(self) -> bytes:
         """The 32 raw public key bytes."""

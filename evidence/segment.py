@@ -326,6 +326,26 @@ class CheckedSegmentBytes(SignedHead):
         _verify(self, self.ciphertext_sha256, badge_key)
 
 
+@dataclass(frozen=True)
+class StreamResult:
+    """What a :class:`SegmentStream` concluded once every byte was in: plain values that can
+    cross to another process, answering ``sealed_sha256`` and ``finish`` as the stream did."""
+
+    sealed: bytes
+    checked: CheckedSegmentBytes | None
+    error: SegmentFormatError | None
+
+    def sealed_sha256(self) -> bytes:
+        """SHA-256 of every byte the stream took."""
+        return self.sealed
+
+    def finish(self) -> CheckedSegmentBytes:
+        """The stream's parsed head, or the SegmentFormatError its ``finish`` raised."""
+        if self.checked is None:
+            raise self.error or SegmentFormatError("the stream found no segment head")
+        return self.checked
+
+
 class SegmentStream:
     """Reads a sealed segment's bytes in order, in pieces of any size, keeping only its head.
 
@@ -392,6 +412,13 @@ class SegmentStream:
             signature=signature,
             ciphertext_sha256=self._ciphertext.digest(),
         )
+
+    def result(self) -> StreamResult:
+        """``finish`` and ``sealed_sha256`` taken now, as plain values (see StreamResult)."""
+        try:
+            return StreamResult(self.sealed_sha256(), self.finish(), None)
+        except SegmentFormatError as error:
+            return StreamResult(self.sealed_sha256(), None, error)
 
 
 def seal_segment(

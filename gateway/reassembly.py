@@ -36,13 +36,13 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from evidence.durable import fsync_directory
 from evidence.identifiers import validate_badge_id
 from evidence.messages import SegmentChunk
-from evidence.segment import SegmentStream
+from evidence.segment import SegmentStream, StreamResult
 from gateway.errors import Reason, RejectedMessageError
 
 DEFAULT_TIMEOUT_NS = 10 * 60 * 1_000_000_000
@@ -61,13 +61,21 @@ class PartialSegment:
     sealed_sha256: bytes
     received_bytes: int
     last_chunk_wall_ns: int
-    stream: SegmentStream | None = None
-    """Every byte written, in order, when complete and every chunk came in order; else None."""
+    stream: SegmentStream | StreamResult | None = None
+    """Every byte written, in order, when complete and every chunk came in order; else None.
+    (A StreamResult when handed to the store process: see ``for_handoff``.)"""
 
     @property
     def complete(self) -> bool:
         """True when every byte of the segment has arrived."""
         return self.received_bytes == self.total_size
+
+    def for_handoff(self) -> PartialSegment:
+        """This partial with its stream's findings as plain values, to send to another
+        process (pickled: hash objects cannot be)."""
+        if isinstance(self.stream, SegmentStream):
+            return replace(self, stream=self.stream.result())
+        return self
 
 
 @dataclass
@@ -241,7 +249,8 @@ class Reassembly:
             del self._in_order[path]
 
     def _complete_stream(self, path: Path, state: _State) -> SegmentStream | None:
-        """The in-order stream of a complete partial, if every byte went through it."""
+        """The in-order stream of a complete partial, if every byte went through it; it is
+        then forgotten here (whoever stores the segment holds it now)."""
         in_order = self._in_order.get(path)
         if (
             in_order is None
@@ -249,6 +258,7 @@ class Reassembly:
             or state.received != state.total_size
         ):
             return None
+        del self._in_order[path]
         return in_order.stream
 
     def continues(self, chunk: SegmentChunk) -> bool:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from evidence.errors import SegmentFormatError
 from evidence.hashing import sha256
 from evidence.messages import SegmentChunk
+from evidence.segment import SegmentStream, StreamResult
 from gateway.errors import Reason, RejectedMessageError
 from gateway.reassembly import DEFAULT_TIMEOUT_NS, PartialSegment, Reassembly
 
@@ -153,8 +156,15 @@ def test_chunks_in_order_carry_the_stream_of_what_was_written(reassembly: Reasse
     progress = [reassembly.add(chunk) for chunk in (chunks[0], chunks[1], chunks[1], *chunks[2:])]
     assert [p.stream for p in progress[:-1]] == [None] * (len(progress) - 1)
     stream = progress[-1].stream
-    assert progress[-1].complete and stream is not None
+    assert progress[-1].complete and isinstance(stream, SegmentStream)
     assert (stream.sealed_sha256(), stream.size) == (sha256(data), len(data))
+    handed = progress[-1].for_handoff()  # what crosses to the store process
+    assert isinstance(handed.stream, StreamResult)
+    assert handed.stream.sealed_sha256() == sha256(data)
+    crossed = pickle.loads(pickle.dumps(handed))  # noqa: S301 - bytes made just above
+    assert crossed.path == handed.path and crossed.stream.sealed_sha256() == sha256(data)
+    with pytest.raises(SegmentFormatError, match="bad magic"):  # random bytes: no segment
+        crossed.stream.finish()
 
 
 def test_chunks_out_of_order_leave_the_stream_to_the_caller(reassembly: Reassembly) -> None:
@@ -182,9 +192,10 @@ def test_a_chunk_already_received_is_compared_not_written(reassembly: Reassembly
     for chunk in chunks:
         done = reassembly.add(chunk)
     os.utime(done.path, ns=(0, 0))  # any write would move the modification time
+    assert done.stream is not None and done.stream.sealed_sha256() == sha256(data)
     again = reassembly.add(chunks[1])
-    assert again.complete and again.stream is not None
-    assert again.stream.sealed_sha256() == sha256(data)
+    # the in-order stream went with the completed partial: a repeat reads the file instead
+    assert again.complete and again.stream is None
     assert done.path.stat().st_mtime_ns == 0 and done.path.read_bytes() == data
     with pytest.raises(RejectedMessageError) as refused:
         reassembly.add(replace(chunks[1], data=bytes(len(chunks[1].data))))
