@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -30,6 +29,7 @@ from gateway.enrolment import enroll_badge
 from gateway.errors import GatewayError
 from gateway.export import ExportRequest, export_incident
 from gateway.ledger import open_ledger
+from gateway.logging_setup import configure_logging
 
 DEFAULT_DATA_DIR = Path(os.environ.get("MEDBADGE_GATEWAY_DATA", "/var/lib/medbadge-gateway"))
 _SUITES = {"x25519": HpkeSuite.X25519, "mlkem768-x25519": HpkeSuite.MLKEM768_X25519}
@@ -288,18 +288,10 @@ def _unique(values: Sequence[str]) -> list[str]:
 def _run_daemon(args: argparse.Namespace, data_dir: GatewayDataDir) -> int:
     """``gateway run``: the daemon, until SIGTERM."""
     config = GatewayConfig.load(data_dir.root, args.config)
-    _configure_logging(config.log_level)
+    configure_logging(config.log_level)
     if config.console.enabled:
         return ConsoleGateway(data_dir, config).run()
     return GatewayDaemon(data_dir, config).run()
-
-
-def _configure_logging(level: str) -> None:
-    """Log to stderr; under systemd (journald adds its own timestamps) without the time."""
-    fields = "%(levelname)s %(name)s: %(message)s"
-    if "JOURNAL_STREAM" not in os.environ:
-        fields = "%(asctime)s " + fields
-    logging.basicConfig(level=level.upper(), format=fields)
 
 
 def _add_export_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 EXIT_OK = 0
 """Stopped by SIGTERM or SIGINT after a clean shutdown."""
 EXIT_FAILED = 1
-"""Could not start: configuration, data directory, keys, broker password or webhook secret."""
+"""Could not start (configuration, data directory, keys, broker password, webhook secret),
+or the store process died while running."""
 
 STARTUP_POLL_S = 0.05
 """How often ``run`` looks for the first connection (READY=1 should follow it closely)."""
@@ -63,7 +64,7 @@ class GatewayDaemon:
             raise GatewayError(
                 f"broker CA certificate {broker.ca_file} is missing: set broker.ca_file"
             )
-        timestamper = configured_timestamper(data_dir, config)
+        timestamper = configured_timestamper(data_dir, config.timestamps)
         self.intake = IntakeService(
             data_dir,
             broker.host,
@@ -73,7 +74,7 @@ class GatewayDaemon:
             broker.ca_file if broker.tls else None,
             shared_group=broker.shared_group,
             on_alert=self.on_alert,
-            timestamper=timestamper,
+            timestamps=config.timestamps,
         )
         # Checkpoints at least every minute while the log grows, each time-stamped by the
         # configured TSA (the hospital's own by default), on a ledger connection of their
@@ -129,7 +130,8 @@ class GatewayDaemon:
         self._stopping.set()
 
     def run(self) -> int:
-        """Run until SIGTERM or SIGINT; return the exit status (EXIT_OK)."""
+        """Run until SIGTERM or SIGINT (EXIT_OK) or until the intake can no longer store
+        (EXIT_FAILED, so that systemd restarts the gateway)."""
         for number in (signal.SIGTERM, signal.SIGINT):
             signal.signal(number, self._on_signal)
         self.start()
@@ -138,6 +140,10 @@ class GatewayDaemon:
         finally:
             sd_notify("STOPPING=1")
             self.stop()
+        failure = self.intake.failure()
+        if failure is not None:
+            log.error("gateway stopped: %s", failure)
+            return EXIT_FAILED
         return EXIT_OK
 
     def on_alert(self, event: AlertEvent) -> None:
@@ -160,13 +166,15 @@ class GatewayDaemon:
         where = f"{broker.host}:{broker.port}"
         sd_notify(f"STATUS=connecting to the broker at {where}")
         while not self.connected:
-            if self._stopping.wait(STARTUP_POLL_S):
+            if self._stopping.wait(STARTUP_POLL_S) or self.intake.failure() is not None:
                 return
         sd_notify(f"READY=1\nSTATUS=connected to the broker at {where}")
         log.info("gateway ready: intake subscribed at %s", where)
         interval = min(watchdog_interval_s() or HEALTH_POLL_S, HEALTH_POLL_S)
         healthy = True
         while not self._stopping.wait(interval):
+            if self.intake.failure() is not None:
+                return
             now_healthy = self.connected
             if now_healthy:
                 sd_notify("WATCHDOG=1")

@@ -4,8 +4,9 @@ The client keeps a persistent session (clean start off, a session expiry of a we
 QoS 1 messages the broker queued while the gateway was down arrive after it restarts.
 paho's network thread only reads: each message goes into a bounded queue, and one intake
 thread takes them in arrival order (so each badge's chunks stay in order) and handles each
-with ``Intake.handle``; a completed segment is handed to the store stage's thread, which
-stores it while the intake thread reads on (decision 1503). A message is acknowledged
+with ``Intake.handle``; a completed segment is handed to the store stage, a child process
+that stores it while the intake thread reads on (``gateway.store_stage``, decisions 1503
+and 1505). A message is acknowledged
 (manual PUBACK) only once it is handled, and a segment's last chunk only once the segment
 is stored, all in arrival order (``gateway.acks``), so a message the gateway had not
 finished storing when it died is delivered again (decisions 0700, 1500).
@@ -41,12 +42,13 @@ from paho.mqtt.reasoncodes import ReasonCode
 from evidence.topics import ALL_BADGES_FILTER, shared_subscription
 from gateway.acks import OrderedAcks
 from gateway.alerts import AlertEvent
+from gateway.config import TimestampSettings
 from gateway.datadir import GatewayDataDir
 from gateway.intake import AlertListener, Intake
-from gateway.ledger import Timestamper
 from gateway.reassembly import PartialSegment
 from gateway.registry import EnrolledBadge
 from gateway.store_stage import StoreStage
+from gateway.timestamps import configured_timestamper
 
 log = logging.getLogger(__name__)
 
@@ -98,13 +100,14 @@ class IntakeService:
         *,
         shared_group: str | None = None,
         on_alert: AlertListener = _ignore_alert,
-        timestamper: Timestamper | None = None,
+        timestamps: TimestampSettings | None = None,
         session_expiry_s: int = SESSION_EXPIRY_S,
     ) -> None:
         """Prepare the client (``start`` connects); ``tls_ca`` None means plain MQTT (loopback).
 
         ``shared_group`` subscribes as ``$share/<group>/medbadge/v1/badge/#`` so several
-        intake processes split the load (read decision 0701 first).
+        intake processes split the load (read decision 0701 first). ``timestamps`` says
+        which TSA stamps the ledger checkpoints (None: they are not time-stamped).
         """
         self.host = host
         self.port = port
@@ -136,28 +139,18 @@ class IntakeService:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
+        timestamper = None if timestamps is None else configured_timestamper(data_dir, timestamps)
         self.intake = Intake(data_dir, self._publish, on_alert, timestamper=timestamper)
         self._acks: OrderedAcks[Delivery] = OrderedAcks(self._acknowledge)
         self._ticket = -1
         """The ticket of the message the intake thread is handling."""
         self._handed_over = False
-        try:
-            storer = Intake(
-                data_dir,
-                self._publish,
-                on_alert,
-                timestamper=timestamper,
-                partials=self.intake.partials,
-                verify_ledger=False,  # the intake above has just checked it
-            )
-        except BaseException:
-            self.intake.close()
-            raise
-        self._stage = StoreStage(storer, self._acks.done)
+        self._stage = StoreStage(data_dir, self._publish, self._acks.done, timestamps=timestamps)
         self.intake.hand_off_to(self)
 
     def start(self) -> None:
-        """Connect in the background (retrying until the broker answers) and start handling."""
+        """Start the store process, then connect in the background (retrying until the broker
+        answers) and start handling. Raises IntakeError if the store process cannot start."""
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = self._session_expiry_s
         properties.ReceiveMaximum = QUEUE_LIMIT
@@ -178,6 +171,15 @@ class IntakeService:
         return (
             self._subscribed.wait(timeout) and self._worker.is_alive() and self._stage.is_alive()
         )
+
+    @property
+    def store_pid(self) -> int | None:
+        """The store process's id, once started."""
+        return self._stage.pid
+
+    def failure(self) -> str | None:
+        """Why the intake can no longer store segments (its store process died), or None."""
+        return self._stage.failure()
 
     def stop(self) -> None:
         """Stop the intake thread after the message in hand and the store stage once it has

@@ -6,17 +6,16 @@ from collections.abc import Callable
 
 from cryptography import x509
 
-from gateway.config import GatewayConfig
+from gateway.config import TimestampSettings
 from gateway.datadir import GatewayDataDir
 from gateway.errors import GatewayConfigError
 from gateway.tsa import TsaClient
 
 
 def configured_timestamper(
-    data_dir: GatewayDataDir, config: GatewayConfig
+    data_dir: GatewayDataDir, settings: TimestampSettings
 ) -> Callable[[bytes], bytes]:
     """``stamp(digest) -> TimeStampResp`` of the configured TSA; every token is verified."""
-    settings = config.timestamps
     if not settings.tsa_url:
         return data_dir.timestamper().stamp
     if settings.tsa_ca_file is None:

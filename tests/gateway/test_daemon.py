@@ -24,6 +24,7 @@ from gateway.webhooks import SIGNATURE_HEADER, verify_signature
 from tests.gateway.badge_messages import BadgeMessages, Hospital, make_hospital
 from tests.gateway.generated_broker import GeneratedBroker, badge_tls_session, write_config
 from tests.gateway.webhook_receiver import WebhookReceiver, wait_until
+from tests.processes import children
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = b"0123456789abcdef0123456789abcdef"
@@ -254,3 +255,21 @@ def test_run_refuses_a_readable_webhook_secret(
     (hospital.data_dir.root / "webhook.secret").chmod(0o644)
     assert main(["--data", str(hospital.data_dir.root), "run"]) == 1
     assert "chmod 600" in capsys.readouterr().err
+
+
+def test_a_dead_store_process_stops_the_gateway_with_an_error(
+    hospital: Hospital, notify: NotifySocket, tmp_path: Path
+) -> None:
+    """Without its store process the gateway cannot receipt anything: it exits with status 1
+    (systemd restarts it) instead of running on and acknowledging nothing."""
+    tls_port, _plain = write_config(hospital.data_dir.root)
+    configure(hospital, tls_port, "http://127.0.0.1:9/unused")
+    gateway = GatewayProcess(hospital.data_dir.root, notify, tmp_path / "gateway.log")
+    try:
+        notify.wait_for(f"STATUS=connecting to the broker at localhost:{tls_port}")
+        (store,) = children(gateway.process.pid, "gateway.store_stage")
+        os.kill(store, signal.SIGKILL)
+        assert gateway.process.wait(WAIT_S) == 1, gateway.log_text()
+    finally:
+        gateway.kill()
+    assert "the store process ended unexpectedly" in gateway.log_text()

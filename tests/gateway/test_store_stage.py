@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -16,6 +20,9 @@ from gateway.reassembly import PartialSegment, Reassembly
 from gateway.registry import BadgeRegistry, EnrolledBadge
 from gateway.store_stage import StoreStage
 from tests.gateway.badge_messages import BadgeMessages, make_hospital, receipts
+from tests.processes import running, wait_for
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_acknowledgements_leave_in_arrival_order() -> None:
@@ -67,12 +74,6 @@ def test_the_stage_stores_in_order_and_acknowledges_only_once_stored(tmp_path: P
     alerts: list[AlertEvent] = []
     reader = Intake(hospital.data_dir, lambda *message: published.append(message), alerts.append)
     reader.handle(badge.topic("incident"), badge.incident("inc-1", 0, 2))
-    storer = Intake(
-        hospital.data_dir,
-        lambda *message: published.append(message),
-        alerts.append,
-        partials=reader.partials,
-    )
     stored_when_acknowledged: list[tuple[int, int]] = []
 
     def finished(ticket: int) -> None:
@@ -81,7 +82,9 @@ def test_the_stage_stores_in_order_and_acknowledges_only_once_stored(tmp_path: P
         connection.close()
         stored_when_acknowledged.append((ticket, rows))
 
-    stage = StoreStage(storer, finished, depth=2)
+    stage = StoreStage(
+        hospital.data_dir, lambda *message: published.append(message), finished, depth=2
+    )
     enrolled = BadgeRegistry(hospital.data_dir.database()).get("badge-a")
     partials = _complete_partials(badge, reader.partials, 3)
     for ticket, partial in enumerate(partials[:2]):  # handed over before the stage runs
@@ -134,13 +137,9 @@ def test_the_intake_waits_for_the_stage_before_what_depends_on_it(
     published: list[tuple[str, bytes]] = []
     alerts: list[AlertEvent] = []
     reader = Intake(hospital.data_dir, lambda *message: published.append(message), alerts.append)
-    storer = Intake(
-        hospital.data_dir,
-        lambda *message: published.append(message),
-        alerts.append,
-        partials=reader.partials,
+    stage = StoreStage(
+        hospital.data_dir, lambda *message: published.append(message), lambda _ticket: None
     )
-    stage = StoreStage(storer, lambda _ticket: None)
     handoff = _StageHandoff(stage)
     reader.hand_off_to(handoff)
     record = badge.incident("inc-1", 0, 0)
@@ -161,3 +160,67 @@ def test_the_intake_waits_for_the_stage_before_what_depends_on_it(
     found = [(r.subject, r.key) for r in receipts(published, hospital.gateway_key)]
     answer = ("segment", "0") if resent == "chunk" else ("incident", "inc-1")
     assert found == [("segment", "0"), ("incident", "inc-1"), answer]
+
+
+def test_a_store_process_that_dies_is_reported_and_holds_nothing_up(tmp_path: Path) -> None:
+    hospital = make_hospital(tmp_path)
+    badge = BadgeMessages.of(hospital.bundles["badge-a"])
+    published: list[tuple[str, bytes]] = []
+    alerts: list[AlertEvent] = []
+    reader = Intake(hospital.data_dir, lambda *message: published.append(message), alerts.append)
+    reader.handle(badge.topic("incident"), badge.incident("inc-1", 0, 1))
+    acknowledged: list[int] = []
+    stage = StoreStage(
+        hospital.data_dir, lambda *message: published.append(message), acknowledged.append
+    )
+    stage.start()
+    enrolled = BadgeRegistry(hospital.data_dir.database()).get("badge-a")
+    first, second = _complete_partials(badge, reader.partials, 2)
+    stage.hand_over(enrolled, first, 0, 1)
+    stage.wait_stored()
+    assert stage.is_alive() and stage.failure() is None and acknowledged == [1]
+    assert stage.pid is not None
+    os.kill(stage.pid, signal.SIGKILL)
+    wait_for(lambda: stage.failure() is not None, "the stage to notice its process died")
+    assert "ended unexpectedly" in str(stage.failure()) and not stage.is_alive()
+    stage.hand_over(enrolled, second, 0, 2)  # refused at once, left unacknowledged
+    stage.wait_stored()  # returns: nothing will be stored any more
+    stage.stop()
+    reader.close()
+    assert acknowledged == [1]
+    assert [(r.subject, r.key) for r in receipts(published, hospital.gateway_key)] == [
+        ("segment", "0")
+    ]
+    assert second.path.exists()  # the partial waits for the redelivery after a restart
+
+
+_ORPHANING_PARENT = """
+import sys, time
+from pathlib import Path
+from gateway.datadir import GatewayDataDir
+from gateway.store_stage import StoreStage
+stage = StoreStage(GatewayDataDir(Path(sys.argv[1])), lambda *message: None, lambda _t: None)
+stage.start()
+print(stage.pid, flush=True)
+time.sleep(120)
+"""
+
+
+def test_the_store_process_ends_when_the_intake_process_is_killed(tmp_path: Path) -> None:
+    hospital = make_hospital(tmp_path)
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _ORPHANING_PARENT, str(hospital.data_dir.root)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        assert running(child)
+        parent.kill()
+        parent.wait(10)
+        wait_for(lambda: not running(child), "the orphaned store process to end", 10)
+    finally:
+        parent.kill()
+        parent.wait(10)

@@ -21,7 +21,7 @@ def test_own_tsa_by_default_and_an_external_one_over_http(tmp_path: Path) -> Non
     data_dir.initialise("Test Hospital", HpkeSuite.X25519, None)
     digest = sha256(b"a checkpoint note")
 
-    own = configured_timestamper(data_dir, GatewayConfig.from_mapping(data_dir.root, {}))
+    own = configured_timestamper(data_dir, GatewayConfig.from_mapping(data_dir.root, {}).timestamps)
     verify_timestamp(own(digest), digest, data_dir.evidence_ca().certificate)
 
     national = EvidenceCA.create("National PKI")
@@ -31,7 +31,7 @@ def test_own_tsa_by_default_and_an_external_one_over_http(tmp_path: Path) -> Non
     with TsaHttpServer(authority, "127.0.0.1", 0) as server:
         settings = {"timestamps": {"tsa_url": server.url, "tsa_ca_file": str(tmp_path / "pki.crt")}}
         external = configured_timestamper(
-            data_dir, GatewayConfig.from_mapping(data_dir.root, settings)
+            data_dir, GatewayConfig.from_mapping(data_dir.root, settings).timestamps
         )
         token = external(digest)
     info = verify_timestamp(token, digest, national.certificate)

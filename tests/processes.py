@@ -1,0 +1,51 @@
+"""Looking at real processes through /proc: who a process's children are, whether one runs."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+_PROC = Path("/proc")
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name, or None if there is no such pid."""
+    try:
+        text = (_PROC / str(pid) / "stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return text.rsplit(")", 1)[1].split()
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie waiting to be reaped is not)."""
+    fields = _stat_fields(pid)
+    return fields is not None and fields[0] != "Z"
+
+
+def children(pid: int, command_part: str) -> list[int]:
+    """Live children of ``pid`` whose command line contains ``command_part``."""
+    found = []
+    for entry in _PROC.iterdir():
+        if not entry.name.isdigit():
+            continue
+        fields = _stat_fields(int(entry.name))
+        if fields is None or fields[0] == "Z" or int(fields[1]) != pid:
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if command_part in command:
+            found.append(int(entry.name))
+    return found
+
+
+def wait_for(condition_met: Callable[[], bool], what: str, timeout_s: float = 20.0) -> None:
+    """Poll ``condition_met`` until it is true; AssertionError naming ``what`` if not."""
+    deadline = time.monotonic() + timeout_s
+    while not condition_met():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(0.05)
