@@ -350,8 +350,9 @@ def _receive(port: int, ca: Path, password: str, floor_dir: Path) -> int:
         if state["want"] and state["got"] >= state["want"]:
             if state["durable"]:
                 floor.finish()
-            print(time.monotonic_ns(), flush=True)
+            # disarm before answering: the answer lets the next batch be armed at once
             state["want"] = 0
+            print(time.monotonic_ns(), flush=True)
 
     def on_connect(
         client: mqtt.Client, _userdata: Any, _flags: Any, _code: ReasonCode, _props: Any
