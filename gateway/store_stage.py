@@ -60,8 +60,9 @@ DEPTH = 4
 """Segments handed over and not yet stored, at most (each is one file on disk)."""
 READY_S = 60.0
 """How long the child may take to open the data directory before ``start`` gives up."""
-STOP_S = 60.0
-"""How long ``stop`` waits for the child to store what it holds before killing it."""
+STOP_S = 20.0
+"""How long ``stop`` waits for the child to store what it holds before killing it (within
+the unit's TimeoutStopSec of 30 s; four segments take milliseconds)."""
 _WAIT_POLL_S = 1.0
 _CHILD_MAIN = "import sys; from gateway.store_stage import main; sys.exit(main(sys.argv[1:]))"
 """How the child starts: importing this module by name (not running it as ``__main__``) so
