@@ -293,9 +293,16 @@ class RawTransfer:
             raise RuntimeError("the raw receiver did not subscribe")
 
     def _line(self) -> str:
-        line = self._from_receiver.readline()
+        """The receiver's next line; RuntimeError if it ends, or says nothing for WAIT_S (it
+        is then killed, so no benchmark waits forever on it)."""
+        silence = threading.Timer(WAIT_S, self._receiver.kill)
+        silence.start()
+        try:
+            line = self._from_receiver.readline()
+        finally:
+            silence.cancel()
         if not line:
-            raise RuntimeError("the raw receiver process ended")
+            raise RuntimeError(f"the raw receiver ended or said nothing for {WAIT_S:g} s")
         return line.strip()
 
     def send(self, payloads: Sequence[bytes], *, durable: bool = False) -> float:

@@ -1,4 +1,4 @@
-"""Smoke test of the benchmarks: `bench capture` on a short, small run, and the JSON report."""
+"""Smoke tests of the benchmarks on short, small runs, and the JSON report."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import capture
+from bench import capture, ingest, seal_latency
 from bench import verify as bench_verify
 from bench.__main__ import BENCHMARKS, main
 from bench.report import Figure
@@ -83,3 +83,26 @@ def test_verify_benchmark_exports_times_and_cleans_up_a_small_package() -> None:
     assert figure.value > 0 and figure.limit_value > 0
     assert figure.ratio == pytest.approx(figure.value / figure.limit_value)
     assert "3 segments of 4096 random bytes" in figure.note and "no derived MP4" in figure.note
+
+
+def test_ingest_reports_the_gateway_and_the_floor_against_one_raw_limit() -> None:
+    """A short real run: gateway run, the broker, the raw and the durable receivers."""
+    by_name = {figure.name: figure for figure in ingest.run(rounds=1, segments=2)}
+    assert set(by_name) == {"ingest", "ingest-floor"}
+    gateway, floor = by_name["ingest"], by_name["ingest-floor"]
+    assert gateway.limit_value == floor.limit_value > 0  # the same raw run for both
+    for figure in (gateway, floor):
+        assert figure.unit == "MB/s" and figure.value > 0
+        assert figure.ratio == pytest.approx(figure.value / figure.limit_value)
+    assert f"{gateway.value / floor.value:.3f} of the floor" in gateway.note
+
+
+def test_seal_latency_reports_the_receipt_and_the_floor_against_one_raw_transfer() -> None:
+    by_name = {figure.name: figure for figure in seal_latency.run(rounds=1)}
+    assert set(by_name) == {"seal-latency", "seal-latency-floor"}
+    gateway, floor = by_name["seal-latency"], by_name["seal-latency-floor"]
+    assert gateway.limit_value == floor.limit_value > 0
+    for figure in (gateway, floor):
+        assert figure.unit == "s" and figure.value > 0
+        assert figure.ratio == pytest.approx(figure.value / figure.limit_value)
+    assert f"{gateway.value / floor.value:.2f}x the floor" in gateway.note
