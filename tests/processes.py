@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 _PROC = Path("/proc")
@@ -40,12 +38,3 @@ def children(pid: int, command_part: str) -> list[int]:
         if command_part in command:
             found.append(int(entry.name))
     return found
-
-
-def wait_for(condition_met: Callable[[], bool], what: str, timeout_s: float = 20.0) -> None:
-    """Poll ``condition_met`` until it is true; AssertionError naming ``what`` if not."""
-    deadline = time.monotonic() + timeout_s
-    while not condition_met():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.05)

@@ -19,8 +19,9 @@ from gateway.intake import PARTIAL_DIR, Intake
 from gateway.reassembly import PartialSegment, Reassembly
 from gateway.registry import BadgeRegistry, EnrolledBadge
 from gateway.store_stage import StoreStage
-from tests.gateway.badge_messages import BadgeMessages, make_hospital, receipts
-from tests.processes import running, wait_for
+from tests.gateway.badge_messages import BadgeMessages, Hospital, make_hospital, receipts
+from tests.gateway.webhook_receiver import wait_until
+from tests.processes import running
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -67,13 +68,22 @@ def _complete_partials(
     return done
 
 
-def test_the_stage_stores_in_order_and_acknowledges_only_once_stored(tmp_path: Path) -> None:
+def _reading_intake(
+    tmp_path: Path, last_seq: int
+) -> tuple[Hospital, BadgeMessages, list[tuple[str, bytes]], Intake]:
+    """A hospital, badge-a, and the intake that reads its incident inc-1 of 0..``last_seq``;
+    what is published goes to the list."""
     hospital = make_hospital(tmp_path)
     badge = BadgeMessages.of(hospital.bundles["badge-a"])
     published: list[tuple[str, bytes]] = []
     alerts: list[AlertEvent] = []
     reader = Intake(hospital.data_dir, lambda *message: published.append(message), alerts.append)
-    reader.handle(badge.topic("incident"), badge.incident("inc-1", 0, 2))
+    reader.handle(badge.topic("incident"), badge.incident("inc-1", 0, last_seq))
+    return hospital, badge, published, reader
+
+
+def test_the_stage_stores_in_order_and_acknowledges_only_once_stored(tmp_path: Path) -> None:
+    hospital, badge, published, reader = _reading_intake(tmp_path, 2)
     stored_when_acknowledged: list[tuple[int, int]] = []
 
     def finished(ticket: int) -> None:
@@ -163,12 +173,7 @@ def test_the_intake_waits_for_the_stage_before_what_depends_on_it(
 
 
 def test_a_store_process_that_dies_is_reported_and_holds_nothing_up(tmp_path: Path) -> None:
-    hospital = make_hospital(tmp_path)
-    badge = BadgeMessages.of(hospital.bundles["badge-a"])
-    published: list[tuple[str, bytes]] = []
-    alerts: list[AlertEvent] = []
-    reader = Intake(hospital.data_dir, lambda *message: published.append(message), alerts.append)
-    reader.handle(badge.topic("incident"), badge.incident("inc-1", 0, 1))
+    hospital, badge, published, reader = _reading_intake(tmp_path, 1)
     acknowledged: list[int] = []
     stage = StoreStage(
         hospital.data_dir, lambda *message: published.append(message), acknowledged.append
@@ -181,7 +186,7 @@ def test_a_store_process_that_dies_is_reported_and_holds_nothing_up(tmp_path: Pa
     assert stage.is_alive() and stage.failure() is None and acknowledged == [1]
     assert stage.pid is not None
     os.kill(stage.pid, signal.SIGKILL)
-    wait_for(lambda: stage.failure() is not None, "the stage to notice its process died")
+    wait_until(lambda: stage.failure() is not None, "failure reported by the stage")
     assert "ended unexpectedly" in str(stage.failure()) and not stage.is_alive()
     stage.hand_over(enrolled, second, 0, 2)  # refused at once, left unacknowledged
     stage.wait_stored()  # returns: nothing will be stored any more
@@ -220,7 +225,7 @@ def test_the_store_process_ends_when_the_intake_process_is_killed(tmp_path: Path
         assert running(child)
         parent.kill()
         parent.wait(10)
-        wait_for(lambda: not running(child), "the orphaned store process to end", 10)
+        wait_until(lambda: not running(child), "end of the orphaned store process", 10)
     finally:
         parent.kill()
         parent.wait(10)
