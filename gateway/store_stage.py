@@ -195,9 +195,19 @@ class StoreStage:
         if self._failure is not None:
             log.error("segment %d not stored: %s", partial.seq, self._failure)
             return
+        key = (badge.badge_id, partial.seq)
         with self._changed:
-            self._pending[badge.badge_id, partial.seq] += 1
-        self._send(_Handed(badge, partial.for_handoff(), received, ticket))
+            self._pending[key] += 1
+        try:
+            self._send(_Handed(badge, partial.for_handoff(), received, ticket))
+        except OSError as error:  # the child died just now; the reader reports it
+            log.error("segment %d not handed to the store process: %s", partial.seq, error)
+            with self._changed:
+                self._pending[key] -= 1
+                if self._pending[key] <= 0:
+                    del self._pending[key]
+                self._changed.notify_all()
+            self._room.release()
 
     def wait_stored(self, badge_id: str | None = None, seq: int | None = None) -> None:
         """Return once no handed-over segment matching ``badge_id`` and ``seq`` (None: any)
@@ -254,12 +264,24 @@ class StoreStage:
         """The child closed its end: expected after ``stop``, a failure otherwise."""
         with self._changed:
             if not self._stopping:
-                status = None if self._process is None else self._process.wait()
-                self._failure = f"the store process ended unexpectedly (exit status {status})"
+                self._failure = f"the store process ended unexpectedly ({self._exit_status()})"
                 log.error("%s; the gateway can no longer store segments", self._failure)
             self._changed.notify_all()
         self._room.release()  # wake a hand_over waiting for room
         self._ready.set()
+
+
+    def _exit_status(self) -> str:
+        """How the child ended, as far as can be told within a second of its socket closing."""
+        if self._process is None:
+            return "never started"
+        try:
+            status = self._process.wait(1.0)
+        except subprocess.TimeoutExpired:
+            return "still running, its socket closed"
+        if status < 0:
+            return f"killed by {signal.Signals(-status).name}"
+        return f"exit status {status}"
 
 
 def _ignore_alert(_event: AlertEvent) -> None:

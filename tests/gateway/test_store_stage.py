@@ -187,7 +187,8 @@ def test_a_store_process_that_dies_is_reported_and_holds_nothing_up(tmp_path: Pa
     assert stage.pid is not None
     os.kill(stage.pid, signal.SIGKILL)
     wait_until(lambda: stage.failure() is not None, "failure reported by the stage")
-    assert "ended unexpectedly" in str(stage.failure()) and not stage.is_alive()
+    assert "ended unexpectedly (killed by SIGKILL)" in str(stage.failure())
+    assert not stage.is_alive()
     stage.hand_over(enrolled, second, 0, 2)  # refused at once, left unacknowledged
     stage.wait_stored()  # returns: nothing will be stored any more
     stage.stop()
