@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.procfs import children
 from evidence.messages import Receipt
 from evidence.timestamp import verify_timestamp
 from evidence.topics import gateway_filter, gateway_topic
@@ -24,7 +25,6 @@ from gateway.webhooks import SIGNATURE_HEADER, verify_signature
 from tests.gateway.badge_messages import BadgeMessages, Hospital, make_hospital
 from tests.gateway.generated_broker import GeneratedBroker, badge_tls_session, write_config
 from tests.gateway.webhook_receiver import WebhookReceiver, wait_until
-from tests.processes import children
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = b"0123456789abcdef0123456789abcdef"

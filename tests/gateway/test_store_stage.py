@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.procfs import running
 from evidence.messages import SegmentChunk
 from gateway.acks import OrderedAcks
 from gateway.alerts import AlertEvent
@@ -21,7 +22,6 @@ from gateway.registry import BadgeRegistry, EnrolledBadge
 from gateway.store_stage import StoreStage
 from tests.gateway.badge_messages import BadgeMessages, Hospital, make_hospital, receipts
 from tests.gateway.webhook_receiver import wait_until
-from tests.processes import running
 
 REPO = Path(__file__).resolve().parents[2]
 

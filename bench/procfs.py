@@ -1,4 +1,4 @@
-"""Looking at real processes through /proc: who a process's children are, whether one runs."""
+"""Looking at processes through /proc: a process's children, its memory, whether it runs."""
 
 from __future__ import annotations
 
@@ -22,14 +22,14 @@ def running(pid: int) -> bool:
     return fields is not None and fields[0] != "Z"
 
 
-def children(pid: int, command_part: str) -> list[int]:
-    """Live children of ``pid`` whose command line contains ``command_part``."""
+def children(parent: int, command_part: str = "") -> list[int]:
+    """Live children of ``parent`` whose command line contains ``command_part``."""
     found = []
     for entry in _PROC.iterdir():
         if not entry.name.isdigit():
             continue
         fields = _stat_fields(int(entry.name))
-        if fields is None or fields[0] == "Z" or int(fields[1]) != pid:
+        if fields is None or fields[0] == "Z" or int(fields[1]) != parent:
             continue
         try:
             command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
@@ -38,3 +38,15 @@ def children(pid: int, command_part: str) -> list[int]:
         if command_part in command:
             found.append(int(entry.name))
     return found
+
+
+def rss_bytes(pid: int) -> int:
+    """A process's resident memory, or 0 if it has just ended."""
+    try:
+        status = (_PROC / str(pid) / "status").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0  # a zombie has no memory left
