@@ -202,12 +202,7 @@ class StoreStage:
             self._send(_Handed(badge, partial.for_handoff(), received, ticket))
         except OSError as error:  # the child died just now; the reader reports it
             log.error("segment %d not handed to the store process: %s", partial.seq, error)
-            with self._changed:
-                self._pending[key] -= 1
-                if self._pending[key] <= 0:
-                    del self._pending[key]
-                self._changed.notify_all()
-            self._room.release()
+            self._settle(key)
 
     def wait_stored(self, badge_id: str | None = None, seq: int | None = None) -> None:
         """Return once no handed-over segment matching ``badge_id`` and ``seq`` (None: any)
@@ -252,13 +247,16 @@ class StoreStage:
                 self._finished(int(ticket))  # type: ignore[call-overload]
             except Exception:  # the broker delivers it again; the store answers it again
                 log.exception("could not acknowledge segment %s", seq)
-            key = (str(badge_id), int(seq))  # type: ignore[call-overload]
-            with self._changed:
-                self._pending[key] -= 1
-                if self._pending[key] <= 0:
-                    del self._pending[key]
-                self._changed.notify_all()
-            self._room.release()
+            self._settle((str(badge_id), int(seq)))  # type: ignore[call-overload]
+
+    def _settle(self, key: tuple[str, int]) -> None:
+        """One handed-over segment of ``key`` is no longer waiting: stored, or never sent."""
+        with self._changed:
+            self._pending[key] -= 1
+            if self._pending[key] <= 0:
+                del self._pending[key]
+            self._changed.notify_all()
+        self._room.release()
 
     def _ended(self) -> None:
         """The child closed its end: expected after ``stop``, a failure otherwise."""
