@@ -172,11 +172,6 @@ class IntakeService:
             self._subscribed.wait(timeout) and self._worker.is_alive() and self._stage.is_alive()
         )
 
-    @property
-    def store_pid(self) -> int | None:
-        """The store process's id, once started."""
-        return self._stage.pid
-
     def failure(self) -> str | None:
         """Why the intake can no longer store segments (its store process died), or None."""
         return self._stage.failure()

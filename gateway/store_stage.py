@@ -20,10 +20,9 @@ last segment handed over. If the parent dies (SIGKILL, a crash), the child ends 
 as if killed with it: a thread of its own reads the socket and sees it close, whatever the
 child is doing (waiting on the disk or the database), so a restarted gateway never finds
 the old one's store process still writing, and what that process had not finished is
-delivered again by the broker. If the
-child dies, the stage reports it (``failure``) and refuses more work: the gateway then
-stops with an error and the broker delivers the unacknowledged messages again after a
-restart.
+delivered again by the broker. If the child dies, the stage reports it (``failure``) and
+refuses more work: the gateway then stops with an error and the broker delivers the
+unacknowledged messages again after a restart.
 """
 
 from __future__ import annotations
@@ -91,6 +90,31 @@ class _Handed:
 
 
 _ToChild = _Setup | _Handed | None
+
+
+@dataclass(frozen=True)
+class _Ready:
+    """The child has opened the data directory."""
+
+
+@dataclass(frozen=True)
+class _Publish:
+    """A receipt or rejection for the intake process to publish."""
+
+    topic: str
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class _Stored:
+    """The segment handed over with ``ticket`` is stored (or refused) and answered."""
+
+    ticket: int
+    badge_id: str
+    seq: int
+
+
+_FromChild = _Ready | _Publish | _Stored
 
 
 class StoreStage:
@@ -231,23 +255,20 @@ class StoreStage:
             try:
                 self._take(message)
             except Exception:
-                log.exception("could not act on the store process's %r", message[0])
+                log.exception("could not act on the store process's %r", message)
         self._ended()
 
-    def _take(self, message: tuple[object, ...]) -> None:
-        kind = message[0]
-        if kind == "ready":
+    def _take(self, message: _FromChild) -> None:
+        if isinstance(message, _Ready):
             self._ready.set()
-        elif kind == "publish":
-            _kind, topic, payload = message
-            self._publish(str(topic), bytes(payload))  # type: ignore[call-overload]
-        elif kind == "stored":
-            _kind, ticket, badge_id, seq = message
+        elif isinstance(message, _Publish):
+            self._publish(message.topic, message.payload)
+        elif isinstance(message, _Stored):
             try:
-                self._finished(int(ticket))  # type: ignore[call-overload]
+                self._finished(message.ticket)
             except Exception:  # the broker delivers it again; the store answers it again
-                log.exception("could not acknowledge segment %s", seq)
-            self._settle((str(badge_id), int(seq)))  # type: ignore[call-overload]
+                log.exception("could not acknowledge segment %d", message.seq)
+            self._settle((message.badge_id, message.seq))
 
     def _settle(self, key: tuple[str, int]) -> None:
         """One handed-over segment of ``key`` is no longer waiting: stored, or never sent."""
@@ -260,14 +281,14 @@ class StoreStage:
 
     def _ended(self) -> None:
         """The child closed its end: expected after ``stop``, a failure otherwise."""
+        how = None if self._stopping else self._exit_status()  # outside the lock: it waits
         with self._changed:
             if not self._stopping:
-                self._failure = f"the store process ended unexpectedly ({self._exit_status()})"
+                self._failure = f"the store process ended unexpectedly ({how})"
                 log.error("%s; the gateway can no longer store segments", self._failure)
             self._changed.notify_all()
         self._room.release()  # wake a hand_over waiting for room
         self._ready.set()
-
 
     def _exit_status(self) -> str:
         """How the child ended, as far as can be told within a second of its socket closing."""
@@ -320,7 +341,7 @@ def _serve(connection: Connection) -> int:
     timestamper = None if timestamps is None else configured_timestamper(data_dir, timestamps)
 
     def publish(topic: str, payload: bytes) -> None:
-        connection.send(("publish", topic, payload))
+        connection.send(_Publish(topic, payload))
 
     storer = Intake(
         data_dir,
@@ -330,10 +351,10 @@ def _serve(connection: Connection) -> int:
         verify_ledger=False,  # the intake process has just checked it
     )
     try:
-        connection.send(("ready",))
+        connection.send(_Ready())
         while isinstance(item := handed.get(), _Handed):
             storer.store(item.badge, item.partial, item.received)  # never raises
-            connection.send(("stored", item.ticket, item.badge.badge_id, item.partial.seq))
+            connection.send(_Stored(item.ticket, item.badge.badge_id, item.partial.seq))
     finally:
         storer.close()
     return 0
