@@ -24,6 +24,8 @@ import queue
 import threading
 from pathlib import Path
 
+FLOOR_WORK = "hashes each byte twice, writes it and fsyncs it a segment at a time, and nothing else"
+"""What the floor does with the bytes, as the benchmarks' notes say it."""
 SEGMENT_BYTES = 1_000_000
 """About one sealed segment of the benchmarks (2 s of 1080p)."""
 

@@ -32,7 +32,9 @@ from badge.outbox import Outbox
 from badge.receipts import ReceiptStore
 from badge.ring import Ring
 from badge.uplink import DEFAULT_CHUNK_BYTES, Uplink
+from bench.durable_floor import FLOOR_WORK
 from bench.fleet import segment_chunks
+from bench.ingest import SETTLE_S
 from bench.loopback import BenchHospital, RawTransfer
 from bench.report import Figure
 from evidence.bundle import EnrolmentBundle
@@ -45,9 +47,6 @@ SEGMENT_S = 2
 PLAINTEXT_BYTES = 1_000_000
 """About 2 s of 1080p30 H.264 at 4 Mbit/s."""
 ROUNDS = 3
-SETTLE_S = 0.3
-"""After an incident receipt: time for the gateway's checkpoint, which follows it, to end
-before the raw transfer is timed (as in ``bench ingest``)."""
 WAIT_S = 120.0
 _SECOND_NS = 1_000_000_000
 CODEC: dict[str, str | int] = {"container": "mpegts", "video_codec": "h264"}
@@ -235,9 +234,6 @@ def run(rounds: int = ROUNDS) -> list[Figure]:
             limit_value=mean_raw,
             ratio=mean_floor / mean_raw,
             goal="none: the least any intake could take here",
-            note=(
-                "the same chunks to the raw subscriber, which hashes each byte twice, "
-                "writes it and fsyncs it a segment at a time, and nothing else"
-            ),
+            note=f"the same chunks to the raw subscriber, which {FLOOR_WORK}",
         ),
     ]
