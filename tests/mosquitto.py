@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import getpass
 import os
+import random
 import signal
 import socket
 import ssl
@@ -59,14 +60,29 @@ DEFAULT_LOGINS = (
 )
 
 
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_LOWEST_TEST_PORT = 20000
+_PORT_CHOICE = random.Random()
+
+
 def free_port(avoid: Sequence[int] = ()) -> int:
-    """Return a TCP port on 127.0.0.1 that was free a moment ago (never 1883)."""
+    """Return a TCP port on 127.0.0.1 that was free a moment ago (never 1883).
+
+    It lies below the kernel's ephemeral range: a port the kernel picks for ``bind(0)`` is
+    one it may give next to any outgoing connection (a gateway retrying a broker that is not
+    up yet, say), which then holds it when the broker binds it ("Address already in use").
+    """
+    ephemeral_low = int(_EPHEMERAL_RANGE.read_text().split()[0])
     while True:
+        port = _PORT_CHOICE.randrange(_LOWEST_TEST_PORT, ephemeral_low)
+        if port == SYSTEM_BROKER_PORT or port in avoid:
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            probe.bind((HOST, 0))
-            port = int(probe.getsockname()[1])
-        if port != SYSTEM_BROKER_PORT and port not in avoid:
-            return port
+            try:
+                probe.bind((HOST, port))
+            except OSError:
+                continue  # taken
+        return port
 
 
 class MosquittoProcess:
