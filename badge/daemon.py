@@ -24,7 +24,7 @@ from badge.notify import sd_notify, watchdog_interval_s
 from badge.outbox import Outbox
 from badge.privacy import PreRollMute
 from badge.receipts import ReceiptStore
-from badge.ring import Ring
+from badge.ring import Ring, StoredSegment
 from badge.sealer import Sealer
 from badge.sources import AudioSource, FrameSource, PacketSource
 from badge.uplink import Uplink
@@ -101,7 +101,7 @@ class BadgeDaemon:
             self.bundle.identity,
             self.bundle.custodian_key,
             self.ring,
-            on_stored=self.recorder.segment_stored,
+            on_stored=self._segment_stored,
             on_error=self._sealer_error,
         )
         self.capture: CaptureLoop | None = None
@@ -128,6 +128,13 @@ class BadgeDaemon:
     def _segment_ready(self, segment: EncodedSegment) -> None:
         # never blocks: a full queue drops the segment, counted and declared in the next header
         self.sealer.submit(segment)
+
+    def _segment_stored(self, stored: StoredSegment) -> None:
+        """A segment is sealed into the ring: it may close the incident; while one is open
+        the uplink sends it now (the pre-roll went at the press)."""
+        self.recorder.segment_stored(stored)
+        if self.uplink is not None and self.recorder.open_incident is not None:
+            self.uplink.wake()
 
     def _recording_changed(self, recording: bool) -> None:
         if self._mute is not None:

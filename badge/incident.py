@@ -123,13 +123,17 @@ class IncidentRecorder:
             opened = incident is None
             if incident is None:
                 incident_id = new_incident_id(wall_ns)
-                # the alert goes into the outbox before anything else happens
+                pre_roll_from = mono_ns - self._pre_roll_ns
+                # the alert goes into the outbox before anything else happens; it names the
+                # pre-roll's first segment, which the pin below can only find later or equal
+                # (a store in between may prune the oldest), so the gateway takes them all
+                first_seq = self._ring.first_seq_after(pre_roll_from)
                 self._outbox.put(
                     "alert",
                     incident_id,
-                    sign_alert(self._identity, incident_id, press, self._location),
+                    sign_alert(self._identity, incident_id, press, self._location, first_seq),
                 )
-                pin = self._ring.pin_since(incident_id, mono_ns - self._pre_roll_ns)
+                pin = self._ring.pin_since(incident_id, pre_roll_from)
                 incident = OpenIncident(incident_id, [], pin.first_seq, 0, 0)
             incident.presses.append((press.boot, press.mono_ns, press.wall_ns))
             incident.deadline_mono_ns = mono_ns + self._post_roll_ns

@@ -2,12 +2,15 @@
 
 Order, on the uplink's own thread (capture never waits for it): alerts from the outbox at
 once, before any video; then each closed incident: its signed record, then every segment
-``first_seq..last_seq`` that has no receipt yet, chunk by chunk, read from the ring one
-segment at a time (optionally held to a bandwidth cap); and a signed heartbeat every
-``heartbeat_seconds``. What the gateway answers is judged by
-:class:`~badge.receipts.ReceiptKeeper`: only a receipt that verifies under the gateway's key
-and names exactly what the badge holds is kept, and only then frees anything. The MQTT link
-itself is :class:`~badge.uplink_session.UplinkSession`. See docs/protocol.md.
+``first_seq..last_seq`` that has no receipt yet; then each open incident's segments (the
+pre-roll at once, the post-roll as it is sealed), so footage leaves the badge while the
+incident is still being recorded. Segments go chunk by chunk, read from the ring one
+segment at a time (optionally held to a bandwidth cap), each sent again only when its
+receipt is overdue; and a signed heartbeat every ``heartbeat_seconds``. What the gateway
+answers is judged by :class:`~badge.receipts.ReceiptKeeper`: only a receipt that verifies
+under the gateway's key and names exactly what the badge holds is kept, and only then frees
+anything. The MQTT link itself is :class:`~badge.uplink_session.UplinkSession`. See
+docs/protocol.md.
 """
 
 from __future__ import annotations
@@ -176,6 +179,9 @@ class Uplink:
         # by (kind, key): SQLite may give a new outbox item the id of one just done
         self._due: dict[tuple[str, str], float] = {}
         self._sends: dict[tuple[str, str], int] = {}
+        self._segment_due: dict[int, float] = {}
+        """By seq: when a segment sent and not yet receipted is sent again."""
+        self._segment_sends: dict[int, int] = {}
         self._missing_logged: set[int] = set()
         self._next_heartbeat = 0.0
         self._last_alert_check = 0.0
@@ -203,7 +209,8 @@ class Uplink:
             self._thread.join(timeout)
 
     def wake(self) -> None:
-        """Something was queued (an alert, a closed incident): look at the outbox now."""
+        """Something was queued (an alert, a closed incident, a segment of an open one):
+        look at the outbox and the ring now."""
         self._poke = True
         self._wake.set()
 
@@ -266,6 +273,7 @@ class Uplink:
                 # a new connection: whatever has no receipt is sent again, now
                 seen = generation
                 self._due.clear()
+                self._segment_due.clear()
                 self._next_heartbeat = 0.0
             self._wake.clear()
             try:
@@ -281,7 +289,8 @@ class Uplink:
 
     def _idle_seconds(self) -> float:
         now = time.monotonic()
-        wait = min(1.0, self._next_heartbeat - now, *(due - now for due in self._due.values()))
+        due = [*self._due.values(), *self._segment_due.values()]
+        wait = min(1.0, self._next_heartbeat - now, *(moment - now for moment in due))
         return max(wait, 0.05)
 
     def _pass(self, generation: int) -> None:
@@ -293,8 +302,11 @@ class Uplink:
             del self._due[done]
             self._sends.pop(done, None)
         for item in pending:
-            if item.kind == "incident" and self._is_due(item):
+            if item.kind == "incident":
                 self._send_incident(item, generation)
+        for pin in self._ring.pins():
+            if pin.last_seq is None:  # open: its record comes when the post-roll is in
+                self._send_segments(pin.incident_id, pin.first_seq, None, generation)
 
     def _is_due(self, item: OutboxItem) -> bool:
         return time.monotonic() >= self._due.get((item.kind, item.key), 0.0)
@@ -303,8 +315,10 @@ class Uplink:
         """Hold ``item`` back until its receipt has had time to come."""
         sends = self._sends.get((item.kind, item.key), 0) + 1
         self._sends[(item.kind, item.key)] = sends
-        delay = self._resend_s * 2 ** min(sends - 1, _MAX_RESEND_DOUBLINGS)
-        self._due[(item.kind, item.key)] = time.monotonic() + delay
+        self._due[(item.kind, item.key)] = time.monotonic() + self._resend_delay(sends)
+
+    def _resend_delay(self, sends: int) -> float:
+        return float(self._resend_s * 2 ** min(sends - 1, _MAX_RESEND_DOUBLINGS))
 
     def _publish(self, kind: str, payload: bytes, generation: int) -> None:
         self._session.publish(self._topic[kind], payload, generation)
@@ -352,25 +366,45 @@ class Uplink:
             self._service(generation)
 
     def _send_incident(self, item: OutboxItem, generation: int) -> None:
+        """A closed incident: its record when due, then its segments that are due."""
         record = self._record(item)
         if record is None or self._keeper.finish_incident(item):
             return
-        self._outbox.note_attempt(item.item_id)
-        self._publish("incident", item.payload, generation)
-        self._count("incidents_sent")
-        for seq in range(record.first_seq, record.last_seq + 1):
-            if self._keeper.receipted(seq):
-                continue
-            stored = self._ring.segments(seq, seq)
-            if stored:
-                self._send_segment(record.incident_id, stored[0], generation)
-            elif seq not in self._missing_logged:
+        if self._is_due(item):
+            self._outbox.note_attempt(item.item_id)
+            self._publish("incident", item.payload, generation)
+            self._count("incidents_sent")
+            self._sent(item)
+        first, last = record.first_seq, record.last_seq
+        on_ring = self._send_segments(record.incident_id, first, last, generation)
+        unseen = set(range(first, last + 1)) - on_ring - self._missing_logged
+        if unseen:
+            for seq in sorted(unseen - self._keeper.store.receipted_seqs(first, last)):
                 self._missing_logged.add(seq)
                 self._error(
                     f"segment {seq} of incident {record.incident_id} is neither on the ring "
                     "nor receipted; it cannot be sent"
                 )
-        self._sent(item)
+
+    def _send_segments(
+        self, incident_id: str, first_seq: int, last_seq: int | None, generation: int
+    ) -> set[int]:
+        """Send the ring's segments ``first_seq..last_seq`` (None: to the newest) that have
+        no receipt and were not sent within their resend delay; return the seqs on the ring."""
+        on_ring = self._ring.segments(first_seq, last_seq)
+        for stored in on_ring:
+            seq = stored.seq
+            if self._keeper.receipted(seq):
+                self._segment_due.pop(seq, None)
+                self._segment_sends.pop(seq, None)
+                continue
+            if time.monotonic() < self._segment_due.get(seq, 0.0):
+                continue
+            self._send_segment(incident_id, stored, generation)
+            sends = self._segment_sends.get(seq, 0) + 1
+            self._segment_sends[seq] = sends
+            self._segment_due[seq] = time.monotonic() + self._resend_delay(sends)
+        return {stored.seq for stored in on_ring}
 
     def _record(self, item: OutboxItem) -> IncidentRecord | None:
         record = incident_record(item)

@@ -236,7 +236,7 @@ def _wait_for(ready: Callable[[], bool], what: str) -> None:
 def _alert_size(bundle: EnrolmentBundle) -> int:
     """The size of a signed alert of this badge (what the loopback probe carries)."""
     press = Press(1, time.monotonic_ns(), time.time_ns())
-    return len(sign_alert(bundle.identity, "20260101t000000-000000", press, "bench"))
+    return len(sign_alert(bundle.identity, "20260101t000000-000000", press, "bench", 0))
 
 
 # ------------------------------------------------------------------ the badge process

@@ -137,7 +137,7 @@ def _ingest_real_incident(intake: Intake, bundle: EnrolmentBundle) -> None:
     record = IncidentRecord(
         badge, "real-1", (press,), 0, 0, 0, len(segments) - 1, "ER", 90, 10**9, base
     )
-    intake.handle(badge_topic(badge, "alert"), sign_alert(identity, "real-1", press, "ER"))
+    intake.handle(badge_topic(badge, "alert"), sign_alert(identity, "real-1", press, "ER", 0))
     intake.handle(badge_topic(badge, "incident"), SignedIncident.sign(record, identity).to_bytes())
     for sealed in segments:
         data = sealed.to_bytes()
@@ -357,7 +357,7 @@ def _alert_figure(
     sent: dict[str, float] = {}
     for number in range(ALERTS):
         incident = f"live-{number:04d}"
-        payload = sign_alert(identity, incident, Press(2, number, time.time_ns()), "ER")
+        payload = sign_alert(identity, incident, Press(2, number, time.time_ns()), "ER", 0)
         sent[incident] = time.perf_counter()
         intake.handle(badge_topic(badge, "alert"), payload)
         item = subscription.get(5)

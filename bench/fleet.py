@@ -81,7 +81,7 @@ def incident_upload(
     now_mono, now_wall = time.monotonic_ns(), time.time_ns()
     previous = b"\x00" * 32
     press = Press(BOOT, now_mono, now_wall)
-    alert = sign_alert(identity, incident_id, press, "load test")
+    alert = sign_alert(identity, incident_id, press, "load test", 0)
     last_seq = first_seq + segments - 1
     record = SignedIncident.sign(
         IncidentRecord(

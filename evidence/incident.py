@@ -157,8 +157,16 @@ ALERT_TYPE = "medbadge.alert.v1"
 ALERT_CONTEXT = "medbadge alert v1"
 
 
-def sign_alert(identity: BadgeIdentity, incident_id: str, press: Press, location: str) -> bytes:
-    """The alert a first press sends at once, before any video: signed by the badge."""
+def sign_alert(
+    identity: BadgeIdentity, incident_id: str, press: Press, location: str, first_seq: int
+) -> bytes:
+    """The alert a first press sends at once, before any video: signed by the badge.
+
+    ``first_seq`` is the first segment of the pre-roll: the gateway takes the incident's
+    segments from it on while the incident is still open, before its record comes.
+    """
+    if first_seq < 0:
+        raise EvidenceError(f"an alert's first segment must not be negative, not {first_seq}")
     record = encode(
         {
             "type": ALERT_TYPE,
@@ -166,6 +174,7 @@ def sign_alert(identity: BadgeIdentity, incident_id: str, press: Press, location
             "incident": validate_incident_id(incident_id),
             "press": [press.boot, press.mono_ns, press.wall_ns],
             "location": location,
+            "first_seq": first_seq,
         }
     )
     return Envelope(record, identity.signing_key.sign(ALERT_CONTEXT, record)).to_bytes()

@@ -11,7 +11,7 @@ from evidence.identifiers import validate_badge_id, validate_incident_id
 from evidence.incident import ALERT_CONTEXT, ALERT_TYPE, Press
 from evidence.keys import SigningPublicKey
 
-_FIELDS = frozenset({"type", "badge", "incident", "press", "location"})
+_FIELDS = frozenset({"type", "badge", "incident", "press", "location", "first_seq"})
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,8 @@ class SignedAlert:
     incident_id: str
     press: Press
     location: str
+    first_seq: int
+    """The pre-roll's first segment: the open incident's segments start there."""
 
     @classmethod
     def open(cls, data: bytes, key: SigningPublicKey, where: str) -> SignedAlert:
@@ -32,6 +34,16 @@ class SignedAlert:
         """
         envelope = Envelope.from_bytes(data, where)
         envelope.verify(key, ALERT_CONTEXT, where)
+        return cls._parse(envelope, where)
+
+    @classmethod
+    def read(cls, data: bytes, where: str) -> SignedAlert:
+        """Parse an alert this gateway verified when it came (a stored one), without
+        verifying its signature again; SegmentFormatError if it is not well formed."""
+        return cls._parse(Envelope.from_bytes(data, where), where)
+
+    @classmethod
+    def _parse(cls, envelope: Envelope, where: str) -> SignedAlert:
         fields = envelope.record(where)
         if set(fields) != _FIELDS or fields["type"] != ALERT_TYPE:
             raise SegmentFormatError(
@@ -45,7 +57,10 @@ class SignedAlert:
             validate_incident_id(incident)
         except Exception as error:
             raise SegmentFormatError(f"{where}: {error}") from None
-        return cls(badge, incident, Press(*_press(fields["press"], where)), location)
+        first_seq = fields["first_seq"]
+        if not isinstance(first_seq, int) or isinstance(first_seq, bool) or first_seq < 0:
+            raise SegmentFormatError(f"{where}: alert first_seq must be a whole number >= 0")
+        return cls(badge, incident, Press(*_press(fields["press"], where)), location, first_seq)
 
 
 def _press(value: CanonicalValue, where: str) -> tuple[int, int, int]:

@@ -214,7 +214,9 @@ class Intake:
         where = f"alert from badge {badge.badge_id}"
         alert = opened(lambda: SignedAlert.open(payload, badge.public_key, where))
         same_badge(alert.badge_id, badge, "alert", alert.incident_id)
-        within_int64(where, alert.press.boot, alert.press.mono_ns, alert.press.wall_ns)
+        within_int64(
+            where, alert.press.boot, alert.press.mono_ns, alert.press.wall_ns, alert.first_seq
+        )
         digest = sha256(payload)
         stored, new = self._catalogue.add_alert(alert, payload, digest, received)
         if stored.alert_sha256 != digest:
@@ -337,7 +339,7 @@ class Intake:
         if stored is not None:
             self._repeat(stored, chunk.sealed_sha256)
             return True
-        self._require_incident(badge.badge_id, chunk.seq)
+        self._require_incident(badge.badge_id, chunk.seq, chunk.incident)
         return False
 
     def _repeat(self, stored: StoredSegment, sealed_sha256: bytes) -> None:
@@ -350,13 +352,30 @@ class Intake:
             )
         self._segment_receipt(stored)
 
-    def _require_incident(self, badge_id: str, seq: int) -> None:
-        if not self._catalogue.incidents_covering(badge_id, seq):
+    def _require_incident(self, badge_id: str, seq: int, incident_id: str) -> None:
+        """Refuse a segment that no incident record covers, unless the chunk names an open
+        incident (its alert stored, its record not yet) whose pre-roll starts at or before it:
+        the badge sends the pre-roll while the post-roll is still being recorded."""
+        if self._catalogue.incidents_covering(badge_id, seq):
+            return
+        alert = self._catalogue.alert(badge_id, incident_id)
+        if alert is not None and self._catalogue.incident(badge_id, incident_id) is None:
+            where = f"stored alert of incident {incident_id}"
+            first_seq = SignedAlert.read(alert.signed_alert, where).first_seq
+            if first_seq <= seq:
+                return
             raise RejectedMessageError(
                 Reason.UNEXPECTED_SEGMENT,
-                f"no incident record of badge {badge_id} covers segment {seq}",
+                f"segment {seq} comes before the pre-roll of open incident {incident_id}, "
+                f"which starts at segment {first_seq}",
                 key=str(seq),
             )
+        raise RejectedMessageError(
+            Reason.UNEXPECTED_SEGMENT,
+            f"no incident record of badge {badge_id} covers segment {seq}, and incident "
+            f"{incident_id} is not open (no alert, or its record names other segments)",
+            key=str(seq),
+        )
 
     def _complete(self, badge: EnrolledBadge, partial: PartialSegment, received: int) -> None:
         """A reassembled segment: check it, store it, receipt it; quarantine it if refused.

@@ -112,22 +112,29 @@ class Badge:
 
     def alert(self, incident_id: str) -> None:
         press = Press(self.ring.boot, time.monotonic_ns(), time.time_ns())
-        self.outbox.put("alert", incident_id, sign_alert(self.identity, incident_id, press, "ER"))
+        alert = sign_alert(self.identity, incident_id, press, "ER", 0)
+        self.outbox.put("alert", incident_id, alert)
 
     def incident(self, segments: int, size: int = 150_000) -> Incident:
         """Press (alert queued), record ``segments`` segments, close the incident (queued)."""
         incident_id = f"incident-{secrets.token_hex(4)}"
         self.alert(incident_id)
         seqs = self.store_segments(segments, size)
-        self.ring.pin(incident_id, seqs[0], seqs[-1])
+        sealed = {s.seq: s.path.read_bytes() for s in self.ring.segments(seqs[0], seqs[-1])}
+        self.close_incident(incident_id, seqs[0], seqs[-1])
+        return Incident(incident_id, seqs[0], seqs[-1], sealed)
+
+    def close_incident(self, incident_id: str, first_seq: int, last_seq: int) -> None:
+        """Pin ``first_seq..last_seq`` to the incident and queue its signed record."""
+        self.ring.pin(incident_id, first_seq, last_seq)
         record = IncidentRecord(
             badge_id="badge-a",
             incident_id=incident_id,
             presses=(Press(self.ring.boot, 1, time.time_ns()),),
             pre_roll_ns=PRE_ROLL_NS,
             post_roll_ns=2 * SECOND,
-            first_seq=seqs[0],
-            last_seq=seqs[-1],
+            first_seq=first_seq,
+            last_seq=last_seq,
             location="ER",
             battery_percent=None,
             storage_free_bytes=1,
@@ -135,8 +142,6 @@ class Badge:
         )
         signed = SignedIncident.sign(record, self.identity)
         self.outbox.put("incident", incident_id, signed.to_bytes())
-        sealed = {s.seq: s.path.read_bytes() for s in self.ring.segments(seqs[0], seqs[-1])}
-        return Incident(incident_id, seqs[0], seqs[-1], sealed)
 
     def uplink(self, **options: object) -> Uplink:
         settings: dict[str, object] = {
@@ -254,6 +259,36 @@ def test_an_alert_overtakes_video_being_sent(badge: Badge, responder: GatewayRes
     later = {seen.chunk.seq for seen in responder.seen[second + 1 :] if seen.chunk is not None}
     assert incident.last_seq in later, "the alert went while video was still queued"
     assert_in_custody(badge, incident)
+
+
+def test_an_open_incident_sends_its_footage_before_its_record(
+    badge: Badge, responder: GatewayResponder
+) -> None:
+    incident_id = "incident-open"
+    badge.alert(incident_id)
+    pre_roll = badge.store_segments(3, 150_000)
+    sealed = {s.seq: s.path.read_bytes() for s in badge.ring.segments(pre_roll[0])}
+    badge.ring.pin(incident_id, pre_roll[0])  # open: the post-roll is still being recorded
+    uplink = badge.uplink()
+    uplink.start()
+    wait_until(lambda: badge.ring.segments(pre_roll[0]) == [], "the pre-roll receipted and freed")
+    assert [pin.last_seq for pin in badge.ring.pins()] == [None], "the incident is still open"
+    assert "incident" not in responder.kinds(), "no record before the incident closes"
+
+    post_roll = badge.store_segments(2, 150_000)  # sealed while open: sent as they come
+    sealed.update({s.seq: s.path.read_bytes() for s in badge.ring.segments(post_roll[0])})
+    uplink.wake()
+    wait_until(lambda: badge.ring.segments(post_roll[0]) == [], "the post-roll receipted")
+    badge.close_incident(incident_id, pre_roll[0], post_roll[-1])
+    uplink.wake()
+    wait_until(lambda: all_receipted(badge), "the record and the incident receipted")
+
+    incident = Incident(incident_id, pre_roll[0], post_roll[-1], sealed)
+    assert_delivered_intact(responder, incident)
+    assert_in_custody(badge, incident)
+    first_chunks = [chunk.seq for chunk in responder.chunks() if chunk.index == 0]
+    assert first_chunks == incident.seqs, "each segment sent once, in order"
+    assert {chunk.incident for chunk in responder.chunks()} == {incident_id}
 
 
 # ----------------------------------------------------------------------------- receipts
@@ -560,7 +595,9 @@ def test_the_daemon_sends_a_pressed_incident_and_shows_the_uplink_in_status(
         daemon.stop()
 
     kinds = [kind for kind in responder.kinds() if kind not in ("heartbeat", "status")]
-    assert kinds[0] == "alert" and kinds[1] == "incident" and set(kinds[2:]) == {"segment"}
+    assert kinds[0] == "alert" and set(kinds[1:]) == {"segment", "incident"}
+    assert kinds[1] == "segment", "the pre-roll goes at the press, before the record"
+    assert kinds.count("incident") == 1
     record = SignedIncident.from_bytes(
         next(seen.payload for seen in responder.seen if seen.kind == "incident")
     ).record

@@ -56,7 +56,7 @@ def test_garbage_is_our_error(data: bytes) -> None:
 
 
 def test_alert_is_signed(identity: BadgeIdentity) -> None:
-    envelope = decode_map(sign_alert(identity, "inc-1", Press(1, 2, 3), "ER"), "alert")
+    envelope = decode_map(sign_alert(identity, "inc-1", Press(1, 2, 3), "ER", 0), "alert")
     payload, signature = envelope["record"], envelope["signature"]
     assert isinstance(payload, bytes) and isinstance(signature, bytes)
     identity.signing_key.public_key.verify(signature, "medbadge alert v1", payload, "alert")

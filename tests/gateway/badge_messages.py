@@ -141,9 +141,9 @@ class BadgeMessages:
         """A press during segment ``seq``."""
         return Press(self.boot, BOOT_MONO_NS + seq * SEGMENT_NS, BASE_WALL_NS + seq * SEGMENT_NS)
 
-    def alert(self, incident_id: str, seq: int = 0) -> bytes:
-        """The signed alert of a press during segment ``seq``."""
-        return sign_alert(self.identity, incident_id, self.press(seq), "Ward 3")
+    def alert(self, incident_id: str, seq: int = 0, *, first_seq: int = 0) -> bytes:
+        """The signed alert of a press during segment ``seq``, its pre-roll from ``first_seq``."""
+        return sign_alert(self.identity, incident_id, self.press(seq), "Ward 3", first_seq)
 
     def chunks(
         self, segment: SealedSegment, incident_id: str, *, chunk_bytes: int = 1024

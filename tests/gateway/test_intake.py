@@ -279,6 +279,56 @@ def test_segment_no_incident_covers_is_unexpected(gateway: Gateway) -> None:
     assert not list((gateway.hospital.data_dir.root / PARTIAL_DIR).glob("*/*"))
 
 
+def test_open_incident_segments_are_stored_before_its_record(gateway: Gateway) -> None:
+    a = gateway.a
+    segments = a.seal(4)
+    gateway.send(a.topic("alert"), a.alert("inc-1", 2, first_seq=1))
+    for seq in (1, 2, 3):  # the pre-roll and the post-roll so far, the incident still open
+        gateway.send_segment(a, segments[seq], "inc-1")
+    assert [(r.subject, r.key) for r in gateway.receipts()] == [
+        ("alert", "inc-1"),
+        ("segment", "1"),
+        ("segment", "2"),
+        ("segment", "3"),
+    ]
+    assert gateway.rows("SELECT seq, incident_id FROM segments ORDER BY seq") == [
+        (1, "inc-1"),
+        (2, "inc-1"),
+        (3, "inc-1"),
+    ]
+    # before the pre-roll the alert named: refused, kept in quarantine, nothing stored
+    gateway.send_segment(a, segments[0], "inc-1")  # each of its chunks is refused
+    refused = gateway.rejections()
+    assert {(r.reason, r.key) for r in refused} == {("unexpected-segment", "0")}
+    assert "before the pre-roll of open incident inc-1" in refused[0].detail
+    assert len(gateway.quarantined()) == len(refused) > 0
+    # the record closes it: the incident receipt follows at once, all segments being held
+    gateway.send(a.topic("incident"), a.incident("inc-1", 1, 3))
+    assert gateway.receipts()[-1].subject == "incident"
+    assert gateway.rows("SELECT COUNT(*) FROM segments") == [(3,)]
+
+
+def test_a_closed_incident_takes_no_segment_beyond_its_record(gateway: Gateway) -> None:
+    a = gateway.a
+    segments = a.seal(3)
+    gateway.send(a.topic("alert"), a.alert("inc-1", first_seq=0))
+    gateway.send(a.topic("incident"), a.incident("inc-1", 0, 1))
+    gateway.send_segment(a, segments[2], "inc-1")
+    refused = gateway.rejections()
+    assert {(r.reason, r.key) for r in refused} == {("unexpected-segment", "2")}
+    assert "inc-1 is not open" in refused[0].detail
+
+
+def test_a_segment_naming_an_incident_never_alerted_is_unexpected(gateway: Gateway) -> None:
+    a = gateway.a
+    segments = a.seal(2)
+    gateway.send(a.topic("alert"), a.alert("inc-1"))
+    gateway.send_segment(a, segments[0], "inc-1")  # open inc-1 takes it
+    gateway.send_segment(a, segments[1], "inc-2")  # no alert, no record: refused
+    assert {(r.reason, r.key) for r in gateway.rejections()} == {("unexpected-segment", "1")}
+    assert gateway.rows("SELECT seq, incident_id FROM segments") == [(0, "inc-1")]
+
+
 def test_segment_that_does_not_chain_is_a_chain_break(gateway: Gateway) -> None:
     a = gateway.a
     segments = a.seal(3)
