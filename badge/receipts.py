@@ -202,7 +202,10 @@ class ReceiptKeeper:
             self._counts[name] = self._counts.get(name, 0) + 1
 
     def sealed_sha256(self, stored: StoredSegment) -> bytes:
-        """SHA-256 of the sealed file, read in blocks (the file never changes once stored)."""
+        """SHA-256 of the sealed file: the ring's, or read in blocks (the file never changes
+        once stored)."""
+        if stored.sealed_sha256 is not None:
+            return stored.sealed_sha256
         with self._lock:
             digest = self._sha.get(stored.seq)
         if digest is None:

@@ -15,6 +15,7 @@ and the directory fsync'd, so a power cut leaves either the old file or the new 
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import logging
 import os
@@ -58,6 +59,8 @@ class StoredSegment:
     path: Path
     size: int
     header: SegmentHeader
+    sealed_sha256: bytes | None = None
+    """SHA-256 of the file, when this ring wrote it; None for one found at start (hash it)."""
 
 
 @dataclass(frozen=True)
@@ -185,6 +188,9 @@ class Ring:
         segment does not continue the chain or the write fails otherwise.
         """
         header = segment.header
+        digest = hashlib.sha256()
+        for part in segment.parts():  # hashed here, on the sealer's time, not at upload
+            digest.update(part)
         with self._lock:
             self._check_continues(header)
             size = sum(len(part) for part in segment.parts())
@@ -195,7 +201,7 @@ class Ring:
             except StorageFullError:
                 self._full = True
                 raise
-            stored = StoredSegment(header.seq, path, size, header)
+            stored = StoredSegment(header.seq, path, size, header, digest.digest())
             self._index[header.seq] = stored
             self._full = False
             self._prune()

@@ -17,7 +17,7 @@ import pytest
 from badge.errors import RingError, StorageFullError
 from badge.ring import Ring, StoredSegment
 from evidence.chain import FindingKind, check_chain
-from evidence.hashing import ZERO_DIGEST
+from evidence.hashing import ZERO_DIGEST, sha256
 from evidence.keys import BadgeIdentity, CustodianPrivateKey
 from evidence.segment import SealedSegment, SegmentFacts, seal_segment
 
@@ -118,6 +118,18 @@ def test_stored_segments_read_back_verify_open_and_chain(
     assert ring.next_seq == 5
     assert ring.last_header_digest == read_back[-1].header.digest()
     assert seqs(ring.segments(1, 3)) == [1, 2, 3]
+
+
+def test_a_stored_segment_carries_the_sha256_of_its_file_until_restart(
+    tmp_path: Path, recorder: Recorder
+) -> None:
+    directory = tmp_path / "ring"
+    ring = open_ring(directory)
+    recorder.store(ring, 2)
+    for stored in ring.segments(0):
+        assert stored.sealed_sha256 == sha256(stored.path.read_bytes())
+    # found at start, the digest is not known: whoever needs it hashes the file
+    assert [stored.sealed_sha256 for stored in open_ring(directory).segments(0)] == [None, None]
 
 
 def test_store_refuses_a_segment_that_does_not_continue_the_chain(
