@@ -13,7 +13,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,11 +58,14 @@ class StoredReceipt:
 class ReceiptStore:
     """Accepted receipts, one per (subject, key); safe to use from several threads."""
 
-    def __init__(self, path: Path) -> None:
-        """Open (or create) the store at ``path``."""
+    def __init__(self, path: Path, busy_timeout_s: float = 5.0) -> None:
+        """Open (or create) the store at ``path``; a write waits at most ``busy_timeout_s``
+        for another connection's write to finish before it fails."""
         self._path = path
         try:
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db = sqlite3.connect(
+                path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+            )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute(_SCHEMA)
@@ -72,27 +75,44 @@ class ReceiptStore:
 
     def add(self, receipt: Receipt, payload: bytes) -> bool:
         """Keep ``receipt`` (signed bytes ``payload``) durably; False if one was already kept."""
+        return self.add_all([(receipt, payload)])[0]
+
+    def add_all(self, receipts: Sequence[tuple[Receipt, bytes]]) -> list[bool]:
+        """Keep several receipts durably in one commit (one fsync, however many there are);
+        for each, False if one was already kept. On error none of them is kept."""
+        if not receipts:
+            return []
+        added = []
         try:
             with self._lock:
-                cursor = self._db.execute(
-                    "INSERT OR IGNORE INTO receipts"
-                    " (subject, key, sha256, received_wall_ns, payload, stored_ns)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (
-                        receipt.subject,
-                        receipt.key,
-                        receipt.sha256,
-                        receipt.received_wall_ns,
-                        payload,
-                        time.time_ns(),
-                    ),
-                )
-                return cursor.rowcount == 1
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    for receipt, payload in receipts:
+                        cursor = self._db.execute(
+                            "INSERT OR IGNORE INTO receipts"
+                            " (subject, key, sha256, received_wall_ns, payload, stored_ns)"
+                            " VALUES (?, ?, ?, ?, ?, ?)",
+                            (
+                                receipt.subject,
+                                receipt.key,
+                                receipt.sha256,
+                                receipt.received_wall_ns,
+                                payload,
+                                time.time_ns(),
+                            ),
+                        )
+                        added.append(cursor.rowcount == 1)
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
         except sqlite3.Error as error:
+            what = ", ".join(f"{receipt.subject} {receipt.key!r}" for receipt, _ in receipts)
             raise ReceiptStoreError(
-                f"cannot keep the {receipt.subject} receipt {receipt.key!r} in {self._path}: "
-                f"{error}"
+                f"cannot keep the receipts ({what}) in {self._path}: {error}"
             ) from None
+        return added
 
     def get(self, subject: str, key: str) -> StoredReceipt | None:
         """The receipt kept for ``subject`` and ``key``, if any."""
@@ -154,6 +174,14 @@ def incident_record(item: OutboxItem) -> IncidentRecord | None:
     except EvidenceError as error:
         log.error("outbox item %d is not an incident record: %s", item.item_id, error)
         return None
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How to accept one receipt: keep it (or it was kept before), then ``free``."""
+
+    keep: bool
+    free: Callable[[], object]
 
 
 class ReceiptKeeper:
@@ -225,11 +253,55 @@ class ReceiptKeeper:
     # ------------------------------------------------------------ the answers
 
     def on_message(self, topic: str, payload: bytes) -> bool:
-        """A receipt or rejection from the gateway; False leaves it unacknowledged.
+        """A receipt or rejection from the gateway; False leaves it unacknowledged."""
+        return self.on_messages([(topic, payload)])[0]
 
-        It is acknowledged unless acting on it failed for storage reasons, in which case
-        the broker delivers it again on the next connection.
+    def on_messages(self, messages: Sequence[tuple[str, bytes]]) -> list[bool]:
+        """Receipts and rejections from the gateway, as many as have arrived; for each,
+        whether to acknowledge it.
+
+        The receipts to keep are kept in one commit, and only then is anything they name
+        freed. A message is acknowledged unless acting on it failed for storage reasons, in
+        which case the broker delivers it again on the next connection.
         """
+        answers = [True] * len(messages)
+        opened = [
+            (index, receipt, payload)
+            for index, (topic, payload) in enumerate(messages)
+            if (receipt := self._open(topic, payload)) is not None
+        ]
+        if not opened:
+            return answers
+        with self._lock:
+            plans: list[tuple[int, Receipt, bytes, _Plan]] = []
+            for index, receipt, payload in opened:
+                try:
+                    plan = self._plan(receipt)
+                except (BadgeError, EvidenceError, OSError) as error:
+                    answers[index] = self._failed(receipt, error)
+                    continue
+                if plan is not None:
+                    plans.append((index, receipt, payload, plan))
+            keep = [(index, receipt, payload) for index, receipt, payload, p in plans if p.keep]
+            try:
+                added = self.store.add_all([(receipt, payload) for _, receipt, payload in keep])
+            except ReceiptStoreError as error:
+                for index, receipt, _ in keep:
+                    answers[index] = self._failed(receipt, error)
+                plans = [item for item in plans if not item[3].keep]
+                added = []
+            for fresh in added:
+                self._count("receipts" if fresh else "duplicate_receipts")
+            for index, receipt, _, plan in plans:
+                try:
+                    plan.free()  # the receipt is on disk: now the badge may let go
+                except (BadgeError, EvidenceError, OSError) as error:
+                    answers[index] = self._failed(receipt, error)
+        return answers
+
+    def _open(self, topic: str, payload: bytes) -> Receipt | None:
+        """The receipt in a gateway message; None once a rejection or a message that does not
+        verify has been counted (both are acknowledged: nothing about them changes)."""
         where = f"message on {topic[:200]!r}"
         try:
             badge_id, kind = parse_gateway_topic(topic)
@@ -237,24 +309,23 @@ class ReceiptKeeper:
                 raise EvidenceError(f"{where} is for badge {badge_id}")
             if kind == "reject":
                 self._rejected(Rejection.open(payload, self._gateway_key, where))
-                return True
+                return None
             receipt = Receipt.open(payload, self._gateway_key, where)
             if receipt.badge != self._badge:
                 raise EvidenceError(f"{where} is a receipt for badge {receipt.badge}")
         except EvidenceError as error:
             self._count("invalid_messages")
             log.warning("uplink: ignored a gateway message that does not verify: %s", error)
-            return True
-        try:
-            with self._lock:
-                self._accept(receipt, payload)
-        except (BadgeError, EvidenceError, OSError) as error:
-            message = f"cannot act on the {receipt.subject} receipt {receipt.key}: {error}"
-            log.error("uplink: %s", message)
-            with self._lock:
-                self._last_error = message
-            return False
-        return True
+            return None
+        return receipt
+
+    def _failed(self, receipt: Receipt, error: Exception) -> bool:
+        """Note that acting on ``receipt`` failed; False: it stays unacknowledged."""
+        message = f"cannot act on the {receipt.subject} receipt {receipt.key}: {error}"
+        log.error("uplink: %s", message)
+        with self._lock:
+            self._last_error = message
+        return False
 
     def _rejected(self, rejection: Rejection) -> None:
         text = f"{rejection.subject} {rejection.key}: {rejection.reason}: {rejection.detail}"
@@ -272,19 +343,19 @@ class ReceiptKeeper:
             why,
         )
 
-    def _accept(self, receipt: Receipt, payload: bytes) -> None:
+    def _plan(self, receipt: Receipt) -> _Plan | None:
+        """What accepting ``receipt`` takes: keep it or not, then free what it names; None
+        (counted and logged) when it names nothing the badge holds."""
         kept = self.store.get(receipt.subject, receipt.key)
         if kept is not None:
             if kept.sha256 != receipt.sha256:
                 self._unmatched(receipt, "it names another SHA-256 than the receipt kept")
-                return
+                return None
             self._count("duplicate_receipts")
-            if receipt.subject == "segment":
-                self._release(int(receipt.key))
-            return
+            seq = int(receipt.key) if receipt.subject == "segment" else None
+            return _Plan(False, lambda: None if seq is None else self._release(seq))
         if receipt.subject == "segment":
-            self._accept_segment(receipt, payload)
-            return
+            return self._plan_segment(receipt)
         item = next(
             (
                 item
@@ -295,31 +366,31 @@ class ReceiptKeeper:
         )
         if item is None:
             self._unmatched(receipt, f"no {receipt.subject} {receipt.key} is waiting")
-        elif sha256(item.payload) != receipt.sha256:
+            return None
+        if sha256(item.payload) != receipt.sha256:
             self._unmatched(receipt, f"its SHA-256 is not that of the {receipt.subject} sent")
-        else:
-            self.store.add(receipt, payload)
-            self._count("receipts")
-            if item.kind == "alert":
-                self._outbox.done(item.item_id)
-            else:
-                self.finish_incident(item)
+            return None
+        if item.kind == "alert":
+            return _Plan(True, lambda: self._outbox.done(item.item_id))
+        return _Plan(True, lambda: self.finish_incident(item))
 
-    def _accept_segment(self, receipt: Receipt, payload: bytes) -> None:
+    def _plan_segment(self, receipt: Receipt) -> _Plan | None:
         key = receipt.key
         stored = self._ring.segments(int(key), int(key)) if key.isdigit() else []
         if not stored or str(stored[0].seq) != key:
             self._unmatched(receipt, f"segment {key!r} is not on this badge")
-            return
+            return None
         if self.sealed_sha256(stored[0]) != receipt.sha256:
             self._unmatched(receipt, "its SHA-256 is not that of the sealed segment")
-            return
-        self.store.add(receipt, payload)  # durable before anything is deleted
-        self._count("receipts")
-        self._release(stored[0].seq)
+            return None
+        return _Plan(True, lambda: self._free_segment(stored[0].seq))
+
+    def _free_segment(self, seq: int) -> None:
+        """A segment's receipt is kept: delete it, and finish any incident it completes."""
+        self._release(seq)
         for item in self._outbox.pending():
             record = incident_record(item) if item.kind == "incident" else None
-            if record is not None and record.first_seq <= stored[0].seq <= record.last_seq:
+            if record is not None and record.first_seq <= seq <= record.last_seq:
                 self.finish_incident(item)
 
     def _release(self, seq: int) -> None:

@@ -170,7 +170,7 @@ class Uplink:
             status_topic=badge_topic(badge, "status"),
             online=Status(badge, "online", ring.boot).to_bytes(),
             offline=Status(badge, "offline", ring.boot).to_bytes(),
-            on_message=self._keeper.on_message,
+            on_messages=self._keeper.on_messages,
             max_inflight=max_inflight,
         )
         self._stats_lock = threading.Lock()

@@ -8,16 +8,22 @@ away are delivered), subscribes to the badge's gateway topics, publishes the ret
 60 s) before trying again. Senders publish QoS 1 through :meth:`UplinkSession.publish`, which
 blocks while the in-flight window is full and raises :class:`LinkDown` when the link drops.
 The socket has Nagle's algorithm off, so a small alert never waits for a delayed ACK.
+
+What the gateway sends back is handled on a thread of its own, in batches of whatever has
+arrived, and each message is acknowledged once handled: keeping a receipt means an fsync,
+and on the connection's thread every fsync would stall the upload (on an SD card, tens of
+milliseconds a receipt).
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import random
 import socket
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -38,7 +44,12 @@ SESSION_EXPIRY_S = 7 * 24 * 3600
 KEEPALIVE_S = 30
 HANDSHAKE_TIMEOUT_S = 10.0
 STOP_FLUSH_S = 2.0
+ANSWER_BATCH = 64
+"""At most this many gateway messages are handled (and their receipts committed) together."""
 _random = random.SystemRandom()
+
+_Arrived = tuple[mqtt.Client, int, int, str, bytes]
+"""A gateway message waiting to be handled: its client, packet id, QoS, topic and payload."""
 
 
 def backoff_delay(
@@ -80,13 +91,14 @@ class UplinkSession:
         status_topic: str,
         online: bytes,
         offline: bytes,
-        on_message: Callable[[str, bytes], bool],
+        on_messages: Callable[[Sequence[tuple[str, bytes]]], list[bool]],
         max_inflight: int = 8,
     ) -> None:
-        """Prepare the link; ``on_message(topic, payload)`` returns True to acknowledge it.
+        """Prepare the link; ``on_messages([(topic, payload), ...])`` says for each message
+        whether to acknowledge it.
 
-        ``on_message`` runs on the network thread before the PUBACK is sent, so whatever it
-        stores durably is stored before the broker forgets the message.
+        ``on_messages`` runs on the session's answer thread before the PUBACKs are sent, so
+        whatever it stores durably is stored before the broker forgets the message.
         """
         self._badge_id = badge_id
         self._broker = broker
@@ -95,7 +107,9 @@ class UplinkSession:
         self._status_topic = status_topic
         self._online = online
         self._offline = offline
-        self._on_message = on_message
+        self._on_messages = on_messages
+        self._arrived: queue.SimpleQueue[_Arrived | threading.Event | None] = queue.SimpleQueue()
+        self._answerer: threading.Thread | None = None
         self._max_inflight = max(1, max_inflight)
         self._changed = threading.Condition()
         self._closing = threading.Event()
@@ -160,6 +174,8 @@ class UplinkSession:
         if self._thread is not None:
             raise UplinkError(f"the uplink session of badge {self._badge_id} is already started")
         self._thread = threading.Thread(target=self._run, name="uplink-link", daemon=True)
+        self._answerer = threading.Thread(target=self._answer, name="uplink-answers", daemon=True)
+        self._answerer.start()
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -169,6 +185,9 @@ class UplinkSession:
             self._changed.notify_all()
         if self._thread is not None:
             self._thread.join(timeout)
+        self._arrived.put(None)
+        if self._answerer is not None:
+            self._answerer.join(timeout)
 
     # -------------------------------------------------------------- publishing
 
@@ -317,6 +336,11 @@ class UplinkSession:
         if not codes or codes[0].is_failure:
             self._note_error(f"the broker at {where} refused the subscription {self._subscription}")
             return False
+        # what the broker kept for the badge while it was away (receipts, mostly) is acted on
+        # before anything is sent, so nothing it frees goes again
+        handled = threading.Event()
+        self._arrived.put(handled)
+        handled.wait(HANDSHAKE_TIMEOUT_S)
         with self._changed:
             if self._lost or self._closing.is_set():
                 return False
@@ -398,10 +422,38 @@ class UplinkSession:
         with self._changed:
             if client is not self._client:
                 return
+        self._arrived.put((client, message.mid, message.qos, message.topic, bytes(message.payload)))
+
+    def _answer(self) -> None:
+        """Hand what the gateway sent to ``on_messages``, a batch at a time; acknowledge it.
+
+        An Event in the queue is set once everything before it is handled; None ends the
+        thread after that.
+        """
+        while True:
+            batch: list[_Arrived] = []
+            item = self._arrived.get()
+            while isinstance(item, tuple):
+                batch.append(item)
+                if len(batch) == ANSWER_BATCH:
+                    break
+                try:
+                    item = self._arrived.get_nowait()
+                except queue.Empty:
+                    break
+            if batch:
+                self._handle(batch)
+            if item is None:
+                return
+            if isinstance(item, threading.Event):
+                item.set()
+
+    def _handle(self, batch: list[_Arrived]) -> None:
         try:
-            acknowledge = self._on_message(message.topic, bytes(message.payload))
+            answers = self._on_messages([(topic, payload) for *_, topic, payload in batch])
         except Exception:
-            log.exception("uplink: handling a message on %r failed", message.topic[:200])
-            acknowledge = False
-        if acknowledge:
-            client.ack(message.mid, message.qos)
+            log.exception("uplink: handling %d gateway messages failed", len(batch))
+            answers = [False] * len(batch)
+        for (client, mid, qos, _, _), acknowledge in zip(batch, answers, strict=True):
+            if acknowledge:  # a client since replaced just fails; the broker sends it again
+                client.ack(mid, qos)

@@ -25,6 +25,7 @@ import os
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from badge.heartbeat import read_heartbeat
@@ -69,14 +70,15 @@ class TimedReceipts(ReceiptStore):
         self.all_kept_ns = None
         self.kept.clear()
 
-    def add(self, receipt: Receipt, payload: bytes) -> bool:
-        """Keep ``receipt``; note the time once every awaited segment's receipt is kept."""
-        added = super().add(receipt, payload)
-        if receipt.subject == "segment" and receipt.key in self.awaited:
-            self.awaited.discard(receipt.key)
-            if not self.awaited:
-                self.all_kept_ns = time.monotonic_ns()
-                self.kept.set()
+    def add_all(self, receipts: Sequence[tuple[Receipt, bytes]]) -> list[bool]:
+        """Keep ``receipts``; note the time once every awaited segment's receipt is kept."""
+        added = super().add_all(receipts)
+        for receipt, _ in receipts:
+            if receipt.subject == "segment" and receipt.key in self.awaited:
+                self.awaited.discard(receipt.key)
+                if not self.awaited:
+                    self.all_kept_ns = time.monotonic_ns()
+                    self.kept.set()
         return added
 
 
