@@ -160,6 +160,7 @@ class BadgeDaemon:
             "incident": outcome.incident_id,
             "opened": outcome.opened,
             "post_roll_until_wall_ns": outcome.post_roll_until_wall_ns,
+            "pre_roll": list(outcome.pre_roll) if outcome.pre_roll is not None else None,
         }
 
     def status(self) -> dict[str, Any]:

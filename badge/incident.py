@@ -45,6 +45,9 @@ class PressOutcome:
     incident_id: str
     opened: bool
     post_roll_until_wall_ns: int
+    pre_roll: tuple[int, int] | None = None
+    """The first and last segment stored before the press that it pinned; None when the
+    press extended an open incident or no segment of the window was stored yet."""
 
 
 def new_incident_id(wall_ns: int) -> str:
@@ -121,8 +124,10 @@ class IncidentRecorder:
         with self._lock:
             incident = self._open
             opened = incident is None
+            pre_roll = None
             if incident is None:
                 incident_id = new_incident_id(wall_ns)
+                last_before = self._ring.next_seq - 1  # stored before the press
                 pre_roll_from = mono_ns - self._pre_roll_ns
                 # the alert goes into the outbox before anything else happens; it names the
                 # pre-roll's first segment, which the pin below can only find later or equal
@@ -135,6 +140,8 @@ class IncidentRecorder:
                 )
                 pin = self._ring.pin_since(incident_id, pre_roll_from)
                 incident = OpenIncident(incident_id, [], pin.first_seq, 0, 0)
+                if last_before >= pin.first_seq:
+                    pre_roll = (pin.first_seq, last_before)
             incident.presses.append((press.boot, press.mono_ns, press.wall_ns))
             incident.deadline_mono_ns = mono_ns + self._post_roll_ns
             incident.deadline_wall_ns = wall_ns + self._post_roll_ns
@@ -143,7 +150,7 @@ class IncidentRecorder:
         if opened:
             log.info("incident %s opened by a press", incident.incident_id)
             self._on_change(True)
-        return PressOutcome(incident.incident_id, opened, incident.deadline_wall_ns)
+        return PressOutcome(incident.incident_id, opened, incident.deadline_wall_ns, pre_roll)
 
     def segment_stored(self, stored: StoredSegment) -> None:
         """Called for every stored segment: closes the incident once the post-roll is in."""

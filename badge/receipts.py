@@ -53,6 +53,8 @@ class StoredReceipt:
     key: str
     sha256: bytes
     payload: bytes
+    kept_wall_ns: int
+    """When the badge kept it (its own wall clock)."""
 
 
 class ReceiptStore:
@@ -117,7 +119,8 @@ class ReceiptStore:
     def get(self, subject: str, key: str) -> StoredReceipt | None:
         """The receipt kept for ``subject`` and ``key``, if any."""
         rows = self._query(
-            "SELECT subject, key, sha256, payload FROM receipts WHERE subject = ? AND key = ?",
+            "SELECT subject, key, sha256, payload, stored_ns FROM receipts"
+            " WHERE subject = ? AND key = ?",
             (subject, key),
         )
         return StoredReceipt(*rows[0]) if rows else None
@@ -134,7 +137,9 @@ class ReceiptStore:
     def all(self) -> list[StoredReceipt]:
         """Every kept receipt, oldest first."""
         rows = self._query(
-            "SELECT subject, key, sha256, payload FROM receipts ORDER BY stored_ns, rowid", ()
+            "SELECT subject, key, sha256, payload, stored_ns FROM receipts"
+            " ORDER BY stored_ns, rowid",
+            (),
         )
         return [StoredReceipt(*row) for row in rows]
 

@@ -68,6 +68,9 @@ class DemoPress:
 
     incident_id: str
     pressed_wall_ns: int
+    post_roll_until_wall_ns: int
+    pre_roll: tuple[int, int] | None
+    """The segments stored before the press that it pinned (first, last), if any."""
 
 
 def _free_port() -> int:
@@ -298,7 +301,13 @@ class Demo:
         """``badge press``: the wearer presses the alert button."""
         pressed_ns = time.time_ns()
         answer = send_command(self.badge_data / "control.sock", "press")
-        return DemoPress(str(answer["incident"]), pressed_ns)
+        pre_roll = answer.get("pre_roll")
+        return DemoPress(
+            str(answer["incident"]),
+            pressed_ns,
+            int(answer["post_roll_until_wall_ns"]),
+            (int(pre_roll[0]), int(pre_roll[1])) if pre_roll else None,
+        )
 
     def badge_receipt(self, subject: str, key: str) -> StoredReceipt | None:
         """The receipt the badge has kept for ``subject`` and ``key``, if any."""
@@ -320,7 +329,25 @@ class Demo:
         try:
             wait_for(lambda: receipts.get("alert", incident) is not None, 15, "the alert receipt")
             alert = receipts.get("alert", incident)
-            self._say(f"post-roll {self.settings.post_roll_s:g} s, then upload of the incident")
+            if pressed.pre_roll is None:
+                raise DemoError(
+                    f"the press pinned no pre-roll segment; see {self.root / 'badge.log'}"
+                )
+            first, last = pressed.pre_roll
+            self._say(
+                f"pre-roll (segments {first}..{last}) goes to the gateway at once, "
+                "while the post-roll is recorded"
+            )
+            wait_for(
+                lambda: all(receipts.get("segment", str(s)) for s in range(first, last + 1)),
+                60,
+                "the gateway's receipts for the pre-roll",
+            )
+            pre_roll = [receipts.get("segment", str(seq)) for seq in range(first, last + 1)]
+            self._say(
+                f"post-roll {self.settings.post_roll_s:g} s: each segment goes as it is sealed, "
+                "then the signed incident record"
+            )
             wait_for(
                 lambda: receipts.get("incident", incident) is not None,
                 120,
@@ -330,8 +357,10 @@ class Demo:
             segments = [r for r in receipts.all() if r.subject == "segment"]
         finally:
             receipts.close()
-        if alert is None or closing is None:
+        kept = [stored for stored in pre_roll if stored is not None]
+        if alert is None or closing is None or len(kept) != len(pre_roll):
             raise DemoError("a receipt vanished from the badge's receipt store")
+        pre_roll_kept_ns = max(stored.kept_wall_ns for stored in kept)
         # every receipt the badge kept must verify under the gateway's public key
         opened = {
             (stored.subject, stored.key): Receipt.open(
@@ -345,6 +374,12 @@ class Demo:
         print()
         print(f"incident {incident} from badge {BADGE_ID} (Nurse A. Bekova, Emergency, bay 3)")
         print(f"  alert reached the gateway {latency_ms:.1f} ms after the press")
+        when = "before" if pre_roll_kept_ns < pressed.post_roll_until_wall_ns else "after"
+        print(
+            f"  pre-roll: {len(kept)} segments receipted "
+            f"{(pre_roll_kept_ns - pressed.pressed_wall_ns) / 1e6:.0f} ms after the press, "
+            f"{when} the post-roll ended"
+        )
         print(f"  {len(segments)} sealed segments receipted, {vault_bytes} bytes in the vault")
         print(
             f"  incident receipt: SHA-256 {closing.sha256.hex()[:16]}..., "

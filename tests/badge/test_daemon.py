@@ -124,8 +124,19 @@ def test_status_and_press_through_the_control_socket(daemon: BadgeDaemon, tmp_pa
     from badge.control import send_command
 
     socket_path = tmp_path / "data" / "control.sock"
+    wait_until(lambda: len(daemon.ring.segments(0)) >= 2, 10)
     answer = send_command(socket_path, "press")
     assert answer["opened"] is True
+    first, last = answer["pre_roll"]  # what was stored before the press, pinned from its first
+    (pin,) = daemon.ring.pins()
+    assert (pin.incident_id, pin.first_seq) == (answer["incident"], first)
+    assert last >= first and daemon.ring.segments(first, last)[-1].seq == last
+    again = send_command(socket_path, "press")
+    assert (again["opened"], again["incident"], again["pre_roll"]) == (
+        False,
+        answer["incident"],
+        None,
+    ), "a second press extends the incident and pins nothing new"
     status = send_command(socket_path, "status")
     assert status["recording_incident"] == answer["incident"]
     assert status["outbox_pending"] == 1  # the alert is queued before anything else
