@@ -6,7 +6,6 @@ cannot be kept frees nothing and is left unacknowledged, so the broker delivers 
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -22,12 +21,11 @@ from evidence.hashing import sha256
 from evidence.incident import Press, sign_alert
 from evidence.keys import BadgeIdentity, CustodianPrivateKey, SigningKey
 from evidence.messages import Receipt, Rejection
-from evidence.segment import SegmentFacts, seal_segment
 from evidence.topics import gateway_topic
+from tests.badge.recording import Recorder
 
 SECOND = 1_000_000_000
 BADGE = "badge-r"
-CODEC: dict[str, str | int] = {"container": "mpegts", "video_codec": "h264"}
 
 
 @dataclass
@@ -40,25 +38,11 @@ class Keeping:
     keeper: ReceiptKeeper
     gateway_key: SigningKey
     identity: BadgeIdentity
+    recorder: Recorder
 
     def store_segments(self, count: int) -> list[int]:
-        custodian = CustodianPrivateKey.generate().public_key
-        seqs = []
-        for _ in range(count):
-            seq = self.ring.next_seq
-            facts = SegmentFacts(
-                seq=seq,
-                boot=self.ring.boot,
-                mono_start_ns=seq * 2 * SECOND,
-                mono_end_ns=(seq + 1) * 2 * SECOND,
-                wall_start_ns=1_790_000_000 * SECOND + seq * 2 * SECOND,
-                wall_end_ns=1_790_000_000 * SECOND + (seq + 1) * 2 * SECOND,
-                codec=CODEC,
-                previous_header_sha256=self.ring.last_header_digest,
-            )
-            sealed = seal_segment(os.urandom(20_000), facts, self.identity, custodian)
-            seqs.append(self.ring.store(sealed).seq)
-        return seqs
+        stored = self.recorder.store(self.ring, count, first_index=self.ring.next_seq, size=20_000)
+        return [segment.seq for segment in stored]
 
     def segment_receipt(self, seq: int) -> tuple[str, bytes]:
         stored = self.ring.segments(seq, seq)[0]
@@ -81,7 +65,9 @@ def keeping(tmp_path: Path) -> Iterator[Keeping]:
     store = ReceiptStore(tmp_path / "receipts.db", busy_timeout_s=0.2)
     gateway_key = SigningKey.generate()
     keeper = ReceiptKeeper(BADGE, gateway_key.public_key, ring, outbox, store)
-    yield Keeping(ring, outbox, store, keeper, gateway_key, BadgeIdentity.generate(BADGE))
+    identity = BadgeIdentity.generate(BADGE)
+    recorder = Recorder(identity, CustodianPrivateKey.generate())
+    yield Keeping(ring, outbox, store, keeper, gateway_key, identity, recorder)
     outbox.close()
     store.close()
 

@@ -19,18 +19,10 @@ from badge.ring import Ring, StoredSegment
 from evidence.chain import FindingKind, check_chain
 from evidence.hashing import ZERO_DIGEST, sha256
 from evidence.keys import BadgeIdentity, CustodianPrivateKey
-from evidence.segment import SealedSegment, SegmentFacts, seal_segment
+from evidence.segment import SealedSegment
+from tests.badge.recording import SEGMENT_NS, Recorder
 
-SEGMENT_NS = 2_000_000_000
 MINUTE_NS = 60_000_000_000
-CODEC: dict[str, str | int] = {
-    "container": "mpegts",
-    "video_codec": "h264",
-    "width": 320,
-    "height": 240,
-    "fps_num": 30,
-    "fps_den": 1,
-}
 
 
 @pytest.fixture(scope="module")
@@ -41,36 +33,6 @@ def identity() -> BadgeIdentity:
 @pytest.fixture(scope="module")
 def custodian() -> CustodianPrivateKey:
     return CustodianPrivateKey.generate()
-
-
-class Recorder:
-    """Seals two-second segments that continue a ring's chain, as the sealer would."""
-
-    def __init__(self, identity: BadgeIdentity, custodian: CustodianPrivateKey) -> None:
-        self.identity = identity
-        self.custodian = custodian
-        self.plaintexts: dict[int, bytes] = {}
-
-    def seal(self, ring: Ring, index: int, size: int = 1000) -> SealedSegment:
-        """Seal the ``index``-th segment of this boot (mono clock from 0) for ``ring``."""
-        data = os.urandom(size)
-        facts = SegmentFacts(
-            seq=ring.next_seq,
-            boot=ring.boot,
-            mono_start_ns=index * SEGMENT_NS,
-            mono_end_ns=(index + 1) * SEGMENT_NS,
-            wall_start_ns=1_790_000_000_000_000_000 + index * SEGMENT_NS,
-            wall_end_ns=1_790_000_000_000_000_000 + (index + 1) * SEGMENT_NS,
-            codec=CODEC,
-            previous_header_sha256=ring.last_header_digest,
-        )
-        sealed = seal_segment(data, facts, self.identity, self.custodian.public_key)
-        self.plaintexts[facts.seq] = data
-        return sealed
-
-    def store(self, ring: Ring, count: int, first_index: int = 0, size: int = 1000) -> None:
-        for index in range(first_index, first_index + count):
-            ring.store(self.seal(ring, index, size))
 
 
 @pytest.fixture

@@ -28,21 +28,13 @@ from evidence.hashing import sha256
 from evidence.incident import IncidentRecord, Press, SignedIncident, sign_alert
 from evidence.keys import BadgeIdentity, CustodianPrivateKey, SigningKey
 from evidence.messages import Heartbeat
-from evidence.segment import SegmentFacts, seal_segment
 from tests.badge.gateway_responder import GatewayResponder
+from tests.badge.recording import Recorder
 from tests.badge.uplink_process import PRE_ROLL_NS, RING_MAX_BYTES
 from tests.mosquitto import HOST, MosquittoProcess, running_broker
 
 ROOT = Path(__file__).resolve().parents[2]
 SECOND = 1_000_000_000
-CODEC: dict[str, str | int] = {
-    "container": "mpegts",
-    "video_codec": "h264",
-    "width": 320,
-    "height": 240,
-    "fps_num": 30,
-    "fps_den": 1,
-}
 
 
 def wait_until(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
@@ -87,28 +79,16 @@ class Badge:
         self.outbox = Outbox(root / "outbox.db")
         self.receipts = ReceiptStore(root / "receipts.db")
         self.uplinks: list[Uplink] = []
+        self.recorder = Recorder(self.identity, self.custodian)
         self._clock = 0
 
     def open_ring(self) -> Ring:
         return Ring.open(self.root / "ring", pre_roll_ns=PRE_ROLL_NS, max_bytes=RING_MAX_BYTES)
 
     def store_segments(self, count: int, size: int) -> list[int]:
-        seqs = []
-        for _ in range(count):
-            index, self._clock = self._clock, self._clock + 1
-            facts = SegmentFacts(
-                seq=self.ring.next_seq,
-                boot=self.ring.boot,
-                mono_start_ns=index * 2 * SECOND,
-                mono_end_ns=(index + 1) * 2 * SECOND,
-                wall_start_ns=1_790_000_000 * SECOND + index * 2 * SECOND,
-                wall_end_ns=1_790_000_000 * SECOND + (index + 1) * 2 * SECOND,
-                codec=CODEC,
-                previous_header_sha256=self.ring.last_header_digest,
-            )
-            sealed = seal_segment(os.urandom(size), facts, self.identity, self.custodian.public_key)
-            seqs.append(self.ring.store(sealed).seq)
-        return seqs
+        stored = self.recorder.store(self.ring, count, first_index=self._clock, size=size)
+        self._clock += count
+        return [segment.seq for segment in stored]
 
     def alert(self, incident_id: str) -> None:
         press = Press(self.ring.boot, time.monotonic_ns(), time.time_ns())
