@@ -75,10 +75,6 @@ class ReceiptStore:
             raise ReceiptStoreError(f"cannot open receipt store {path}: {error}") from None
         self._lock = threading.Lock()
 
-    def add(self, receipt: Receipt, payload: bytes) -> bool:
-        """Keep ``receipt`` (signed bytes ``payload``) durably; False if one was already kept."""
-        return self.add_all([(receipt, payload)])[0]
-
     def add_all(self, receipts: Sequence[tuple[Receipt, bytes]]) -> list[bool]:
         """Keep several receipts durably in one commit (one fsync, however many there are);
         for each, False if one was already kept. On error none of them is kept."""
@@ -256,10 +252,6 @@ class ReceiptKeeper:
         return self.store.get("segment", str(seq)) is not None
 
     # ------------------------------------------------------------ the answers
-
-    def on_message(self, topic: str, payload: bytes) -> bool:
-        """A receipt or rejection from the gateway; False leaves it unacknowledged."""
-        return self.on_messages([(topic, payload)])[0]
 
     def on_messages(self, messages: Sequence[tuple[str, bytes]]) -> list[bool]:
         """Receipts and rejections from the gateway, as many as have arrived; for each,

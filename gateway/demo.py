@@ -338,12 +338,14 @@ class Demo:
                 f"pre-roll (segments {first}..{last}) goes to the gateway at once, "
                 "while the post-roll is recorded"
             )
+
+            def pre_roll_receipts() -> list[StoredReceipt | None]:
+                return [receipts.get("segment", str(seq)) for seq in range(first, last + 1)]
+
             wait_for(
-                lambda: all(receipts.get("segment", str(s)) for s in range(first, last + 1)),
-                60,
-                "the gateway's receipts for the pre-roll",
+                lambda: all(pre_roll_receipts()), 60, "the gateway's receipts for the pre-roll"
             )
-            pre_roll = [receipts.get("segment", str(seq)) for seq in range(first, last + 1)]
+            pre_roll = pre_roll_receipts()
             self._say(
                 f"post-roll {self.settings.post_roll_s:g} s: each segment goes as it is sealed, "
                 "then the signed incident record"
