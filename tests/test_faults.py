@@ -4,16 +4,18 @@ Every scenario runs the product's own processes (as ``make demo`` does): mosquit
 ``gateway broker-config``, ``gateway run`` and ``badge run`` on the synthetic camera, a small
 picture in 1 s segments, its upload held to a bandwidth cap so that the fault reliably lands
 while segments are still on their way. Then one of: the broker SIGKILLed and restarted, the
-gateway SIGKILLed and restarted, the badge SIGKILLed and restarted, or the broker stopped
-for 30 s. Afterwards the gateway holds one incident, one alert and one segment row per seq,
-every vault file verifies (SHA-256, badge signature, custodian decryption, chain), the
-gateway never issued two different receipts for one thing, every receipt the badge kept
-verifies under the gateway's key, and, watched while it happened, no segment of the
-incident left the badge's ring before its receipt was in the badge's receipt store.
+gateway SIGKILLed and restarted, the badge SIGKILLed and restarted, the broker stopped
+for 30 s, or the gateway's disk full for a few seconds (its data directory on a tmpfs of its
+own, filled to the last byte, then freed; this one needs root to mount). Afterwards the
+gateway holds one incident, one alert and one segment row per seq, every vault file
+verifies (SHA-256, badge signature, custodian decryption, chain), the gateway never issued
+two different receipts for one thing, every receipt the badge kept verifies under the
+gateway's key, and, watched while it happened, no segment of the incident left the
+badge's ring before its receipt was in the badge's receipt store.
 
-The four scenarios run at the same time (each its own hospital, broker and badge), so the
-file takes about as long as the slowest one: the 30 s outage plus the badge's reconnect
-back-off.
+The scenarios run at the same time (each its own hospital, broker and badge), so the file
+takes about as long as the slowest one: the full disk, whose lost writes come back only when
+the badge sends again what has no receipt (60 s after it was sent).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from evidence.messages import Receipt
 from evidence.segment import SealedSegment
 from gateway.demo import BADGE_ID, Demo, DemoSettings, wait_for
 from gateway.vault import DirectoryVault
+from tests import small_filesystem
 
 pytestmark = pytest.mark.slow
 
@@ -56,6 +59,10 @@ SETTINGS = DemoSettings(
 WATCH_INTERVAL_S = 0.01
 UPLOAD_START_TIMEOUT_S = 60
 RECOVERY_TIMEOUT_S = 150
+GATEWAY_DISK_BYTES = 64 * 1024 * 1024
+"""The gateway's own file system in the full-disk scenario: room for a small hospital."""
+NO_SPACE = ("No space left on device", "database or disk is full")
+"""How the gateway's log says a write failed for want of space (the OS's, SQLite's words)."""
 
 
 @dataclass(frozen=True)
@@ -63,9 +70,11 @@ class Fault:
     """Something that goes wrong mid-upload: ``down``, a pause, then ``up``."""
 
     name: str
-    down: Callable[[Demo], None]
+    down: Callable[[Demo], object]
     pause_s: float
     up: Callable[[Demo], None]
+    own_gateway_disk: bool = False
+    """The gateway's data directory gets a small file system of its own."""
 
 
 FAULTS = (
@@ -73,6 +82,13 @@ FAULTS = (
     Fault("gateway-killed", lambda demo: demo.kill("gateway"), 0.5, Demo.start_gateway),
     Fault("badge-killed", lambda demo: demo.kill("badge"), 0.5, Demo.start_badge),
     Fault("broker-away-30s", lambda demo: demo.terminate("mosquitto"), 30.0, Demo.start_broker),
+    Fault(
+        "gateway-disk-full",
+        lambda demo: small_filesystem.fill(demo.gateway_data),
+        4.0,
+        lambda demo: small_filesystem.free(demo.gateway_data),
+        own_gateway_disk=True,
+    ),
 )
 
 
@@ -177,9 +193,16 @@ def _closed_record(demo: Demo, incident_id: str) -> SignedIncident | None:
     return SignedIncident.from_bytes(path.read_bytes()) if path.exists() else None
 
 
-def run_scenario(fault: Fault, root: Path) -> Outcome:
-    """Record, press, strike mid-upload, recover; stop every process and return the facts."""
+def run_scenario(fault: Fault, root: Path, mounts: contextlib.ExitStack) -> Outcome:
+    """Record, press, strike mid-upload, recover; stop every process and return the facts.
+
+    A file system the fault needs is mounted on ``mounts`` (unmounted once checked).
+    """
     demo = Demo(root, SETTINGS)
+    if fault.own_gateway_disk:
+        mounts.enter_context(
+            small_filesystem.small_filesystem(demo.gateway_data, GATEWAY_DISK_BYTES)
+        )
     watch: RingWatch | None = None
     try:
         demo.set_up_hospital()
@@ -243,9 +266,11 @@ def outcomes(
         for item in request.session.items
         if getattr(item, "module", None) is module and hasattr(item, "callspec")
     ]
-    with ThreadPoolExecutor(max_workers=max(1, len(wanted))) as pool:
+    with contextlib.ExitStack() as mounts, ThreadPoolExecutor(max(1, len(wanted))) as pool:
         yield {
-            fault.name: pool.submit(run_scenario, fault, tmp_path_factory.mktemp(fault.name))
+            fault.name: pool.submit(
+                run_scenario, fault, tmp_path_factory.mktemp(fault.name), mounts
+            )
             for fault in wanted
         }
 
@@ -348,3 +373,6 @@ def test_incident_survives_the_fault_exactly_once(
     uplink = outcome.badge_status["uplink"]
     assert uplink["rejections"] == {}
     assert uplink["invalid_messages"] == 0 and uplink["unmatched_receipts"] == 0
+    if fault.own_gateway_disk:  # the gateway did run out of space, and said so
+        log = (outcome.demo.root / "gateway.log").read_text()
+        assert any(words in log for words in NO_SPACE), log[-3000:]

@@ -21,6 +21,7 @@ from evidence.hashing import ZERO_DIGEST, sha256
 from evidence.keys import BadgeIdentity, CustodianPrivateKey
 from evidence.segment import SealedSegment
 from tests.badge.recording import SEGMENT_NS, Recorder
+from tests.small_filesystem import small_filesystem
 
 MINUTE_NS = 60_000_000_000
 
@@ -395,22 +396,8 @@ def test_pinned_segments_are_never_deleted_even_when_full(
 @pytest.fixture
 def tiny_filesystem(tmp_path: Path) -> Iterator[Path]:
     """A 2 MiB tmpfs, so the file system itself runs out of space."""
-    mount_point = tmp_path / "flash"
-    mount_point.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tiny tmpfs needs root; the real ENOSPC path is not exercised")
-    result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        pytest.skip(f"mount of a tiny tmpfs is not permitted here: {result.stderr.strip()}")
-    try:
+    with small_filesystem(tmp_path / "flash", 2 * 1024 * 1024) as mount_point:
         yield mount_point
-    finally:
-        subprocess.run(["umount", str(mount_point)], check=True)
 
 
 def test_a_full_file_system_raises_storage_full_and_leaves_no_partial_file(
