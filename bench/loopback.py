@@ -64,9 +64,24 @@ WINDOW = 16
 class BenchHospital(Demo):
     """A gateway data directory with ``badges`` enrolled badges, its broker and its gateway."""
 
-    def __init__(self, root: Path, badges: int, *, prefix: str = "bench-badge") -> None:
-        """Plan the hospital in ``root``; :meth:`set_up_hospital` creates it."""
+    def __init__(
+        self,
+        root: Path,
+        badges: int,
+        *,
+        prefix: str = "bench-badge",
+        broker_address: str | None = None,
+    ) -> None:
+        """Plan the hospital in ``root``; :meth:`set_up_hospital` creates it.
+
+        ``broker_address``: bind the broker there instead of 127.0.0.1 (the hospital's end of
+        a ``bench.radio.RadioLink``); badges, the gateway and the probes connect to it.
+        """
         super().__init__(root, narrate=False)
+        if broker_address is not None:
+            self.broker_address = broker_address
+        self.broker_host = HOST if broker_address is None else broker_address
+        """What every client connects to: a name or address on the broker's certificate."""
         self.badge_ids = [f"{prefix}-{number:03d}" for number in range(badges)]
         self.passwords = {name: new_broker_password() for name in (PROBE_SENDER, PROBE_RECEIVER)}
 
@@ -92,7 +107,7 @@ class BenchHospital(Demo):
                 data_dir,
                 badge_id,
                 self.bundle_dir(badge_id),
-                broker_host=HOST,
+                broker_host=self.broker_host,
                 broker_port=self.port,
                 operator="bench",
             )
@@ -117,7 +132,7 @@ class BenchHospital(Demo):
         )
         settings = BrokerSettings(
             tls_port=self.port,
-            bind_tls="127.0.0.1",
+            bind_tls=self.broker_address,
             run_as_user=pwd.getpwuid(os.geteuid()).pw_name,
         )
         write_broker_config(
@@ -126,10 +141,11 @@ class BenchHospital(Demo):
             settings,
             data_dir.evidence_ca(),
             server_hostnames=[HOST],
-            server_ips=["127.0.0.1"],
+            server_ips=[self.broker_address],
         )
         (self.gateway_data / "gateway.toml").write_text(
-            f'[broker]\nport = {self.port}\n\n[paths]\nbroker_dir = "{self.broker_dir}"\n\n'
+            f'[broker]\nhost = "{self.broker_host}"\nport = {self.port}\n\n'
+            f'[paths]\nbroker_dir = "{self.broker_dir}"\n\n'
             # the console runs inside ``gateway run``, as in production, on a port of its own
             f'[console]\nhost = "127.0.0.1"\nport = {self.console_port}\ntls = false\n'
         )
@@ -148,7 +164,7 @@ class BenchHospital(Demo):
         client.tls_set(ca_certs=str(self.broker_dir / "ca.crt"))
         connected = threading.Event()
         client.on_connect = lambda *_args: connected.set()
-        client.connect(HOST, self.port, keepalive=60)
+        client.connect(self.broker_host, self.port, keepalive=60)
         client.loop_start()
         if not connected.wait(WAIT_S):
             raise RuntimeError(f"probe account {username} could not connect to the broker")
@@ -258,10 +274,22 @@ class BadgeLink:
 class RawTransfer:
     """Payloads over the probe path: a publisher here, a byte-counting receiver process."""
 
-    def __init__(self, hospital: BenchHospital) -> None:
-        """Connect the publisher and start the receiver process."""
+    def __init__(
+        self,
+        hospital: BenchHospital,
+        *,
+        connect: Callable[[Callable[[], mqtt.Client]], mqtt.Client] | None = None,
+    ) -> None:
+        """Connect the publisher and start the receiver process.
+
+        ``connect`` opens the publisher's client where the badges' are opened (through a
+        ``bench.radio.RadioLink``'s ``inside``, so that it crosses the same link).
+        """
         self._hospital = hospital
-        self._sender = hospital.probe_client(PROBE_SENDER)
+        def open_sender() -> mqtt.Client:
+            return hospital.probe_client(PROBE_SENDER)
+
+        self._sender = open_sender() if connect is None else connect(open_sender)
         self._publisher = WindowedPublisher(self._sender)
         password_file = hospital.root / "probe-in.password"
         write_durably(password_file, hospital.passwords[PROBE_RECEIVER].encode(), 0o600)
@@ -271,6 +299,8 @@ class RawTransfer:
                 "-m",
                 "bench.loopback",
                 "receive",
+                "--host",
+                hospital.broker_host,
                 "--port",
                 str(hospital.port),
                 "--ca",
@@ -334,7 +364,7 @@ class RawTransfer:
             self._receiver.wait(10)
 
 
-def _receive(port: int, ca: Path, password: str, floor_dir: Path) -> int:
+def _receive(host: str, port: int, ca: Path, password: str, floor_dir: Path) -> int:
     """The receiving side: count bytes on the probe topic (and, for a durable batch, hash,
     write and fsync them); report when a batch is complete.
 
@@ -368,7 +398,7 @@ def _receive(port: int, ca: Path, password: str, floor_dir: Path) -> int:
     client.on_message = on_message
     client.on_connect = on_connect
     client.on_subscribe = lambda *_args: subscribed.set()
-    client.connect(HOST, port, keepalive=60)
+    client.connect(host, port, keepalive=60)
     client.loop_start()
     if not subscribed.wait(WAIT_S):
         return 1
@@ -389,12 +419,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``receive``: the raw path's receiving side (see :class:`RawTransfer`)."""
     parser = argparse.ArgumentParser(prog="python -m bench.loopback", description=__doc__)
     parser.add_argument("role", choices=["receive"])
+    parser.add_argument("--host", default=HOST)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--ca", type=Path, required=True)
     parser.add_argument("--password-file", type=Path, required=True)
     parser.add_argument("--floor-dir", type=Path, required=True, help="for durable batches")
     args = parser.parse_args(argv)
-    return _receive(args.port, args.ca, args.password_file.read_text().strip(), args.floor_dir)
+    password = args.password_file.read_text().strip()
+    return _receive(args.host, args.port, args.ca, password, args.floor_dir)
 
 
 if __name__ == "__main__":

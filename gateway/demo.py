@@ -103,9 +103,9 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.1)
 
 
-def _port_open(port: int) -> bool:
+def _port_open(port: int, address: str = "127.0.0.1") -> bool:
     with socket.socket() as probe:
-        return probe.connect_ex(("127.0.0.1", port)) == 0
+        return probe.connect_ex((address, port)) == 0
 
 
 class Demo:
@@ -126,6 +126,8 @@ class Demo:
         self.bundle = root / "badge-bundle"
         self.badge_data = root / "badge"
         self.processes: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.broker_address = "127.0.0.1"
+        """The address the broker's TLS listener is bound to."""
         self.port = _free_port()
         self.console_port = _free_port()
         bin_dir = Path(sys.executable).parent
@@ -231,7 +233,11 @@ class Demo:
         process = self._start(
             "mosquitto", [mosquitto, "-c", str(self.broker_dir / "mosquitto.conf")]
         )
-        wait_for(lambda: _port_open(self.port) or process.poll() is not None, 15, "mosquitto")
+        wait_for(
+            lambda: _port_open(self.port, self.broker_address) or process.poll() is not None,
+            15,
+            "mosquitto",
+        )
         self._alive("mosquitto", process)
 
     def start_gateway(self) -> None:

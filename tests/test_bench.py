@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import socket
+import subprocess
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +17,7 @@ import pytest
 from bench import capture, ingest, seal_latency
 from bench import verify as bench_verify
 from bench.__main__ import BENCHMARKS, main
+from bench.radio import RadioLink, RadioLinkError
 from bench.report import Figure
 
 REQUIRED_KEYS: dict[str, type] = {
@@ -106,3 +112,64 @@ def test_seal_latency_reports_the_receipt_and_the_floor_against_one_raw_transfer
         assert figure.unit == "s" and figure.value > 0
         assert figure.ratio == pytest.approx(figure.value / figure.limit_value)
     assert f"{gateway.value / floor.value:.2f}x the floor" in gateway.note
+
+
+def test_the_radio_link_holds_a_stream_to_its_rate_and_leaves_nothing_behind() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("an emulated radio link needs root")
+    before = _namespaces()
+    received: list[int] = []
+    with RadioLink(40) as link:
+        server = socket.create_server((link.hospital_address, 0))
+        server.settimeout(30)
+        port = server.getsockname()[1]
+
+        def receive() -> None:
+            accepted, _ = server.accept()
+            with accepted:
+                while data := accepted.recv(1 << 16):
+                    received.append(len(data))
+
+        reader = threading.Thread(target=receive)
+        reader.start()
+        client = link.inside(lambda: socket.create_connection((link.hospital_address, port), 30))
+        assert client.getsockname()[0] == link.badge_address  # it left through the link
+        started = time.monotonic()
+        with client, server:
+            client.sendall(bytes(2_000_000))
+            client.shutdown(socket.SHUT_WR)
+            reader.join(30)
+        mbit_per_s = sum(received) * 8 / 1e6 / (time.monotonic() - started)
+    assert sum(received) == 2_000_000
+    assert mbit_per_s < 40 * 1.3  # held to the link (a 256 KiB burst may pass at once)
+    assert _namespaces() == before
+
+
+def test_seal_radio_reports_the_receipt_and_the_floor_over_the_link() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("an emulated radio link needs root")
+    before = _namespaces()
+    by_name = {f.name: f for f in seal_latency.run_over_radio(rounds=1, rate_mbit=400)}
+    assert set(by_name) == {"seal-radio", "seal-radio-floor"}
+    gateway, floor = by_name["seal-radio"], by_name["seal-radio-floor"]
+    assert gateway.limit_value == floor.limit_value >= 30e6 * 8 / 400e6  # no faster than 400
+    assert "emulated 400 Mbit/s radio link" in gateway.note
+    assert gateway.ratio == pytest.approx(gateway.value / gateway.limit_value)
+    assert _namespaces() == before
+
+
+def test_seal_radio_alone_without_a_link_says_why_and_exits_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def refused(**_rate: float) -> list[Figure]:
+        raise RadioLinkError("an emulated radio link needs root and iproute2 (ip, tc)")
+
+    monkeypatch.setattr(seal_latency, "run_over_radio", refused)
+    monkeypatch.setitem(BENCHMARKS, "seal-radio", refused)
+    assert main(["seal-radio"]) == 2
+    assert "seal-radio: not run: an emulated radio link needs root" in capsys.readouterr().err
+
+
+def _namespaces() -> str:
+    listed = subprocess.run(["ip", "netns", "list"], check=True, capture_output=True, text=True)
+    return listed.stdout
