@@ -35,15 +35,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--link-mbit",
         type=float,
-        default=seal_latency.RADIO_MBIT,
-        help="seal-radio: the emulated radio link's rate (default %(default)g)",
+        help=f"seal-radio: the emulated radio link's rate (default {seal_latency.RADIO_MBIT:g})",
     )
     args = parser.parse_args(argv)
     names = list(BENCHMARKS) if args.name == "all" else [args.name]
     for name in names:
         runner = BENCHMARKS[name]
-        if runner is seal_latency.run_over_radio:
-            runner = functools.partial(runner, rate_mbit=args.link_mbit)
+        if name == "seal-radio" and args.link_mbit is not None:
+            runner = functools.partial(seal_latency.run_over_radio, rate_mbit=args.link_mbit)
         try:
             figures = runner()
         except RadioLinkError as error:

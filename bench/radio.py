@@ -36,10 +36,15 @@ class RadioLinkError(RuntimeError):
     """The emulated link could not be set up here; the message says what is missing."""
 
 
-def _ip(*args: str) -> None:
-    result = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
+def _run(*command: str) -> None:
+    """Run a setup command; RadioLinkError with its own words if it fails."""
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        raise RadioLinkError(f"ip {' '.join(args)} failed: {result.stderr.strip()}")
+        raise RadioLinkError(f"{' '.join(command)} failed: {result.stderr.strip()}")
+
+
+def _ip(*args: str) -> None:
+    _run("ip", *args)
 
 
 def _shape(namespace: str | None, device: str, rate_mbit: float) -> None:
@@ -48,13 +53,9 @@ def _shape(namespace: str | None, device: str, rate_mbit: float) -> None:
     The bucket holds 256 KiB: a veth hands over segmentation-offloaded packets of up to
     64 KiB, which a smaller bucket could never pass.
     """
-    command = ["tc", "qdisc", "add", "dev", device, "root", "tbf"]
-    command += ["rate", f"{rate_mbit}mbit", "burst", "256kb", "latency", "200ms"]
-    if namespace is not None:
-        command = ["ip", "netns", "exec", namespace, *command]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise RadioLinkError(f"{' '.join(command)} failed: {result.stderr.strip()}")
+    where = () if namespace is None else ("ip", "netns", "exec", namespace)
+    shaping = ("tbf", "rate", f"{rate_mbit}mbit", "burst", "256kb", "latency", "200ms")
+    _run(*where, "tc", "qdisc", "add", "dev", device, "root", *shaping)
 
 
 class RadioLink:
@@ -70,7 +71,7 @@ class RadioLink:
         self.hospital_address = f"10.231.{tag}.1"
         """The hospital's end of the link: the broker listens here."""
         self.badge_address = f"10.231.{tag}.2"
-        self._device = f"mbr{os.getpid()}"[:15]
+        self._device = f"mbr{os.getpid()}"  # at most 10 of the 15 characters a name may have
         self._libc = ctypes.CDLL(None, use_errno=True)
 
     def __enter__(self) -> RadioLink:

@@ -38,24 +38,21 @@ def small_filesystem(mount_point: Path, size_bytes: int) -> Iterator[Path]:
         subprocess.run(["umount", "--lazy", str(mount_point)], check=True)
 
 
-def fill(directory: Path) -> int:
-    """Write ``directory/FILLER`` until its file system has no byte left; return its size."""
+def fill(directory: Path) -> None:
+    """Write ``directory/FILLER`` until its file system has no byte left."""
     descriptor = os.open(directory / FILLER, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    written = 0
     try:
         for block_size in (1 << 20, 1 << 12):  # then the last pages, a page at a time
             block = bytes(block_size)
             while True:
                 try:
-                    count = os.write(descriptor, block)
+                    os.write(descriptor, block)
                 except OSError as error:
                     if error.errno != errno.ENOSPC:
                         raise
                     break
-                written += count
     finally:
         os.close(descriptor)
-    return written
 
 
 def free(directory: Path) -> None:

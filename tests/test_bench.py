@@ -161,10 +161,9 @@ def test_seal_radio_reports_the_receipt_and_the_floor_over_the_link() -> None:
 def test_seal_radio_alone_without_a_link_says_why_and_exits_2(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    def refused(**_rate: float) -> list[Figure]:
+    def refused() -> list[Figure]:
         raise RadioLinkError("an emulated radio link needs root and iproute2 (ip, tc)")
 
-    monkeypatch.setattr(seal_latency, "run_over_radio", refused)
     monkeypatch.setitem(BENCHMARKS, "seal-radio", refused)
     assert main(["seal-radio"]) == 2
     assert "seal-radio: not run: an emulated radio link needs root" in capsys.readouterr().err

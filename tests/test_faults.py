@@ -70,7 +70,7 @@ class Fault:
     """Something that goes wrong mid-upload: ``down``, a pause, then ``up``."""
 
     name: str
-    down: Callable[[Demo], object]
+    down: Callable[[Demo], None]
     pause_s: float
     up: Callable[[Demo], None]
     own_gateway_disk: bool = False
