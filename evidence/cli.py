@@ -11,9 +11,9 @@ from pathlib import Path
 
 from cryptography import x509
 
-from evidence.checkpoint import parse_vkey
 from evidence.errors import EvidenceError, PackageError
 from evidence.keys import SigningPublicKey
+from evidence.ledger.checkpoint import parse_vkey
 from evidence.verify import verify_package
 
 EXIT_VERIFIED = 0

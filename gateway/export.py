@@ -23,14 +23,14 @@ from pathlib import Path
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from evidence.canonical import CanonicalValue
-from evidence.checkpoint import format_vkey
 from evidence.errors import EvidenceError
 from evidence.hashing import sha256, sha256_file
 from evidence.identifiers import validate_incident_id
 from evidence.incident import SignedIncident
-from evidence.instructions import InstructionFacts, SignedSegment, render_instructions
 from evidence.keys import CustodianPrivateKey, SigningPublicKey
-from evidence.package import (
+from evidence.ledger.checkpoint import format_vkey
+from evidence.package.instructions import InstructionFacts, SignedSegment, render_instructions
+from evidence.package.layout import (
     ALERT_RECORD,
     CA_CERTIFICATE,
     CHECKPOINT_NOTE,
@@ -57,7 +57,7 @@ from evidence.package import (
 )
 from evidence.segment import SealedSegment
 from evidence.timestamp import TimestampInfo, verify_timestamp
-from evidence.verify_report import VerificationReport
+from evidence.verify.report import VerificationReport
 from gateway.alerts import SignedAlert
 from gateway.catalogue import Catalogue, StoredIncident, StoredSegment
 from gateway.custody import MAX_PAGE, CustodyEntry, CustodyLog

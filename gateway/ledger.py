@@ -21,7 +21,10 @@ from dataclasses import dataclass
 from types import TracebackType
 
 from evidence.canonical import CanonicalValue
-from evidence.checkpoint import (
+from evidence.errors import EvidenceError, LedgerError, VerificationError
+from evidence.hashing import sha256
+from evidence.keys import SigningKey
+from evidence.ledger.checkpoint import (
     Checkpoint,
     NoteSigner,
     NoteVerifier,
@@ -29,12 +32,9 @@ from evidence.checkpoint import (
     parse_checkpoint,
     sign_note,
 )
-from evidence.errors import EvidenceError, LedgerError, VerificationError
-from evidence.hashing import sha256
-from evidence.keys import SigningKey
-from evidence.ledger_entry import LedgerEntry as EvidenceLedgerEntry
-from evidence.ledger_entry import LedgerKind
-from evidence.merkle import MerkleLog, leaf_hash, verify_consistency
+from evidence.ledger.entry import LedgerEntry as EvidenceLedgerEntry
+from evidence.ledger.entry import LedgerKind
+from evidence.ledger.merkle import MerkleLog, leaf_hash, verify_consistency
 from gateway.database import DatabaseError
 from gateway.datadir import GatewayDataDir
 from gateway.errors import LedgerIntegrityError

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hmac
 import sqlite3
 
-from evidence.merkle import EMPTY_ROOT, leaf_hash, node_hash
+from evidence.ledger.merkle import EMPTY_ROOT, leaf_hash, node_hash
 from gateway.errors import LedgerIntegrityError
 
 

@@ -21,7 +21,7 @@ from cryptography import x509
 
 from evidence.durable import fsync_directory
 from evidence.keys import SigningPublicKey
-from evidence.package import (
+from evidence.package.layout import (
     CHECKSUMS,
     INSTRUCTIONS,
     MANIFEST,
@@ -33,7 +33,7 @@ from evidence.package import (
     role_of,
 )
 from evidence.verify import verify_package
-from evidence.verify_report import VerificationReport
+from evidence.verify.report import VerificationReport
 from gateway.errors import ExportError
 
 _COPY_BLOCK = 1 << 20

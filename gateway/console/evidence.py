@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from evidence.chain import check_chain
-from evidence.checkpoint import open_note
 from evidence.errors import EvidenceError
 from evidence.hashing import sha256
 from evidence.incident import IncidentRecord, SignedIncident
 from evidence.keys import CustodianPrivateKey, SigningPublicKey
-from evidence.merkle import leaf_hash, verify_inclusion
+from evidence.ledger.checkpoint import open_note
+from evidence.ledger.merkle import leaf_hash, verify_inclusion
 from evidence.segment import SealedSegment
 from gateway.catalogue import (
     CaptureTime,

@@ -26,8 +26,8 @@ from starlette.responses import (
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from evidence.checkpoint import format_vkey
 from evidence.errors import EvidenceError
+from evidence.ledger.checkpoint import format_vkey
 from gateway import retention
 from gateway.console import court, evidence
 from gateway.console.actions import AlertActionKind

@@ -10,7 +10,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evidence.checkpoint import (
+from evidence.errors import EncodingError, VerificationError
+from evidence.ledger.checkpoint import (
     Checkpoint,
     NoteSigner,
     NoteVerifier,
@@ -20,8 +21,7 @@ from evidence.checkpoint import (
     parse_vkey,
     sign_note,
 )
-from evidence.errors import EncodingError, VerificationError
-from evidence.merkle import leaf_hash, root_from_leaf_hashes
+from evidence.ledger.merkle import leaf_hash, root_from_leaf_hashes
 
 # Vectors from golang.org/x/mod/sumdb/note (note_test.go): keys, a text and its signatures.
 PETER_SKEY_SEED = "AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz"  # base64(0x01 || seed)

@@ -9,8 +9,8 @@ import cbor2
 import pytest
 
 from evidence.errors import FormatError, LedgerError
-from evidence.ledger_entry import LedgerEntry
-from evidence.merkle import leaf_hash
+from evidence.ledger.entry import LedgerEntry
+from evidence.ledger.merkle import leaf_hash
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "formats.md"
 EXAMPLE = LedgerEntry(

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from evidence.errors import LedgerError, VerificationError
-from evidence.merkle import (
+from evidence.ledger.merkle import (
     EMPTY_ROOT,
     MemoryLeafHashStore,
     MerkleLog,

@@ -19,11 +19,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from evidence.checkpoint import NoteSigner, format_vkey, sign_note
 from evidence.cli import main
 from evidence.hashing import sha256
 from evidence.keys import SigningKey, SigningPublicKey
-from evidence.package import (
+from evidence.ledger.checkpoint import NoteSigner, format_vkey, sign_note
+from evidence.package.layout import (
     CHECKPOINT_NOTE,
     CHECKPOINT_TOKEN,
     CHECKSUMS,
@@ -39,7 +39,7 @@ from evidence.package import (
 )
 from evidence.segment import SIGNATURE_CONTEXT
 from evidence.verify import verify_package
-from evidence.verify_report import VerificationReport
+from evidence.verify.report import VerificationReport
 from gateway.tsa import TimeStampAuthority, build_request
 from tests.gateway.badge_messages import Hospital, make_hospital
 from tests.gateway.court_package import deliver_incident, export, record_footage

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from evidence.bundle import EnrolmentBundle
-from evidence.checkpoint import NoteVerifier, open_note
 from evidence.keys import SigningKey
-from evidence.merkle import leaf_hash, verify_inclusion
+from evidence.ledger.checkpoint import NoteVerifier, open_note
+from evidence.ledger.merkle import leaf_hash, verify_inclusion
 from gateway.cli import main
 from gateway.custody import CustodyEntry, CustodyLog
 from gateway.database import open_database

@@ -13,9 +13,9 @@ import pytest
 
 from evidence.bundle import EnrolmentBundle
 from evidence.hashing import sha256
-from evidence.instructions import commands
 from evidence.keys import HpkeSuite
-from evidence.package import CLIP, DERIVED_MP4, INSTRUCTIONS, MANIFEST
+from evidence.package.instructions import commands
+from evidence.package.layout import CLIP, DERIVED_MP4, INSTRUCTIONS, MANIFEST
 from evidence.verify import verify_package
 from gateway.cli import main as gateway_main
 from gateway.custody import CustodyLog

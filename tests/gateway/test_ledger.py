@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from evidence.checkpoint import (
+from evidence.errors import LedgerError
+from evidence.hashing import sha256
+from evidence.keys import SigningKey
+from evidence.ledger.checkpoint import (
     Checkpoint,
     NoteSigner,
     NoteVerifier,
@@ -18,10 +21,7 @@ from evidence.checkpoint import (
     parse_checkpoint,
     sign_note,
 )
-from evidence.errors import LedgerError
-from evidence.hashing import sha256
-from evidence.keys import SigningKey
-from evidence.merkle import (
+from evidence.ledger.merkle import (
     leaf_hash,
     root_from_leaf_hashes,
     verify_consistency,

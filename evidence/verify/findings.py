@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from evidence.package import Check
+from evidence.package.layout import Check
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from evidence.errors import EvidenceError
-from evidence.findings import Findings
 from evidence.hashing import sha256
-from evidence.ledger_entry import LedgerEntry
+from evidence.ledger.entry import LedgerEntry
 from evidence.messages import Receipt
-from evidence.package import (
+from evidence.package.layout import (
     CA_CERTIFICATE,
     CLIP,
     CUSTODY,
@@ -27,9 +26,10 @@ from evidence.package import (
     custody_document,
     render_json,
 )
-from evidence.verify_files import PackageContents
-from evidence.verify_ledger import LedgerView
-from evidence.verify_media import MediaView
+from evidence.verify.files import PackageContents
+from evidence.verify.findings import Findings
+from evidence.verify.ledger import LedgerView
+from evidence.verify.media import MediaView
 
 _SEGMENT_RECEIPT = re.compile(r"receipts/segment-([0-9]+)(?:-[0-9]+)?\.receipt")
 

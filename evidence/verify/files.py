@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from evidence.errors import FormatError
-from evidence.findings import Findings
-from evidence.package import (
+from evidence.package.files import BLOCK_SIZE, PackageFiles, blocks, read_whole
+from evidence.package.layout import (
     CHECKSUMS,
     CLIP,
     MANIFEST,
@@ -27,7 +27,7 @@ from evidence.package import (
     parse_checksums,
     role_of,
 )
-from evidence.package_files import BLOCK_SIZE, PackageFiles, blocks, read_whole
+from evidence.verify.findings import Findings
 
 SMALL_FILE_LIMIT = 16 * 1024 * 1024
 """The largest header, record, key, proof or listing a package may hold (they are tiny)."""

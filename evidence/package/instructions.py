@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from evidence.package import (
+from evidence.package.layout import (
     CA_CERTIFICATE,
     CHECKPOINT_NOTE,
     CHECKPOINT_TOKEN,

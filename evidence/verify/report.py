@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
-from evidence.findings import Finding
-from evidence.package import CLAIMS, Check
+from evidence.package.layout import CLAIMS, Check
+from evidence.verify.findings import Finding
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 from evidence.canonical import CanonicalValue
 from evidence.errors import FormatError
-from evidence.ledger_entry import LedgerEntry
+from evidence.ledger.entry import LedgerEntry
 
 PACKAGE_FORMAT = "medbadge.package.v1"
 """The manifest's ``format``; a verifier refuses any other."""

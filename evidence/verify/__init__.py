@@ -1,7 +1,7 @@
 """The offline verifier: does an evidence package prove an authentic, complete clip?
 
 ``verify_package`` reads a package (its zip, or the folder it was unpacked into) once,
-hashing every byte once, and runs every check of ``evidence.package.Check``: files against
+hashing every byte once, and runs every check of ``evidence.package.layout.Check``: files against
 both listings, badge keys against the ledger, each segment's signature, plaintext and chain
 link, the incident record, the ledger entries and their inclusion proofs, the gateway's
 checkpoint signature, the RFC 3161 time-stamp, receipts and custody entries, the export's
@@ -20,11 +20,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from evidence.errors import FormatError
-from evidence.findings import Findings
 from evidence.hashing import sha256
-from evidence.instructions import InstructionFacts, SignedSegment, render_instructions
 from evidence.keys import SigningPublicKey
-from evidence.package import (
+from evidence.package.files import PackageFiles, open_package
+from evidence.package.instructions import InstructionFacts, SignedSegment, render_instructions
+from evidence.package.layout import (
     INSTRUCTIONS,
     MANIFEST,
     PACKAGE_FORMAT,
@@ -35,12 +35,12 @@ from evidence.package import (
     render_json,
     role_of,
 )
-from evidence.package_files import PackageFiles, open_package
-from evidence.verify_custody import ExportEntry, check_custody, check_export, check_receipts
-from evidence.verify_files import PackageContents, read_package
-from evidence.verify_ledger import LedgerView, check_pins, datetime_ns, read_ledger
-from evidence.verify_media import MediaView, read_media
-from evidence.verify_report import Summary, VerificationReport
+from evidence.verify.custody import ExportEntry, check_custody, check_export, check_receipts
+from evidence.verify.files import PackageContents, read_package
+from evidence.verify.findings import Findings
+from evidence.verify.ledger import LedgerView, check_pins, datetime_ns, read_ledger
+from evidence.verify.media import MediaView, read_media
+from evidence.verify.report import Summary, VerificationReport
 
 log = logging.getLogger(__name__)
 

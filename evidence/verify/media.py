@@ -15,16 +15,16 @@ from pathlib import Path
 from evidence.chain import FindingKind, check_chain
 from evidence.envelope import Envelope
 from evidence.errors import EvidenceError
-from evidence.findings import Findings
 from evidence.hashing import sha256
 from evidence.incident import ALERT_CONTEXT, ALERT_TYPE, IncidentRecord, SignedIncident
 from evidence.incident import SIGNATURE_CONTEXT as INCIDENT_CONTEXT
 from evidence.keys import SigningPublicKey
-from evidence.ledger_entry import LedgerEntry
-from evidence.package import ALERT_RECORD, INCIDENT_RECORD, Check, number_in
+from evidence.ledger.entry import LedgerEntry
+from evidence.package.layout import ALERT_RECORD, INCIDENT_RECORD, Check, number_in
 from evidence.segment import MAGIC, SIGNATURE_CONTEXT, SIGNATURE_SIZE, SegmentHeader
-from evidence.verify_files import PackageContents
-from evidence.verify_ledger import LedgerView
+from evidence.verify.files import PackageContents
+from evidence.verify.findings import Findings
+from evidence.verify.ledger import LedgerView
 
 _BADGE_KEY = re.compile(r"keys/badge-([a-z0-9][a-z0-9-]*)-([1-9][0-9]*)\.pub")
 _SEALED_OVERHEAD = len(MAGIC) + 4 + SIGNATURE_SIZE

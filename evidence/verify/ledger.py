@@ -12,14 +12,19 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from evidence.checkpoint import Checkpoint, NoteVerifier, open_note, parse_checkpoint, parse_vkey
 from evidence.errors import EvidenceError
-from evidence.findings import Findings
 from evidence.hashing import sha256
 from evidence.keys import SigningPublicKey
-from evidence.ledger_entry import LedgerEntry
-from evidence.merkle import leaf_hash, verify_inclusion
-from evidence.package import (
+from evidence.ledger.checkpoint import (
+    Checkpoint,
+    NoteVerifier,
+    open_note,
+    parse_checkpoint,
+    parse_vkey,
+)
+from evidence.ledger.entry import LedgerEntry
+from evidence.ledger.merkle import leaf_hash, verify_inclusion
+from evidence.package.layout import (
     CA_CERTIFICATE,
     CHECKPOINT_NOTE,
     CHECKPOINT_TOKEN,
@@ -32,7 +37,8 @@ from evidence.package import (
     proof_path,
 )
 from evidence.timestamp import TimestampInfo, verify_timestamp
-from evidence.verify_files import PackageContents
+from evidence.verify.files import PackageContents
+from evidence.verify.findings import Findings
 
 CLOCK_SLACK = timedelta(seconds=60)
 """How far a time-stamp may lie before the newest entry it covers (two clocks, each right

@@ -1,0 +1,12 @@
+"""RFC 3161 time-stamp tokens: reading them and verifying them offline against a trusted CA."""
+
+from __future__ import annotations
+
+from evidence.timestamp.verify import (
+    TimestampInfo,
+    TimestampResponse,
+    TimestampToken,
+    verify_timestamp,
+)
+
+__all__ = ["TimestampInfo", "TimestampResponse", "TimestampToken", "verify_timestamp"]
