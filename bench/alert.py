@@ -48,10 +48,10 @@ from evidence.bundle import EnrolmentBundle
 from evidence.incident import Press, sign_alert
 from evidence.messages import Heartbeat
 from evidence.segment import SegmentFacts, seal_segment
-from gateway.alerts import AlertEvent
+from gateway.alerts.alerts import AlertEvent
+from gateway.alerts.live import Subscription
 from gateway.config import GatewayConfig
 from gateway.daemon import GatewayDaemon
-from gateway.live import Subscription
 
 BADGES = 200
 PRESSES = 200

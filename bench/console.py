@@ -37,15 +37,15 @@ from evidence.keys import HpkeSuite
 from evidence.messages import SegmentChunk
 from evidence.segment import SegmentFacts, seal_segment
 from evidence.topics import badge_topic
-from gateway.alerts import AlertEvent
+from gateway.alerts.alerts import AlertEvent
+from gateway.alerts.live import AlertChannel
 from gateway.config import GatewayConfig
-from gateway.console.incidents import IncidentIndex, IncidentQuery
 from gateway.console.server import ConsoleServer
 from gateway.console.users import Role, UserDirectory
 from gateway.datadir import GatewayDataDir
-from gateway.enrolment import enroll_badge
-from gateway.intake import Intake
-from gateway.live import AlertChannel
+from gateway.enrolment.enrolment import enroll_badge
+from gateway.intake.intake import Intake
+from gateway.storage.incident_index import IncidentIndex, IncidentQuery
 
 SEGMENTS = 1_000_000
 INCIDENTS = 50_000

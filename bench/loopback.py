@@ -1,6 +1,6 @@
 """A hospital on loopback for benchmarks and load tests, and the raw MQTT path it is held to.
 
-:class:`BenchHospital` is the demo's hospital (:class:`gateway.demo.Demo`: the same
+:class:`BenchHospital` is the demo's hospital (:class:`demo.run.Demo`: the same
 mosquitto configuration, the same ``gateway run``) with many badges enrolled in-process and
 two more broker accounts for measuring the broker alone: ``bench-probe-out`` (gateway role,
 may write ``medbadge/v1/gateway/#``) publishes to ``bench-probe-in`` (badge role, reads its
@@ -33,13 +33,14 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from bench.durable_floor import DurableFloor
 from bench.procfs import children, rss_bytes
+from demo.run import Demo
 from evidence.bundle import EnrolmentBundle
 from evidence.durable import write_durably
 from evidence.keys import HpkeSuite
 from evidence.messages import Receipt, Rejection
 from evidence.topics import PREFIX, gateway_filter, parse_gateway_topic
-from gateway.broker_accounts import broker_accounts
-from gateway.broker_config import (
+from gateway.broker.accounts import broker_accounts
+from gateway.broker.config import (
     BrokerAccount,
     BrokerSettings,
     hash_broker_password,
@@ -48,8 +49,7 @@ from gateway.broker_config import (
 )
 from gateway.config import GATEWAY_PASSWORD_FILE
 from gateway.datadir import GatewayDataDir
-from gateway.demo import Demo
-from gateway.enrolment import enroll_badge
+from gateway.enrolment.enrolment import enroll_badge
 
 PROBE_SENDER = "bench-probe-out"
 PROBE_RECEIVER = "bench-probe-in"

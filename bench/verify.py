@@ -2,7 +2,7 @@
 
 A real gateway (temporary data directory, enrolled badge, real Intake with the gateway's own
 TSA) receives one incident of ``SEGMENTS`` sealed segments of ``SEGMENT_BYTES`` random bytes
-each, chunk by chunk as a badge sends them, and exports it with ``gateway.export``. The
+each, chunk by chunk as a badge sends them, and exports it with ``gateway.export.export``. The
 package (the segments plus ``clip.ts``, their concatenation: about 1 GiB) is then verified
 with ``evidence.verify.verify_package`` and hashed with ``sha256sum``, alternately, and the
 median times compared.
@@ -37,9 +37,9 @@ from evidence.segment import SealedSegment, SegmentFacts, seal_segment
 from evidence.topics import badge_topic
 from evidence.verify import verify_package
 from gateway.datadir import GatewayDataDir
-from gateway.enrolment import enroll_badge
-from gateway.export import ExportRequest, export_incident
-from gateway.intake import Intake
+from gateway.enrolment.enrolment import enroll_badge
+from gateway.export.export import ExportRequest, export_incident
+from gateway.intake.intake import Intake
 
 SEGMENTS = 512
 SEGMENT_BYTES = 1 << 20

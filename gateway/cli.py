@@ -12,8 +12,8 @@ from pathlib import Path
 from evidence.durable import write_durably
 from evidence.errors import EvidenceError
 from evidence.keys import HpkeSuite
-from gateway.broker_accounts import broker_accounts
-from gateway.broker_config import (
+from gateway.broker.accounts import broker_accounts
+from gateway.broker.config import (
     BrokerSettings,
     hash_broker_password,
     new_broker_password,
@@ -22,13 +22,13 @@ from gateway.broker_config import (
 from gateway.config import GatewayConfig
 from gateway.console.server import ConsoleGateway
 from gateway.console.users import Role, UserDirectory, validate_password, validate_username
-from gateway.custody import CustodyLog
 from gateway.daemon import GatewayDaemon
 from gateway.datadir import GatewayDataDir
-from gateway.enrolment import enroll_badge
+from gateway.enrolment.enrolment import enroll_badge
 from gateway.errors import GatewayError
-from gateway.export import ExportRequest, export_incident
-from gateway.ledger import open_ledger
+from gateway.export.export import ExportRequest, export_incident
+from gateway.ledger.custody import CustodyLog
+from gateway.ledger.ledger import open_ledger
 from gateway.logging_setup import configure_logging
 
 DEFAULT_DATA_DIR = Path(os.environ.get("MEDBADGE_GATEWAY_DATA", "/var/lib/medbadge-gateway"))

@@ -15,16 +15,16 @@ import signal
 import threading
 from types import FrameType
 
-from gateway.alerts import AlertEvent
+from evidence.sd_notify import sd_notify, watchdog_interval_s
+from gateway.alerts.alerts import AlertEvent
+from gateway.alerts.live import AlertChannel
+from gateway.alerts.webhooks import AlertWebhooks
 from gateway.config import GatewayConfig
 from gateway.datadir import GatewayDataDir
 from gateway.errors import GatewayError
-from gateway.ledger import CheckpointSchedule, open_ledger
-from gateway.live import AlertChannel
-from gateway.notify import sd_notify, watchdog_interval_s
-from gateway.service import IntakeService
-from gateway.timestamps import configured_timestamper
-from gateway.webhooks import AlertWebhooks
+from gateway.intake.service import IntakeService
+from gateway.ledger.ledger import CheckpointSchedule, open_ledger
+from gateway.timestamping.configured import configured_timestamper
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from evidence.keyfiles import read_public_file, read_secret_file
 from evidence.keys import CustodianPrivateKey, CustodianPublicKey, HpkeSuite, SigningKey
-from gateway.ca import EvidenceCA, write_certificate, write_private_key
-from gateway.database import open_database
 from gateway.errors import GatewayError
-from gateway.tsa import TimeStampAuthority
+from gateway.pki.ca import EvidenceCA, write_certificate, write_private_key
+from gateway.storage.database import open_database
+from gateway.timestamping.authority import TimeStampAuthority
 
 TSA_NAME_SUFFIX = " Gateway TSA"
 """The TSA certificate's common name is the hospital's name followed by this."""

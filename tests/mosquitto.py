@@ -24,7 +24,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from gateway.broker_config import (
+from gateway.broker.config import (
     DEFAULT_MAX_PACKET_BYTES,
     LOG_FILE,
     BrokerAccount,
@@ -33,7 +33,7 @@ from gateway.broker_config import (
     hash_broker_password,
     write_broker_config,
 )
-from gateway.ca import CA_CERT_FILE, EvidenceCA
+from gateway.pki.ca import CA_CERT_FILE, EvidenceCA
 
 MOSQUITTO = Path("/usr/sbin/mosquitto")
 HOST = "127.0.0.1"

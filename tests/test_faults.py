@@ -34,6 +34,7 @@ from typing import Any
 import pytest
 
 from badge.control import send_command
+from demo.run import BADGE_ID, Demo, DemoSettings, wait_for
 from evidence.bundle import EnrolmentBundle
 from evidence.chain import check_chain
 from evidence.hashing import sha256, sha256_file
@@ -41,8 +42,7 @@ from evidence.incident import SignedIncident
 from evidence.keys import CustodianPrivateKey
 from evidence.messages import Receipt
 from evidence.segment import SealedSegment
-from gateway.demo import BADGE_ID, Demo, DemoSettings, wait_for
-from gateway.vault import DirectoryVault
+from gateway.storage.vault import DirectoryVault
 from tests import small_filesystem
 
 pytestmark = pytest.mark.slow

@@ -25,7 +25,7 @@ import pytest
 from bench.fleet import Fleet, FleetUpload, incident_upload
 from bench.loopback import BenchHospital
 from evidence.hashing import sha256_file
-from gateway.vault import DirectoryVault
+from gateway.storage.vault import DirectoryVault
 
 BADGES = 200
 UPLOADERS = 20

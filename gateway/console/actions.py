@@ -10,10 +10,10 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Literal
 
-from gateway.console.incidents import IncidentIndex, IncidentStatus
-from gateway.custody import CustodyEntry, CustodyLog
 from gateway.errors import ConsoleError
-from gateway.ledger import write_transaction
+from gateway.ledger.custody import CustodyEntry, CustodyLog
+from gateway.ledger.ledger import write_transaction
+from gateway.storage.incident_index import IncidentIndex, IncidentStatus
 
 AlertActionKind = Literal["acknowledge", "resolve"]
 _NEXT_STATUS: dict[str, IncidentStatus] = {"acknowledge": "acknowledged", "resolve": "resolved"}

@@ -13,12 +13,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from gateway.alerts.live import iso_time
 from gateway.console.actions import AlertActionKind
 from gateway.console.core import Call, Console, handler
-from gateway.console.incidents import IncidentSummary
-from gateway.console.pages import incident_query
+from gateway.console.pages.incidents import incident_query
 from gateway.errors import ConsoleError
-from gateway.live import iso_time
+from gateway.storage.incident_index import IncidentSummary
 
 
 def _incident(summary: IncidentSummary) -> dict[str, Any]:

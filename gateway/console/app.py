@@ -14,12 +14,13 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.console import api, pages
+from gateway.alerts.live import AlertChannel
+from gateway.console import api
 from gateway.console.core import SECURITY_HEADERS, Console, ConsoleOptions
-from gateway.custody import CustodyLog
+from gateway.console.pages import incidents as pages
 from gateway.datadir import GatewayDataDir
-from gateway.ledger import open_ledger
-from gateway.live import AlertChannel
+from gateway.ledger.custody import CustodyLog
+from gateway.ledger.ledger import open_ledger
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 
 from evidence.errors import EvidenceError
 from evidence.keys import CustodianPrivateKey
-from gateway.badge_state import BadgeStates
+from gateway.alerts.live import AlertChannel, iso_time
 from gateway.console.actions import AlertDesk
 from gateway.console.auth import (
     CSRF_FIELD,
@@ -42,16 +42,16 @@ from gateway.console.auth import (
     SessionStore,
     tokens_match,
 )
-from gateway.console.incidents import IncidentIndex
 from gateway.console.users import ROLE_TITLES, Role, UserDirectory
-from gateway.custody import CUSTODY_ACTIONS, CustodyAction, CustodyLog
 from gateway.datadir import GatewayDataDir
 from gateway.errors import ConsoleError, CustodyError, EnrolmentError
-from gateway.intake import VAULT_DIR
-from gateway.ledger import Ledger
-from gateway.live import AlertChannel, iso_time
-from gateway.registry import BadgeRegistry
-from gateway.vault import DirectoryVault
+from gateway.intake.intake import VAULT_DIR
+from gateway.ledger.custody import CUSTODY_ACTIONS, CustodyAction, CustodyLog
+from gateway.ledger.ledger import Ledger
+from gateway.storage.badge_states import BadgeStates
+from gateway.storage.badges import BadgeRegistry
+from gateway.storage.incident_index import IncidentIndex
+from gateway.storage.vault import DirectoryVault
 
 log = logging.getLogger(__name__)
 

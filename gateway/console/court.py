@@ -1,8 +1,8 @@
-"""Export for court from the console: the evidence package of ``gateway.export``, recorded.
+"""Export for court from the console: the evidence package of ``gateway.export.export``, recorded.
 
 The package itself (the clip as recorded, its MP4 remux, headers, receipts, proofs,
 checkpoint, time-stamps and VERIFY.txt) is built, recorded in the custody log and verified by
-``gateway.export``; this module hands it the incident, the custodian and the reason, and
+``gateway.export.export``; this module hands it the incident, the custodian and the reason, and
 gives the console the finished zip.
 """
 
@@ -15,17 +15,17 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 from evidence.errors import EvidenceError
-from gateway.console.incidents import IncidentSummary
 from gateway.errors import ConsoleError, GatewayError
+from gateway.storage.incident_index import IncidentSummary
 
 if TYPE_CHECKING:
     from gateway.console.core import Console
 
 
 def export_module() -> ModuleType | None:
-    """``gateway.export`` if this gateway has it, else None."""
+    """``gateway.export.export`` if this gateway has it, else None."""
     try:
-        return importlib.import_module("gateway.export")
+        return importlib.import_module("gateway.export.export")
     except ModuleNotFoundError:
         return None
 
@@ -35,7 +35,7 @@ def export_incident(
 ) -> tuple[str, bytes]:
     """Build the incident's court package as ``username``; return its file name and bytes.
 
-    ``gateway.export`` records the export (with the package's digests) in the custody log
+    ``gateway.export.export`` records the export (with the package's digests) in the custody log
     and verifies the package before it returns; ConsoleError says why nothing was made.
     """
     module = export_module()

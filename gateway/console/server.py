@@ -24,16 +24,16 @@ from pathlib import Path
 import uvicorn
 from cryptography import x509
 
-from gateway.ca import CA_CERT_FILE, write_certificate, write_private_key
+from gateway.alerts.live import AlertChannel
 from gateway.config import ConsoleSettings, GatewayConfig
 from gateway.console.app import create_app
 from gateway.console.core import ConsoleOptions
-from gateway.custody import CustodyLog
 from gateway.daemon import GatewayDaemon
 from gateway.datadir import GatewayDataDir
 from gateway.errors import ConsoleError, GatewayError
-from gateway.ledger import open_ledger
-from gateway.live import AlertChannel
+from gateway.ledger.custody import CustodyLog
+from gateway.ledger.ledger import open_ledger
+from gateway.pki.ca import CA_CERT_FILE, write_certificate, write_private_key
 
 log = logging.getLogger(__name__)
 

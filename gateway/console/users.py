@@ -89,7 +89,7 @@ class UserDirectory:
     """The ``console_users`` table."""
 
     def __init__(self, connection: sqlite3.Connection) -> None:
-        """Use the gateway database ``connection`` (schema from gateway.database)."""
+        """Use the gateway database ``connection`` (schema from gateway.storage.database)."""
         self._db = connection
 
     def create(self, username: str, password: str, role: Role, *, created_by: str) -> ConsoleUser:

@@ -10,7 +10,7 @@ import pytest
 from badge.config import BadgeConfig
 from evidence.keys import CustodianPrivateKey, HpkeSuite
 from gateway.datadir import GatewayDataDir
-from gateway.enrolment import enroll_badge
+from gateway.enrolment.enrolment import enroll_badge
 
 
 @dataclass(frozen=True)

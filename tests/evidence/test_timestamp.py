@@ -23,8 +23,8 @@ from evidence.timestamp import (
     TimestampToken,
     verify_timestamp,
 )
-from gateway.ca import EvidenceCA
-from gateway.tsa import DEFAULT_POLICY_OID, TimeStampAuthority, build_request
+from gateway.pki.ca import EvidenceCA
+from gateway.timestamping.authority import DEFAULT_POLICY_OID, TimeStampAuthority, build_request
 
 DIGEST = sha256(b"checkpoint: City Hospital No. 1 ledger, size 1024")
 OTHER_DIGEST = sha256(b"checkpoint: City Hospital No. 1 ledger, size 1025")

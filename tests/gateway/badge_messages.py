@@ -18,7 +18,7 @@ from evidence.messages import Heartbeat, Receipt, Rejection, SegmentChunk, Statu
 from evidence.segment import SealedSegment, SegmentFacts, seal_segment
 from evidence.topics import badge_topic, parse_gateway_topic
 from gateway.datadir import GatewayDataDir
-from gateway.enrolment import enroll_badge
+from gateway.enrolment.enrolment import enroll_badge
 
 CODEC: dict[str, str | int] = {
     "container": "mpegts",

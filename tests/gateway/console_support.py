@@ -20,11 +20,11 @@ from badge.media import EncodedSegment
 from badge.sources.audio import SyntheticMicrophone
 from badge.sources.synthetic import SyntheticCamera
 from evidence.segment import SealedSegment, SegmentFacts, seal_segment
+from gateway.alerts.live import AlertChannel
 from gateway.config import GatewayConfig
 from gateway.console.server import ConsoleServer
 from gateway.console.users import Role, UserDirectory
-from gateway.intake import Intake
-from gateway.live import AlertChannel
+from gateway.intake.intake import Intake
 from tests.gateway.badge_messages import BOOT_MONO_NS, BadgeMessages, Hospital, make_hospital
 from tests.mosquitto import free_port
 

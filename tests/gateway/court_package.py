@@ -3,7 +3,7 @@
 The footage is the badge's own pipeline at 320x240 (synthetic camera and microphone, libx264
 and AAC through PyAV, cut by TsSegmenter); it is sealed with the enrolled badge's key, sent
 as signed records and chunks to a real Intake (real vault, ledger, TSA and receipts), and
-exported with ``gateway.export``.
+exported with ``gateway.export.export``.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from badge.sources.audio import SyntheticMicrophone
 from badge.sources.synthetic import SyntheticCamera
 from evidence.hashing import ZERO_DIGEST
 from evidence.segment import SealedSegment, SegmentFacts, seal_segment
-from gateway.export import ExportRequest, ExportResult, export_incident
-from gateway.intake import Intake
+from gateway.export.export import ExportRequest, ExportResult, export_incident
+from gateway.intake.intake import Intake
 from tests.gateway.badge_messages import BadgeMessages, Hospital
 
 FPS = 30

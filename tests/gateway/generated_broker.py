@@ -14,7 +14,7 @@ from pathlib import Path
 from types import TracebackType
 
 from evidence.bundle import EnrolmentBundle
-from gateway.broker_config import CA_CERT_FILE, CONFIG_FILE, LOG_FILE
+from gateway.broker.config import CA_CERT_FILE, CONFIG_FILE, LOG_FILE
 from gateway.cli import main
 from tests.mosquitto import HOST, MOSQUITTO, TLS_HOSTNAME, MqttSession, free_port
 

@@ -22,7 +22,7 @@ from evidence.topics import (
     gateway_topic,
     shared_subscription,
 )
-from gateway.broker_config import (
+from gateway.broker.config import (
     ACL_FILE,
     CONFIG_FILE,
     PASSWORD_FILE,
@@ -33,8 +33,8 @@ from gateway.broker_config import (
     new_broker_password,
     write_broker_config,
 )
-from gateway.ca import EvidenceCA
 from gateway.errors import BrokerConfigError, GatewayError
+from gateway.pki.ca import EvidenceCA
 from tests.mosquitto import (
     HOST,
     TLS_HOSTNAME,

@@ -14,14 +14,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from gateway.ca import (
+from gateway.errors import CertificateError, GatewayError
+from gateway.pki.ca import (
     CA_CERT_FILE,
     CA_KEY_FILE,
     EvidenceCA,
     write_certificate,
     write_private_key,
 )
-from gateway.errors import CertificateError, GatewayError
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 from cryptography import x509
 
 from evidence.topics import ALL_BADGES_FILTER, badge_topic
-from gateway.broker_config import ACL_FILE, CONFIG_FILE, PASSWORD_FILE, SERVER_CERT_FILE
+from gateway.broker.config import ACL_FILE, CONFIG_FILE, PASSWORD_FILE, SERVER_CERT_FILE
 from gateway.cli import main
 from gateway.config import GATEWAY_PASSWORD_FILE
 from tests.gateway.generated_broker import (

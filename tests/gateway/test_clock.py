@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from gateway.clock import (
+from gateway.intake.clock import (
     ASSUMED_DRIFT,
     KEEP_SAMPLES,
     MIN_TRANSIT_WINDOW_NS,
@@ -13,7 +13,7 @@ from gateway.clock import (
     ClockSample,
     estimate_clock,
 )
-from gateway.database import open_database
+from gateway.storage.database import open_database
 
 SECOND = 1_000_000_000
 BADGE_WALL_AT_BOOT = 1_790_000_000 * SECOND

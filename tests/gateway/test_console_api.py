@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 
 from evidence.bundle import EnrolmentBundle
-from gateway.broker_accounts import broker_accounts
-from gateway.broker_config import hash_broker_password
+from gateway.broker.accounts import broker_accounts
+from gateway.broker.config import hash_broker_password
 from gateway.cli import main
 from gateway.console.users import Role, UserDirectory
 from gateway.datadir import GatewayDataDir
-from gateway.registry import BadgeRegistry
+from gateway.storage.badges import BadgeRegistry
 from tests.gateway.badge_messages import BadgeMessages
 from tests.gateway.console_support import (
     PASSWORD,

@@ -13,12 +13,12 @@ from evidence.keys import SigningKey
 from evidence.ledger.checkpoint import NoteVerifier, open_note
 from evidence.ledger.merkle import leaf_hash, verify_inclusion
 from gateway.cli import main
-from gateway.custody import CustodyEntry, CustodyLog
-from gateway.database import open_database
 from gateway.datadir import GatewayDataDir
 from gateway.errors import CustodyError, LedgerIntegrityError
-from gateway.ledger import Ledger, LedgerEntry, open_ledger
-from gateway.registry import BadgeRegistry
+from gateway.ledger.custody import CustodyEntry, CustodyLog
+from gateway.ledger.ledger import Ledger, LedgerEntry, open_ledger
+from gateway.storage.badges import BadgeRegistry
+from gateway.storage.database import open_database
 
 ORIGIN = "test-hospital/medbadge-ledger"
 START_NS = 1_800_000_000_000_000_000

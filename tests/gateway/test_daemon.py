@@ -19,9 +19,9 @@ from bench.procfs import children
 from evidence.messages import Receipt
 from evidence.timestamp import verify_timestamp
 from evidence.topics import gateway_filter, gateway_topic
+from gateway.alerts.webhooks import SIGNATURE_HEADER, verify_signature
 from gateway.cli import main
-from gateway.ledger import open_ledger
-from gateway.webhooks import SIGNATURE_HEADER, verify_signature
+from gateway.ledger.ledger import open_ledger
 from tests.gateway.badge_messages import BadgeMessages, Hospital, make_hospital
 from tests.gateway.generated_broker import GeneratedBroker, badge_tls_session, write_config
 from tests.gateway.webhook_receiver import WebhookReceiver, wait_until
@@ -267,7 +267,7 @@ def test_a_dead_store_process_stops_the_gateway_with_an_error(
     gateway = GatewayProcess(hospital.data_dir.root, notify, tmp_path / "gateway.log")
     try:
         notify.wait_for(f"STATUS=connecting to the broker at localhost:{tls_port}")
-        (store,) = children(gateway.process.pid, "gateway.store_stage")
+        (store,) = children(gateway.process.pid, "gateway.intake.stage")
         os.kill(store, signal.SIGKILL)
         assert gateway.process.wait(WAIT_S) == 1, gateway.log_text()
     finally:

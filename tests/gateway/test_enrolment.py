@@ -12,7 +12,7 @@ from evidence.keys import CustodianPrivateKey, HpkeSuite
 from gateway.cli import main
 from gateway.datadir import GatewayDataDir
 from gateway.errors import EnrolmentError
-from gateway.registry import BadgeRegistry, EnrolmentView
+from gateway.storage.badges import BadgeRegistry, EnrolmentView
 
 
 def mode(path: Path) -> int:

@@ -18,13 +18,13 @@ from evidence.package.instructions import commands
 from evidence.package.layout import CLIP, DERIVED_MP4, INSTRUCTIONS, MANIFEST
 from evidence.verify import verify_package
 from gateway.cli import main as gateway_main
-from gateway.custody import CustodyLog
 from gateway.datadir import GatewayDataDir
-from gateway.enrolment import enroll_badge
+from gateway.enrolment.enrolment import enroll_badge
 from gateway.errors import ExportError, LedgerIntegrityError
-from gateway.export import ExportResult
-from gateway.intake import Intake
-from gateway.ledger import open_ledger
+from gateway.export.export import ExportResult
+from gateway.intake.intake import Intake
+from gateway.ledger.custody import CustodyLog
+from gateway.ledger.ledger import open_ledger
 from tests.badge.tsprobe import require_ffmpeg
 from tests.gateway.badge_messages import Hospital, make_hospital
 from tests.gateway.court_package import (

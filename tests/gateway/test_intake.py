@@ -18,10 +18,10 @@ from evidence.incident import SignedIncident
 from evidence.keys import BadgeIdentity
 from evidence.messages import Receipt, Rejection, SegmentChunk
 from evidence.segment import SealedSegment
-from gateway.alerts import AlertEvent
-from gateway.badge_state import BadgeStates
-from gateway.intake import MAX_PAYLOAD_BYTES, PARTIAL_DIR, VAULT_DIR, Intake
-from gateway.reassembly import DEFAULT_TIMEOUT_NS, Reassembly
+from gateway.alerts.alerts import AlertEvent
+from gateway.intake.intake import MAX_PAYLOAD_BYTES, PARTIAL_DIR, VAULT_DIR, Intake
+from gateway.intake.reassembly import DEFAULT_TIMEOUT_NS, Reassembly
+from gateway.storage.badge_states import BadgeStates
 from tests.gateway.badge_messages import (
     BASE_WALL_NS,
     BOOT_MONO_NS,

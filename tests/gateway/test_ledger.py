@@ -30,11 +30,10 @@ from evidence.ledger.merkle import (
 from evidence.messages import Receipt
 from evidence.segment import SealedSegment
 from evidence.timestamp import verify_timestamp
-from gateway.ca import EvidenceCA
-from gateway.database import DatabaseError, open_database
 from gateway.errors import LedgerIntegrityError
-from gateway.intake import Intake
-from gateway.ledger import (
+from gateway.intake.intake import Intake
+from gateway.ledger.audit import StreamingRoot
+from gateway.ledger.ledger import (
     CheckpointSchedule,
     Ledger,
     LedgerEntry,
@@ -43,8 +42,9 @@ from gateway.ledger import (
     open_ledger,
     write_transaction,
 )
-from gateway.ledger_audit import StreamingRoot
-from gateway.tsa import TimeStampAuthority
+from gateway.pki.ca import EvidenceCA
+from gateway.storage.database import DatabaseError, open_database
+from gateway.timestamping.authority import TimeStampAuthority
 from tests.gateway.badge_messages import (
     BASE_WALL_NS,
     BadgeMessages,

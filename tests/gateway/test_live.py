@@ -8,8 +8,8 @@ import threading
 import pytest
 
 from evidence.incident import Press
-from gateway.alerts import AlertEvent
-from gateway.live import AlertChannel, Overflow, alert_document, iso_time
+from gateway.alerts.alerts import AlertEvent
+from gateway.alerts.live import AlertChannel, Overflow, alert_document, iso_time
 
 WALL_NS = 1_790_000_000_123_456_789
 

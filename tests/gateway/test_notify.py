@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.notify import sd_notify, watchdog_interval_s
+from evidence.sd_notify import sd_notify, watchdog_interval_s
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 
 from evidence.hashing import sha256
 from gateway.errors import QuarantineError
-from gateway.quarantine import Quarantine
+from gateway.intake.quarantine import Quarantine
 
 NOW_NS = 1_790_000_000_123_456_789
 

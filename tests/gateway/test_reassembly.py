@@ -15,7 +15,7 @@ from evidence.hashing import sha256
 from evidence.messages import SegmentChunk
 from evidence.segment import SegmentStream, StreamResult
 from gateway.errors import Reason, RejectedMessageError
-from gateway.reassembly import DEFAULT_TIMEOUT_NS, PartialSegment, Reassembly
+from gateway.intake.reassembly import DEFAULT_TIMEOUT_NS, PartialSegment, Reassembly
 
 CHUNK = 1000
 

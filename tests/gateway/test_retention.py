@@ -11,18 +11,18 @@ from pathlib import Path
 import pytest
 
 from badge.media import EncodedSegment
-from gateway.console.incidents import IncidentIndex
-from gateway.custody import CustodyLog
 from gateway.errors import ExportError, RetentionError
-from gateway.intake import VAULT_DIR
-from gateway.ledger import Ledger, open_ledger
-from gateway.retention import (
+from gateway.intake.intake import VAULT_DIR
+from gateway.ledger.custody import CustodyLog
+from gateway.ledger.ledger import Ledger, open_ledger
+from gateway.ledger.retention import (
     DAY_NS,
     delete_incident_footage,
     deletion,
     due_incidents,
 )
-from gateway.vault import DirectoryVault
+from gateway.storage.incident_index import IncidentIndex
+from gateway.storage.vault import DirectoryVault
 from tests.gateway.badge_messages import Hospital, make_hospital
 from tests.gateway.console_support import WebClient, running_console
 from tests.gateway.court_package import deliver_incident, export, record_footage

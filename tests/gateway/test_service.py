@@ -19,11 +19,11 @@ from evidence.bundle import EnrolmentBundle
 from evidence.hashing import sha256
 from evidence.messages import Receipt
 from evidence.topics import gateway_filter, gateway_topic
-from gateway.alerts import AlertEvent
-from gateway.broker_accounts import broker_accounts
-from gateway.broker_config import hash_broker_password
-from gateway.intake import PARTIAL_DIR
-from gateway.service import IntakeService
+from gateway.alerts.alerts import AlertEvent
+from gateway.broker.accounts import broker_accounts
+from gateway.broker.config import hash_broker_password
+from gateway.intake.intake import PARTIAL_DIR
+from gateway.intake.service import IntakeService
 from tests.gateway.badge_messages import BadgeMessages, Hospital, make_hospital
 from tests.mosquitto import HOST, TLS_HOSTNAME, MosquittoProcess, MqttSession
 
@@ -151,7 +151,7 @@ def test_a_shared_subscription_worker_handles_messages(
 
 
 class IntakeProcess:
-    """``python -m gateway.service`` in its own process, so it can be killed for real."""
+    """``python -m gateway.intake.service`` in its own process, so it can be killed for real."""
 
     def __init__(self, hospital: Hospital, broker: MosquittoProcess, workdir: Path) -> None:
         self.password_file = workdir / "gateway.password"
@@ -159,7 +159,7 @@ class IntakeProcess:
         self.args = [
             sys.executable,
             "-m",
-            "gateway.service",
+            "gateway.intake.service",
             "--data",
             str(hospital.data_dir.root),
             "--host",

@@ -14,12 +14,12 @@ import pytest
 
 from bench.procfs import running
 from evidence.messages import SegmentChunk
-from gateway.acks import OrderedAcks
-from gateway.alerts import AlertEvent
-from gateway.intake import PARTIAL_DIR, Intake
-from gateway.reassembly import PartialSegment, Reassembly
-from gateway.registry import BadgeRegistry, EnrolledBadge
-from gateway.store_stage import StoreStage
+from gateway.alerts.alerts import AlertEvent
+from gateway.intake.acks import OrderedAcks
+from gateway.intake.intake import PARTIAL_DIR, Intake
+from gateway.intake.reassembly import PartialSegment, Reassembly
+from gateway.intake.stage import StoreStage
+from gateway.storage.badges import BadgeRegistry, EnrolledBadge
 from tests.gateway.badge_messages import BadgeMessages, Hospital, make_hospital, receipts
 from tests.gateway.webhook_receiver import wait_until
 
@@ -204,7 +204,7 @@ _ORPHANING_PARENT = """
 import sys, time
 from pathlib import Path
 from gateway.datadir import GatewayDataDir
-from gateway.store_stage import StoreStage
+from gateway.intake.stage import StoreStage
 stage = StoreStage(GatewayDataDir(Path(sys.argv[1])), lambda *message: None, lambda _t: None)
 stage.start()
 print(stage.pid, flush=True)

@@ -9,11 +9,11 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from evidence.hashing import sha256
 from evidence.keys import HpkeSuite
 from evidence.timestamp import verify_timestamp
-from gateway.ca import EvidenceCA
 from gateway.config import GatewayConfig
 from gateway.datadir import GatewayDataDir
-from gateway.timestamps import configured_timestamper
-from gateway.tsa import TimeStampAuthority, TsaHttpServer
+from gateway.pki.ca import EvidenceCA
+from gateway.timestamping.authority import TimeStampAuthority, TsaHttpServer
+from gateway.timestamping.configured import configured_timestamper
 
 
 def test_own_tsa_by_default_and_an_external_one_over_http(tmp_path: Path) -> None:

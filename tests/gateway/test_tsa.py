@@ -21,9 +21,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from evidence.errors import TimestampError
 from evidence.hashing import sha256
 from evidence.timestamp import TimestampResponse, TimestampToken, verify_timestamp
-from gateway.ca import EvidenceCA
 from gateway.errors import GatewayError, TimestampAuthorityError
-from gateway.tsa import (
+from gateway.pki.ca import EvidenceCA
+from gateway.timestamping.authority import (
     DEFAULT_POLICY_OID,
     QUERY_TYPE,
     REPLY_TYPE,

@@ -11,7 +11,7 @@ import pytest
 
 from evidence.hashing import sha256
 from gateway.errors import VaultError
-from gateway.vault import DirectoryVault, Vault
+from gateway.storage.vault import DirectoryVault, Vault
 
 
 @pytest.fixture

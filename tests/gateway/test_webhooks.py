@@ -12,12 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.broker_config import SERVER_CERT_FILE, SERVER_KEY_FILE
-from gateway.ca import EvidenceCA, write_certificate, write_private_key
-from gateway.config import WebhookSettings
-from gateway.errors import WebhookError
-from gateway.live import alert_document
-from gateway.webhooks import (
+from gateway.alerts.live import alert_document
+from gateway.alerts.webhooks import (
     SIGNATURE_HEADER,
     AlertWebhooks,
     WebhookTarget,
@@ -25,6 +21,10 @@ from gateway.webhooks import (
     sign_body,
     verify_signature,
 )
+from gateway.broker.config import SERVER_CERT_FILE, SERVER_KEY_FILE
+from gateway.config import WebhookSettings
+from gateway.errors import WebhookError
+from gateway.pki.ca import EvidenceCA, write_certificate, write_private_key
 from tests.gateway.test_live import event
 from tests.gateway.webhook_receiver import WebhookReceiver, wait_until
 from tests.mosquitto import free_port

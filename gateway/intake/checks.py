@@ -7,7 +7,7 @@ from typing import TypeVar
 
 from evidence.errors import EvidenceError, VerificationError
 from gateway.errors import Reason, RejectedMessageError
-from gateway.registry import EnrolledBadge
+from gateway.storage.badges import EnrolledBadge
 
 MAX_INT64 = 2**63 - 1
 _T = TypeVar("_T")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from gateway.broker_config import BrokerAccount
+from gateway.broker.config import BrokerAccount
 from gateway.datadir import GatewayDataDir
-from gateway.registry import BadgeRegistry
+from gateway.storage.badges import BadgeRegistry
 
 
 def broker_accounts(

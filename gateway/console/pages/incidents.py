@@ -28,8 +28,8 @@ from starlette.staticfiles import StaticFiles
 
 from evidence.errors import EvidenceError
 from evidence.ledger.checkpoint import format_vkey
-from gateway import retention
-from gateway.console import court, evidence
+from gateway.alerts.live import LiveItem, Overflow, alert_document
+from gateway.console import casefile, court
 from gateway.console.actions import AlertActionKind
 from gateway.console.auth import CSRF_FIELD, LOGIN_CSRF_COOKIE, new_token, tokens_match
 from gateway.console.core import (
@@ -41,13 +41,13 @@ from gateway.console.core import (
     read_form,
     static_directory,
 )
-from gateway.console.incidents import Cursor, IncidentQuery
+from gateway.console.playback import CONTENT_TYPE, fragmented_mp4
 from gateway.console.users import MAX_PASSWORD, ROLE_TITLES, Role, parse_role
-from gateway.custody import CUSTODY_ACTIONS, MAX_PAGE
-from gateway.enrolment import enroll_badge
+from gateway.enrolment.enrolment import enroll_badge
 from gateway.errors import ConsoleError, GatewayError, PlaybackError, RetentionError
-from gateway.live import LiveItem, Overflow, alert_document
-from gateway.playback import CONTENT_TYPE, fragmented_mp4
+from gateway.ledger import retention
+from gateway.ledger.custody import CUSTODY_ACTIONS, MAX_PAGE
+from gateway.storage.incident_index import Cursor, IncidentQuery
 
 log = logging.getLogger(__name__)
 
@@ -408,7 +408,7 @@ def incident_page(console: Console, call: Call) -> Response:
     """One incident: timeline, verification, playback (after a justification), export, hold."""
     console.index.catch_up()
     summary = console.index.require(call.path("badge"), call.path("incident"))
-    stored = evidence.gather(console.db, console.ledger, summary)
+    stored = casefile.gather(console.db, console.ledger, summary)
     actions = [
         (action.action, action.username, action.at_ns)
         for action in console.desk.actions(summary.badge_id, summary.incident_id)
@@ -423,7 +423,7 @@ def incident_page(console: Console, call: Call) -> Response:
         "incident.html",
         summary=summary,
         stored=stored,
-        timeline=evidence.timeline(stored, actions, custody),
+        timeline=casefile.timeline(stored, actions, custody),
         verification=_verification(console, stored),
         csrf=call.session.csrf_token,
         grant=grant if playable else "",
@@ -433,14 +433,14 @@ def incident_page(console: Console, call: Call) -> Response:
     )
 
 
-def _verification(console: Console, stored: evidence.IncidentEvidence) -> evidence.Verification:
+def _verification(console: Console, stored: casefile.IncidentEvidence) -> casefile.Verification:
     """The incident's verification, remembered until a segment or checkpoint is added."""
     number = stored.checkpoint.number if stored.checkpoint is not None else 0
     key = (stored.summary.badge_id, stored.summary.incident_id, len(stored.segments), number)
     cached = console.verification_cache.get(key)
-    if isinstance(cached, evidence.Verification):
+    if isinstance(cached, casefile.Verification):
         return cached
-    result = evidence.verify(stored, console.registry, console.vault, console.ledger)
+    result = casefile.verify(stored, console.registry, console.vault, console.ledger)
     if len(console.verification_cache) > 1000:
         console.verification_cache.clear()
     console.verification_cache[key] = result
@@ -478,12 +478,12 @@ def footage(console: Console, call: Call) -> Response:
     deleted = retention.deletion_notice(console.db, badge_id, incident_id)
     if deleted is not None:
         raise ConsoleError(f"{deleted}; it cannot be played")
-    stored = evidence.gather(console.db, console.ledger, incident)
+    stored = casefile.gather(console.db, console.ledger, incident)
     if not stored.segments:
         raise ConsoleError(f"no segment of incident {incident_id} has arrived yet")
     key = console.custodian_key()
     where = f"incident {incident_id} of badge {badge_id}"
-    chunks = fragmented_mp4(evidence.plaintexts(stored.segments, console.vault, key), where)
+    chunks = fragmented_mp4(casefile.plaintexts(stored.segments, console.vault, key), where)
     first = _first_chunk(chunks, where)
     return StreamingResponse(
         _resume(first, chunks, where),

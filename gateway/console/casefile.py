@@ -22,7 +22,11 @@ from evidence.keys import CustodianPrivateKey, SigningPublicKey
 from evidence.ledger.checkpoint import open_note
 from evidence.ledger.merkle import leaf_hash, verify_inclusion
 from evidence.segment import SealedSegment
-from gateway.catalogue import (
+from gateway.errors import GatewayError, PlaybackError
+from gateway.ledger.custody import CustodyEntry
+from gateway.ledger.ledger import Ledger, SignedCheckpoint
+from gateway.storage.badges import BadgeRegistry
+from gateway.storage.catalogue import (
     CaptureTime,
     Catalogue,
     StoredAlert,
@@ -30,12 +34,8 @@ from gateway.catalogue import (
     StoredReceipt,
     StoredSegment,
 )
-from gateway.console.incidents import IncidentSummary
-from gateway.custody import CustodyEntry
-from gateway.errors import GatewayError, PlaybackError
-from gateway.ledger import Ledger, SignedCheckpoint
-from gateway.registry import BadgeRegistry
-from gateway.vault import Vault
+from gateway.storage.incident_index import IncidentSummary
+from gateway.storage.vault import Vault
 
 Verdict = Literal["verified", "incomplete", "failed"]
 _SEGMENT_COLUMNS = (

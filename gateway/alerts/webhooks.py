@@ -34,10 +34,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from evidence.durable import write_durably
-from gateway.alerts import AlertEvent
+from gateway.alerts.alerts import AlertEvent
+from gateway.alerts.live import alert_document
 from gateway.config import WebhookSettings
 from gateway.errors import WebhookError
-from gateway.live import alert_document
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from cryptography import x509
 from gateway.config import TimestampSettings
 from gateway.datadir import GatewayDataDir
 from gateway.errors import GatewayConfigError
-from gateway.tsa import TsaClient
+from gateway.timestamping.authority import TsaClient
 
 
 def configured_timestamper(

@@ -35,10 +35,10 @@ from evidence.ledger.checkpoint import (
 from evidence.ledger.entry import LedgerEntry as EvidenceLedgerEntry
 from evidence.ledger.entry import LedgerKind
 from evidence.ledger.merkle import MerkleLog, leaf_hash, verify_consistency
-from gateway.database import DatabaseError
 from gateway.datadir import GatewayDataDir
 from gateway.errors import LedgerIntegrityError
-from gateway.ledger_audit import rehash_leaves, root_difference
+from gateway.ledger.audit import rehash_leaves, root_difference
+from gateway.storage.database import DatabaseError
 
 log = logging.getLogger(__name__)
 

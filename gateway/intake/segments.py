@@ -22,13 +22,13 @@ from pathlib import Path
 
 from evidence.chain import check_chain
 from evidence.segment import CheckedSegmentBytes, SegmentHeader, SegmentStream
-from gateway.catalogue import CaptureTime, Catalogue, StoredSegment
-from gateway.clock import BadgeClocks
 from gateway.errors import Reason, RejectedMessageError
-from gateway.message_checks import opened, same_badge, within_int64
-from gateway.reassembly import PartialSegment
-from gateway.registry import EnrolledBadge
-from gateway.vault import Vault
+from gateway.intake.checks import opened, same_badge, within_int64
+from gateway.intake.clock import BadgeClocks
+from gateway.intake.reassembly import PartialSegment
+from gateway.storage.badges import EnrolledBadge
+from gateway.storage.catalogue import CaptureTime, Catalogue, StoredSegment
+from gateway.storage.vault import Vault
 
 _BLOCK = 1 << 20
 

@@ -21,9 +21,9 @@ from evidence.hashing import sha256 as sha256_of
 from evidence.incident import IncidentRecord
 from evidence.messages import Receipt
 from evidence.segment import CheckedSegmentBytes, SegmentHeader
-from gateway.alerts import SignedAlert
+from gateway.alerts.alerts import SignedAlert
 from gateway.errors import IntakeError
-from gateway.ledger import Ledger, write_transaction
+from gateway.ledger.ledger import Ledger, write_transaction
 
 _Row = TypeVar("_Row")
 
@@ -118,7 +118,7 @@ class Catalogue:
     """Reads and writes the intake's rows in the gateway database."""
 
     def __init__(self, connection: sqlite3.Connection, ledger: Ledger | None = None) -> None:
-        """Use the gateway database ``connection`` (schema from gateway.database).
+        """Use the gateway database ``connection`` (schema from gateway.storage.database).
 
         ``ledger`` must be on the same connection; without it the catalogue only reads.
         """

@@ -8,12 +8,12 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from evidence.bundle import BrokerCredentials, EnrolmentBundle
 from evidence.keys import BadgeIdentity
-from gateway.broker_config import hash_broker_password, new_broker_password
-from gateway.custody import CustodyLog
+from gateway.broker.config import hash_broker_password, new_broker_password
 from gateway.datadir import GatewayDataDir
 from gateway.errors import EnrolmentError
-from gateway.ledger import open_ledger
-from gateway.registry import BadgeRegistry, EnrolledBadge
+from gateway.ledger.custody import CustodyLog
+from gateway.ledger.ledger import open_ledger
+from gateway.storage.badges import BadgeRegistry, EnrolledBadge
 
 
 def enroll_badge(

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 
 from gateway.errors import ConsoleError
-from gateway.ledger import write_transaction
+from gateway.ledger.ledger import write_transaction
 
 IncidentStatus = Literal["open", "acknowledged", "resolved"]
 STATUSES: tuple[str, ...] = get_args(IncidentStatus)
@@ -89,7 +89,7 @@ class IncidentIndex:
     """Reads and maintains ``incident_index``."""
 
     def __init__(self, connection: sqlite3.Connection) -> None:
-        """Use the gateway database ``connection`` (schema from gateway.database)."""
+        """Use the gateway database ``connection`` (schema from gateway.storage.database)."""
         self._db = connection
 
     def catch_up(self) -> int:

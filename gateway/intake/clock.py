@@ -169,7 +169,7 @@ class BadgeClocks:
     """Clock samples kept in the gateway database, and estimates made from them."""
 
     def __init__(self, connection: sqlite3.Connection) -> None:
-        """Use the gateway database ``connection`` (schema from gateway.database)."""
+        """Use the gateway database ``connection`` (schema from gateway.storage.database)."""
         self._db = connection
 
     def record(self, badge_id: str, sample: ClockSample) -> None:

@@ -18,8 +18,8 @@ from evidence.durable import write_durably
 from evidence.errors import InvalidIdentifierError
 from evidence.identifiers import validate_badge_id
 from evidence.topics import PREFIX
-from gateway.ca import EvidenceCA, write_certificate, write_private_key
 from gateway.errors import BrokerConfigError
+from gateway.pki.ca import EvidenceCA, write_certificate, write_private_key
 
 CONFIG_FILE: Final = "mosquitto.conf"
 PASSWORD_FILE: Final = "passwd"  # noqa: S105 - a file name, not a password

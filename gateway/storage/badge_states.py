@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from evidence.messages import Heartbeat
-from gateway.clock import ClockEstimate
+from gateway.intake.clock import ClockEstimate
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class BadgeStates:
     """The ``badge_state`` table."""
 
     def __init__(self, connection: sqlite3.Connection) -> None:
-        """Use the gateway database ``connection`` (schema from gateway.database)."""
+        """Use the gateway database ``connection`` (schema from gateway.storage.database)."""
         self._db = connection
 
     def heartbeat(

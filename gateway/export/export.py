@@ -58,19 +58,19 @@ from evidence.package.layout import (
 from evidence.segment import SealedSegment
 from evidence.timestamp import TimestampInfo, verify_timestamp
 from evidence.verify.report import VerificationReport
-from gateway.alerts import SignedAlert
-from gateway.catalogue import Catalogue, StoredIncident, StoredSegment
-from gateway.custody import MAX_PAGE, CustodyEntry, CustodyLog
+from gateway.alerts.alerts import SignedAlert
 from gateway.datadir import GatewayDataDir
 from gateway.errors import ExportError
-from gateway.intake import VAULT_DIR
-from gateway.ledger import Ledger, SignedCheckpoint, open_ledger
-from gateway.package_writer import FileRange, PackageDraft, write_package
-from gateway.registry import BadgeRegistry
-from gateway.remux import remux_to_mp4
-from gateway.retention import deletion_notice
-from gateway.tsa import TimeStampAuthority
-from gateway.vault import DirectoryVault, Vault
+from gateway.export.remux import remux_to_mp4
+from gateway.export.writer import FileRange, PackageDraft, write_package
+from gateway.intake.intake import VAULT_DIR
+from gateway.ledger.custody import MAX_PAGE, CustodyEntry, CustodyLog
+from gateway.ledger.ledger import Ledger, SignedCheckpoint, open_ledger
+from gateway.ledger.retention import deletion_notice
+from gateway.storage.badges import BadgeRegistry
+from gateway.storage.catalogue import Catalogue, StoredIncident, StoredSegment
+from gateway.storage.vault import DirectoryVault, Vault
+from gateway.timestamping.authority import TimeStampAuthority
 
 KEY_ACTIONS = ("enrol", "key-rotation")
 """Custody actions that record a badge key: the package carries them to vouch for its keys."""

@@ -5,17 +5,17 @@ QoS 1 messages the broker queued while the gateway was down arrive after it rest
 paho's network thread only reads: each message goes into a bounded queue, and one intake
 thread takes them in arrival order (so each badge's chunks stay in order) and handles each
 with ``Intake.handle``; a completed segment is handed to the store stage, a child process
-that stores it while the intake thread reads on (``gateway.store_stage``, decisions 1503
+that stores it while the intake thread reads on (``gateway.intake.stage``, decisions 1503
 and 1505). A message is acknowledged
 (manual PUBACK) only once it is handled, and a segment's last chunk only once the segment
-is stored, all in arrival order (``gateway.acks``), so a message the gateway had not
+is stored, all in arrival order (``gateway.intake.acks``), so a message the gateway had not
 finished storing when it died is delivered again (decisions 0700, 1500).
 The client asks the broker for at most ``QUEUE_LIMIT`` unacknowledged messages (MQTT v5
 Receive Maximum), which bounds the queue and the memory it holds. Receipts and rejections
 go out with QoS 1, on a socket with Nagle's algorithm off. paho reconnects on its own,
 backing off from 1 s to 60 s.
 
-Run it alone with ``python -m gateway.service --data DIR --host H --port P --username U
+Run it alone with ``python -m gateway.intake.service --data DIR --host H --port P --username U
 --password-file F [--tls-ca CA] [--shared-group G]``; SIGTERM stops it cleanly.
 """
 
@@ -40,15 +40,15 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from evidence.topics import ALL_BADGES_FILTER, shared_subscription
-from gateway.acks import OrderedAcks
-from gateway.alerts import AlertEvent
+from gateway.alerts.alerts import AlertEvent
 from gateway.config import TimestampSettings
 from gateway.datadir import GatewayDataDir
-from gateway.intake import AlertListener, Intake
-from gateway.reassembly import PartialSegment
-from gateway.registry import EnrolledBadge
-from gateway.store_stage import StoreStage
-from gateway.timestamps import configured_timestamper
+from gateway.intake.acks import OrderedAcks
+from gateway.intake.intake import AlertListener, Intake
+from gateway.intake.reassembly import PartialSegment
+from gateway.intake.stage import StoreStage
+from gateway.storage.badges import EnrolledBadge
+from gateway.timestamping.configured import configured_timestamper
 
 log = logging.getLogger(__name__)
 
@@ -282,7 +282,7 @@ class IntakeService:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one intake process until SIGTERM or SIGINT."""
-    parser = argparse.ArgumentParser(prog="python -m gateway.service", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m gateway.intake.service", description=__doc__)
     parser.add_argument("--data", type=Path, required=True, help="gateway data directory")
     parser.add_argument("--host", required=True)
     parser.add_argument("--port", type=int, required=True)

@@ -14,11 +14,11 @@ import hashlib
 import sqlite3
 from dataclasses import astuple, dataclass
 
-from gateway.custody import CustodyLog
+from gateway.alerts.live import iso_time
 from gateway.errors import RetentionError
-from gateway.ledger import write_transaction
-from gateway.live import iso_time
-from gateway.vault import DirectoryVault
+from gateway.ledger.custody import CustodyLog
+from gateway.ledger.ledger import write_transaction
+from gateway.storage.vault import DirectoryVault
 
 DAY_NS = 86_400 * 10**9
 

@@ -39,20 +39,20 @@ from evidence.incident import SignedIncident
 from evidence.messages import Heartbeat, Receipt, Rejection, SegmentChunk, Status
 from evidence.segment import SegmentHeader
 from evidence.topics import badge_topic, gateway_topic, parse_badge_topic
-from gateway.alerts import AlertEvent, SignedAlert
-from gateway.badge_state import BadgeStates
-from gateway.broker_config import DEFAULT_MAX_PACKET_BYTES
-from gateway.catalogue import Catalogue, StoredIncident, StoredSegment
-from gateway.clock import BadgeClocks, ClockSample
+from gateway.alerts.alerts import AlertEvent, SignedAlert
+from gateway.broker.config import DEFAULT_MAX_PACKET_BYTES
 from gateway.datadir import GatewayDataDir
 from gateway.errors import EnrolmentError, IntakeError, Reason, RejectedMessageError
-from gateway.ledger import Ledger, Timestamper, open_ledger
-from gateway.message_checks import opened, same_badge, within_int64
-from gateway.quarantine import Quarantine
-from gateway.reassembly import DEFAULT_TIMEOUT_NS, PartialSegment, Reassembly
-from gateway.registry import EnrolledBadge, EnrolmentView
-from gateway.segment_store import SegmentStore
-from gateway.vault import DirectoryVault, Vault
+from gateway.intake.checks import opened, same_badge, within_int64
+from gateway.intake.clock import BadgeClocks, ClockSample
+from gateway.intake.quarantine import Quarantine
+from gateway.intake.reassembly import DEFAULT_TIMEOUT_NS, PartialSegment, Reassembly
+from gateway.intake.segments import SegmentStore
+from gateway.ledger.ledger import Ledger, Timestamper, open_ledger
+from gateway.storage.badge_states import BadgeStates
+from gateway.storage.badges import EnrolledBadge, EnrolmentView
+from gateway.storage.catalogue import Catalogue, StoredIncident, StoredSegment
+from gateway.storage.vault import DirectoryVault, Vault
 
 log = logging.getLogger(__name__)
 

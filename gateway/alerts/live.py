@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeAlias
 
-from gateway.alerts import AlertEvent
+from gateway.alerts.alerts import AlertEvent
 
 DEFAULT_QUEUE_LIMIT = 256
 """Alerts one subscriber may have waiting before its oldest are dropped (and counted)."""

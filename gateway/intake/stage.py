@@ -43,15 +43,15 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from gateway.alerts import AlertEvent
+from gateway.alerts.alerts import AlertEvent
 from gateway.config import TimestampSettings
 from gateway.datadir import GatewayDataDir
 from gateway.errors import IntakeError
-from gateway.intake import Intake, Publish
+from gateway.intake.intake import Intake, Publish
+from gateway.intake.reassembly import PartialSegment
 from gateway.logging_setup import configure_logging
-from gateway.reassembly import PartialSegment
-from gateway.registry import EnrolledBadge
-from gateway.timestamps import configured_timestamper
+from gateway.storage.badges import EnrolledBadge
+from gateway.timestamping.configured import configured_timestamper
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ STOP_S = 20.0
 """How long ``stop`` waits for the child to store what it holds before killing it (within
 the unit's TimeoutStopSec of 30 s; four segments take milliseconds)."""
 _WAIT_POLL_S = 1.0
-_CHILD_MAIN = "import sys; from gateway.store_stage import main; sys.exit(main(sys.argv[1:]))"
+_CHILD_MAIN = "import sys; from gateway.intake.stage import main; sys.exit(main(sys.argv[1:]))"
 """How the child starts: importing this module by name (not running it as ``__main__``) so
 that the messages it unpickles are this module's classes."""
 EXIT_ORPHANED = 3

@@ -17,7 +17,7 @@ from typing import Literal, get_args
 from evidence.canonical import CanonicalValue, encode
 from evidence.errors import EncodingError
 from gateway.errors import CustodyError, LedgerIntegrityError
-from gateway.ledger import Ledger, LedgerEntry, write_transaction
+from gateway.ledger.ledger import Ledger, LedgerEntry, write_transaction
 
 CustodyAction = Literal[
     "login",

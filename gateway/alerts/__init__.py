@@ -1,0 +1,1 @@
+"""Alerts: the badge-signed alert, the live channel to the console, and webhooks."""

@@ -1,0 +1,1 @@
+"""The broker: mosquitto's configuration, accounts and ACL, generated from the registry."""

@@ -1,0 +1,1 @@
+"""Badge enrolment: a badge's identity, registered here and bundled for its Pi."""

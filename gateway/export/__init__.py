@@ -1,0 +1,1 @@
+"""The court package: one incident exported, written and verified as a court would."""

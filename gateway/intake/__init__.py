@@ -1,0 +1,1 @@
+"""The intake: badge messages from the broker, checked, reassembled, stored and receipted."""

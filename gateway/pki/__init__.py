@@ -1,0 +1,1 @@
+"""The hospital's evidence CA and the certificates it issues."""

@@ -1,0 +1,1 @@
+"""The gateway's storage: the database, its record stores, and the vault of sealed segments."""
