@@ -23,7 +23,7 @@ from gateway.storage.badges import BadgeRegistry, EnrolledBadge
 from tests.gateway.badge_messages import BadgeMessages, Hospital, make_hospital, receipts
 from tests.gateway.webhook_receiver import wait_until
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_acknowledgements_leave_in_arrival_order() -> None:

@@ -25,7 +25,7 @@ from gateway.broker.config import SERVER_CERT_FILE, SERVER_KEY_FILE
 from gateway.config import WebhookSettings
 from gateway.errors import WebhookError
 from gateway.pki.ca import EvidenceCA, write_certificate, write_private_key
-from tests.gateway.test_live import event
+from tests.gateway.alerts.test_live import event
 from tests.gateway.webhook_receiver import WebhookReceiver, wait_until
 from tests.mosquitto import free_port
 

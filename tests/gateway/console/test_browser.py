@@ -29,7 +29,7 @@ from tests.gateway.console_support import (
 from tests.gateway.generated_broker import GeneratedBroker, badge_tls_session, write_config
 from tests.mosquitto import free_port
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 ARTIFACTS = REPO / "test-artifacts" / "console"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -29,7 +29,7 @@ from tests.mosquitto import HOST, TLS_HOSTNAME, MosquittoProcess, MqttSession
 
 GATEWAY_PASSWORD = "intake-test-password"  # noqa: S105 - a test account
 WAIT_S = 15.0
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def wait_until(ready: Callable[[], bool], what: str, timeout: float = WAIT_S) -> None:

@@ -12,7 +12,7 @@ from evidence.errors import FormatError, LedgerError
 from evidence.ledger.entry import LedgerEntry
 from evidence.ledger.merkle import leaf_hash
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "formats.md"
+DOC = Path(__file__).resolve().parents[3] / "docs" / "formats.md"
 EXAMPLE = LedgerEntry(
     "custody",
     1_795_000_000_000_000_000,
