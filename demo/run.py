@@ -438,13 +438,13 @@ class Demo:
 
 def add_demo_officer(gateway_data: Path) -> None:
     """A security officer for the demo, as an administrator would add one in the console."""
-    connection = GatewayDataDir(gateway_data).database()
+    storage = GatewayDataDir(gateway_data).storage()
     try:
-        UserDirectory(connection).create(
+        UserDirectory(storage.users).create(
             DEMO_OFFICER, DEMO_PASSWORD, Role.OFFICER, created_by=DEMO_ADMIN
         )
     finally:
-        connection.close()
+        storage.close()
 
 
 def _keep_running(demo: Demo) -> None:

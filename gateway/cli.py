@@ -164,15 +164,17 @@ def _admin_password(args: argparse.Namespace) -> str | None:
 
 def create_first_admin(data_dir: GatewayDataDir, username: str, password: str) -> None:
     """Create a console administrator, recorded in the custody log as a user change."""
-    connection = data_dir.database()
+    storage = data_dir.storage()
     try:
-        UserDirectory(connection).create(username, password, Role.ADMIN, created_by="gateway init")
-        custody = CustodyLog(open_ledger(data_dir, connection), connection)
+        UserDirectory(storage.users).create(
+            username, password, Role.ADMIN, created_by="gateway init"
+        )
+        custody = CustodyLog(open_ledger(data_dir, storage))
         custody.record(
             "gateway init", "user-change", username, detail={"change": "created", "role": "admin"}
         )
     finally:
-        connection.close()
+        storage.close()
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -79,11 +79,11 @@ class GatewayDaemon:
         # Checkpoints at least every minute while the log grows, each time-stamped by the
         # configured TSA (the hospital's own by default), on a ledger connection of their
         # own: the intake keeps its own connection and stamps its incident checkpoints.
-        self._checkpoint_db = data_dir.database()
+        self._checkpoint_storage = data_dir.storage()
         self.checkpoints = CheckpointSchedule(
             open_ledger(
                 data_dir,
-                self._checkpoint_db,
+                self._checkpoint_storage,
                 timestamper=timestamper,
                 verify=False,  # the intake has just checked the whole log against its checkpoint
             )
@@ -120,7 +120,7 @@ class GatewayDaemon:
         self.intake.stop()
         self.checkpoints.stop()
         self.checkpoints.tick()  # what arrived since the last tick is checkpointed before exit
-        self._checkpoint_db.close()
+        self._checkpoint_storage.close()
         self.webhooks.stop(WEBHOOK_FLUSH_S)
         self.channel.close()
         log.info("gateway stopped")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from evidence.keyfiles import read_public_file, read_secret_file
 from evidence.keys import CustodianPrivateKey, CustodianPublicKey, HpkeSuite, SigningKey
 from gateway.errors import GatewayError
 from gateway.pki.ca import EvidenceCA, write_certificate, write_private_key
-from gateway.storage.database import open_database
+from gateway.storage import Storage, StorageSettings, open_storage
 from gateway.timestamping.authority import TimeStampAuthority
 
 TSA_NAME_SUFFIX = " Gateway TSA"
@@ -79,6 +78,16 @@ class GatewayDataDir:
         """The gateway's SQLite database."""
         return self.root / "gateway.db"
 
+    @property
+    def vault_dir(self) -> Path:
+        """The vault: every sealed segment the gateway holds, named by its SHA-256."""
+        return self.root / "vault"
+
+    @property
+    def storage_settings(self) -> StorageSettings:
+        """Where this gateway keeps its records and footage."""
+        return StorageSettings(database=self.database_path, vault=self.vault_dir)
+
     def is_initialised(self) -> bool:
         """True when ``gateway init`` has run here."""
         return self.signing_key_path.exists()
@@ -100,7 +109,7 @@ class GatewayDataDir:
         ca = EvidenceCA.create(hospital)
         ca.save(self.ca_dir)
         self._issue_tsa(ca)
-        open_database(self.database_path).close()
+        open_storage(self.storage_settings).close()
         # written last: its presence is what marks the directory as initialised
         signing_key = SigningKey.generate()
         signing_key.public_key.save(self.signing_public_key_path)
@@ -128,10 +137,10 @@ class GatewayDataDir:
         self.require_initialised()
         return EvidenceCA.load(self.ca_dir)
 
-    def database(self) -> sqlite3.Connection:
-        """Open the gateway database."""
+    def storage(self) -> Storage:
+        """Open the gateway's storage (its own database connection; close it when done)."""
         self.require_initialised()
-        return open_database(self.database_path)
+        return open_storage(self.storage_settings)
 
     def timestamper(self) -> TimeStampAuthority:
         """The gateway's own TSA, which time-stamps ledger checkpoints.

@@ -10,6 +10,14 @@ class GatewayError(Exception):
     """Base of every error the gateway raises."""
 
 
+class StorageError(GatewayError):
+    """The gateway database cannot be opened, read or written; the message says why."""
+
+
+class DuplicateRecordError(StorageError):
+    """A record is refused because one with the same key is stored already."""
+
+
 class EnrolmentError(GatewayError):
     """A badge could not be enrolled, or its enrolment record is unusable."""
 

@@ -37,7 +37,7 @@ from badge.control import send_command
 from demo.run import BADGE_ID, Demo, DemoSettings, wait_for
 from evidence.bundle import EnrolmentBundle
 from evidence.chain import check_chain
-from evidence.hashing import sha256, sha256_file
+from evidence.hashing import sha256
 from evidence.incident import SignedIncident
 from evidence.keys import CustodianPrivateKey
 from evidence.messages import Receipt
@@ -319,9 +319,10 @@ def check_vault(outcome: Outcome, sealed_sha256s: list[bytes]) -> None:
     vault = DirectoryVault(gateway / "vault")
     headers = []
     for seq, digest in zip(outcome.seqs, sealed_sha256s, strict=True):
-        path = vault.get(digest)
-        assert sha256_file(path) == digest
-        segment = SealedSegment.read(path)
+        with vault.open(digest) as stream:
+            data = stream.read()
+        assert sha256(data) == digest
+        segment = SealedSegment.from_bytes(data, f"segment {seq}")
         segment.verify(bundle.identity.signing_key.public_key)
         segment.open(custodian)
         assert segment.header.seq == seq

@@ -24,7 +24,7 @@ import pytest
 
 from bench.fleet import Fleet, FleetUpload, incident_upload
 from bench.loopback import BenchHospital
-from evidence.hashing import sha256_file
+from evidence.hashing import sha256
 from gateway.storage.vault import DirectoryVault
 
 BADGES = 200
@@ -167,7 +167,8 @@ def test_200_badges_heartbeat_while_20_upload_and_nothing_is_lost(tmp_path: Path
     vault = DirectoryVault(hospital.gateway_data / "vault")
     for badge_id, seq, digest in segments:
         assert uploads[badge_id].expected["segment", str(seq)] == bytes(digest)
-        assert sha256_file(vault.get(bytes(digest))) == bytes(digest)
+        with vault.open(bytes(digest)) as stream:
+            assert sha256(stream.read()) == bytes(digest)
     assert sum(path.stat().st_size for path in vault.root.rglob("*.mbseal")) == uploaded_bytes
     # memory: bounded, and not growing with what was uploaded (the intake streams to disk)
     peak = max(sampler.samples)

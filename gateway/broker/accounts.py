@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from gateway.broker.config import BrokerAccount
 from gateway.datadir import GatewayDataDir
-from gateway.storage.badges import BadgeRegistry
 
 
 def broker_accounts(
@@ -15,11 +14,11 @@ def broker_accounts(
     A badge logs in with its id and the password from its enrolment bundle (the registry
     holds only its hash); a revoked badge gets no account, so the broker refuses it.
     """
-    connection = data_dir.database()
+    storage = data_dir.storage()
     try:
-        badges = BadgeRegistry(connection).all()
+        badges = storage.badges.all()
     finally:
-        connection.close()
+        storage.close()
     accounts = [
         BrokerAccount(badge.badge_id, badge.broker_password_hash, "badge")
         for badge in badges

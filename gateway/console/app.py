@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
 from functools import partial
 
 import anyio.to_thread
@@ -19,8 +18,8 @@ from gateway.console import api
 from gateway.console.core import SECURITY_HEADERS, Console, ConsoleOptions
 from gateway.console.pages import incidents as pages
 from gateway.datadir import GatewayDataDir
-from gateway.ledger.custody import CustodyLog
 from gateway.ledger.ledger import open_ledger
+from gateway.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -57,20 +56,17 @@ class SecurityHeaders:
 
 def create_app(
     data_dir: GatewayDataDir,
-    connection: sqlite3.Connection,
+    storage: Storage,
     channel: AlertChannel,
-    custody: CustodyLog,
     options: ConsoleOptions | None = None,
 ) -> Starlette:
-    """The console as an ASGI application over the gateway's data directory and database.
+    """The console as an ASGI application over the gateway's data directory and storage.
 
-    ``connection`` must be the one ``custody`` records through; the console serialises
-    its use with one lock. ``channel`` is the live alert channel the intake publishes to.
+    The console serialises its use of ``storage`` (its own connection) with one lock.
+    ``channel`` is the live alert channel the intake publishes to.
     """
-    ledger = open_ledger(data_dir, connection, verify=False)
-    console = Console(
-        data_dir, connection, channel, custody, options or ConsoleOptions(), ledger=ledger
-    )
+    ledger = open_ledger(data_dir, storage, verify=False)
+    console = Console(data_dir, ledger, channel, options or ConsoleOptions())
     routes: list[BaseRoute] = [*pages.routes(), *api.routes()]
 
     async def not_found(request: Request, _error: Exception) -> Response:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import sqlite3
 import threading
 import time
 from collections import OrderedDict, deque
@@ -20,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway.console.users import ConsoleUser, Role
+from gateway.storage.sessions import ConsoleSessions
 
 SESSION_COOKIE = "medbadge_session"
 SECURE_SESSION_COOKIE = "__Host-medbadge_session"
@@ -60,18 +60,18 @@ def _digest(token: str) -> bytes:
 
 
 class SessionStore:
-    """The ``console_sessions`` table."""
+    """Console sessions: tokens handed out, found again, extended and ended."""
 
     def __init__(
         self,
-        connection: sqlite3.Connection,
+        sessions: ConsoleSessions,
         *,
         idle_s: float,
         maximum_s: float,
         clock: Callable[[], int] = time.time_ns,
     ) -> None:
         """Sessions end after ``idle_s`` unused, and ``maximum_s`` after they began."""
-        self._db = connection
+        self._sessions = sessions
         self._idle_ns = int(idle_s * _NS)
         self._max_ns = int(maximum_s * _NS)
         self._clock = clock
@@ -80,11 +80,7 @@ class SessionStore:
         """Start a session for ``user``; return its cookie token (never stored) and itself."""
         token, csrf, now = new_token(), new_token(), self._clock()
         expires = now + min(self._idle_ns, self._max_ns)
-        self._db.execute(
-            "INSERT INTO console_sessions (token_sha256, username, csrf_token, client,"
-            " created_at_ns, last_seen_ns, expires_at_ns) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (_digest(token), user.username, csrf, client[:200], now, now, expires),
-        )
+        self._sessions.add(_digest(token), user.username, csrf, client[:200], now, expires)
         return token, ConsoleSession(user.username, user.role, csrf, client, now, expires)
 
     def find(self, token: str | None) -> ConsoleSession | None:
@@ -92,40 +88,34 @@ class SessionStore:
         if not token or len(token) > 200:
             return None
         now = self._clock()
-        row = self._db.execute(
-            "SELECT s.username, u.role, s.csrf_token, s.client, s.created_at_ns, s.expires_at_ns"
-            " FROM console_sessions s JOIN console_users u ON u.username = s.username"
-            " WHERE s.token_sha256 = ? AND u.disabled = 0",
-            (_digest(token),),
-        ).fetchone()
-        if row is None:
+        found = self._sessions.find(_digest(token))
+        if found is None:
             return None
-        username, role, csrf, client, created, expires = row
-        if expires <= now:
+        if found.expires_at_ns <= now:
             self.close(token)
             return None
-        expires = min(now + self._idle_ns, created + self._max_ns)
-        self._db.execute(
-            "UPDATE console_sessions SET last_seen_ns = ?, expires_at_ns = ?"
-            " WHERE token_sha256 = ?",
-            (now, expires, _digest(token)),
+        expires = min(now + self._idle_ns, found.created_at_ns + self._max_ns)
+        self._sessions.touch(_digest(token), now, expires)
+        return ConsoleSession(
+            found.username,
+            Role(found.role),
+            found.csrf_token,
+            found.client,
+            found.created_at_ns,
+            expires,
         )
-        return ConsoleSession(username, Role(role), csrf, client, created, expires)
 
     def close(self, token: str) -> None:
         """End the session of ``token`` (logout)."""
-        self._db.execute("DELETE FROM console_sessions WHERE token_sha256 = ?", (_digest(token),))
+        self._sessions.remove(_digest(token))
 
     def close_all(self, username: str) -> None:
         """End every session of ``username`` (after a password, role or account change)."""
-        self._db.execute("DELETE FROM console_sessions WHERE username = ?", (username,))
+        self._sessions.remove_user(username)
 
     def sweep(self) -> int:
         """Remove expired sessions; return how many."""
-        cursor = self._db.execute(
-            "DELETE FROM console_sessions WHERE expires_at_ns <= ?", (self._clock(),)
-        )
-        return cursor.rowcount
+        return self._sessions.remove_expired(self._clock())
 
 
 @dataclass(frozen=True)

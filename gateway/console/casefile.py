@@ -1,18 +1,17 @@
-"""What the console shows of one incident: its stored parts, a timeline, and their verification.
+"""The console's case file of one incident: its stored parts, a timeline, and a store check.
 
-Verification here is the gateway checking its own store, as the court's verifier later checks
-an export: every segment's bytes in the vault hash to what was receipted and carry the
-badge's signature, the headers form one unbroken chain over the incident's range, the
-incident record is signed by the badge, and every ledger leaf is included under the latest
-signed checkpoint.
+The store check is the gateway checking its own store before anything is exported, not the
+court's verifier (``evidence.verify`` checks an exported package): every segment's bytes in
+the vault hash to what was receipted and carry the badge's signature, the headers form one
+unbroken chain over the incident's range, the incident record is signed by the badge, and
+every ledger leaf is included under the latest signed checkpoint.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from evidence.chain import check_chain
 from evidence.errors import EvidenceError
@@ -27,8 +26,6 @@ from gateway.ledger.custody import CustodyEntry
 from gateway.ledger.ledger import Ledger, SignedCheckpoint
 from gateway.storage.badges import BadgeRegistry
 from gateway.storage.catalogue import (
-    CaptureTime,
-    Catalogue,
     StoredAlert,
     StoredIncident,
     StoredReceipt,
@@ -38,15 +35,10 @@ from gateway.storage.incident_index import IncidentSummary
 from gateway.storage.vault import Vault
 
 Verdict = Literal["verified", "incomplete", "failed"]
-_SEGMENT_COLUMNS = (
-    "badge_id, seq, incident_id, sealed_sha256, sealed_size, header, received_wall_ns,"
-    " capture_start_ns, capture_end_ns, capture_error_ns, clock_offset_ns, clock_samples,"
-    " ledger_index"
-)
 
 
 @dataclass(frozen=True)
-class IncidentEvidence:
+class CaseFile:
     """Everything stored about one incident."""
 
     summary: IncidentSummary
@@ -80,8 +72,8 @@ class TimelineEvent:
 
 
 @dataclass(frozen=True)
-class Verification:
-    """The outcome of checking an incident's stored evidence."""
+class StoreCheck:
+    """The outcome of checking what the gateway stores of an incident."""
 
     verdict: Verdict
     findings: tuple[str, ...]
@@ -89,24 +81,22 @@ class Verification:
     checkpoint: SignedCheckpoint | None
 
 
-def gather(
-    connection: sqlite3.Connection, ledger: Ledger, summary: IncidentSummary
-) -> IncidentEvidence:
+def gather(ledger: Ledger, summary: IncidentSummary) -> CaseFile:
     """Read an incident's alert, record, segments, receipts and the latest checkpoint."""
-    catalogue = Catalogue(connection)
+    catalogue = ledger.storage.catalogue
     badge, incident_id = summary.badge_id, summary.incident_id
     incident = catalogue.incident(badge, incident_id)
     record = None
     segments: tuple[StoredSegment, ...] = ()
     if incident is not None:
         record = SignedIncident.from_bytes(incident.signed_record, "stored incident").record
-        segments = segments_between(connection, badge, incident.first_seq, incident.last_seq)
+        segments = catalogue.segments(badge, incident.first_seq, incident.last_seq)
     receipts = [
         *catalogue.receipts(badge, "alert", incident_id),
         *catalogue.receipts(badge, "incident", incident_id),
-        *_segment_receipts(connection, badge, [segment.seq for segment in segments]),
+        *catalogue.segment_receipts(badge, [segment.seq for segment in segments]),
     ]
-    return IncidentEvidence(
+    return CaseFile(
         summary=summary,
         alert=catalogue.alert(badge, incident_id),
         incident=incident,
@@ -117,71 +107,37 @@ def gather(
     )
 
 
-def segments_between(
-    connection: sqlite3.Connection, badge_id: str, first_seq: int, last_seq: int
-) -> tuple[StoredSegment, ...]:
-    """The stored segments ``first_seq..last_seq`` of a badge, in order (a primary-key range)."""
-    rows = connection.execute(
-        f"SELECT {_SEGMENT_COLUMNS} FROM segments"  # noqa: S608 - fixed columns
-        " WHERE badge_id = ? AND seq BETWEEN ? AND ? ORDER BY seq",
-        (badge_id, first_seq, last_seq),
-    ).fetchall()
-    return tuple(_stored_segment(row) for row in rows)
-
-
-def _stored_segment(row: Sequence[Any]) -> StoredSegment:
-    badge_id, seq, incident_id, sha, size, header, received, start, end, error, offset, n, leaf = (
-        row
-    )
-    capture = None if start is None else CaptureTime(start, end, error, offset, n)
-    return StoredSegment(badge_id, seq, incident_id, sha, size, header, received, capture, leaf)
-
-
-def _segment_receipts(
-    connection: sqlite3.Connection, badge_id: str, seqs: list[int]
-) -> list[StoredReceipt]:
-    if not seqs:
-        return []
-    rows = connection.execute(
-        "SELECT receipt_sha256, badge_id, subject, key, receipt, ledger_index, first_sent_ns"
-        " FROM receipts WHERE badge_id = ? AND subject = 'segment'"
-        " AND key IN (SELECT value FROM json_each(?)) ORDER BY ledger_index",
-        (badge_id, "[" + ",".join(f'"{seq}"' for seq in seqs) + "]"),
-    ).fetchall()
-    return [StoredReceipt(*row) for row in rows]
-
-
 def timeline(
-    evidence: IncidentEvidence,
+    case: CaseFile,
     actions: Sequence[tuple[str, str, int]],
     custody: Sequence[CustodyEntry],
 ) -> list[TimelineEvent]:
     """The incident's history in time order: presses, arrivals, segments, receipts, actions."""
     events: list[TimelineEvent] = []
-    record = evidence.record
+    record = case.record
     if record is not None:
         for number, press in enumerate(record.presses, start=1):
             events.append(
                 TimelineEvent(press.wall_ns, "press", f"button press {number}", clock="badge")
             )
-    if evidence.alert is not None:
+    if case.alert is not None:
         events.append(
-            TimelineEvent(evidence.alert.received_wall_ns, "alert", "alert received by the gateway")
+            TimelineEvent(case.alert.received_wall_ns, "alert", "alert received by the gateway")
         )
-    if evidence.incident is not None:
+    if case.incident is not None:
         events.append(
             TimelineEvent(
-                evidence.incident.received_wall_ns,
+                case.incident.received_wall_ns,
                 "record",
-                f"incident record received: segments {evidence.incident.first_seq}"
-                f"..{evidence.incident.last_seq}",
+                f"incident record received: segments {case.incident.first_seq}"
+                f"..{case.incident.last_seq}",
             )
         )
-        if evidence.incident.complete_wall_ns is not None:
+        if case.incident.complete_wall_ns is not None:
             events.append(
-                TimelineEvent(evidence.incident.complete_wall_ns, "complete", "every segment held")
+                TimelineEvent(case.incident.complete_wall_ns, "complete", "every segment held")
             )
-    for segment in evidence.segments:
+    for segment in case.segments:
         if segment.capture is not None:
             events.append(
                 TimelineEvent(
@@ -194,7 +150,7 @@ def timeline(
         events.append(
             TimelineEvent(segment.received_wall_ns, "segment", f"segment {segment.seq} stored")
         )
-    for receipt in evidence.receipts:
+    for receipt in case.receipts:
         events.append(
             TimelineEvent(
                 receipt.first_sent_ns,
@@ -210,38 +166,38 @@ def timeline(
         why = f": {entry.justification}" if entry.justification else ""
         text = f"{entry.action} by {entry.actor}{why}"
         events.append(TimelineEvent(entry.at_ns, "custody", text))
-    if evidence.checkpoint is not None:
+    if case.checkpoint is not None:
         events.append(
             TimelineEvent(
-                evidence.checkpoint.created_at_ns,
+                case.checkpoint.created_at_ns,
                 "checkpoint",
-                f"latest ledger checkpoint: {evidence.checkpoint.size} entries",
+                f"latest ledger checkpoint: {case.checkpoint.size} entries",
             )
         )
     return sorted(events, key=lambda event: event.at_ns)
 
 
-def verify(
-    evidence: IncidentEvidence, registry: BadgeRegistry, vault: Vault, ledger: Ledger
-) -> Verification:
+def check_store(
+    case: CaseFile, registry: BadgeRegistry, vault: Vault, ledger: Ledger
+) -> StoreCheck:
     """Check the stored evidence of one incident; never raises for what it finds."""
     findings: list[str] = []
     failures: list[str] = []
     missing: list[str] = []
-    badge_id = evidence.summary.badge_id
+    badge_id = case.summary.badge_id
     keys = [key for _, key in registry.key_history(badge_id)]
-    if evidence.incident is None:
+    if case.incident is None:
         missing.append("the incident record has not arrived yet")
     else:
-        _check_record(evidence.incident, keys, findings, failures)
-        held = len(evidence.segments)
-        if held < evidence.expected_segments:
-            missing.append(f"{held} of {evidence.expected_segments} segments are held so far")
-        if evidence.segments:
-            _check_segments(evidence.segments, keys, vault, findings, failures)
-    _check_ledger(evidence, ledger, findings, failures, missing)
+        _check_record(case.incident, keys, findings, failures)
+        held = len(case.segments)
+        if held < case.expected_segments:
+            missing.append(f"{held} of {case.expected_segments} segments are held so far")
+        if case.segments:
+            _check_segments(case.segments, keys, vault, findings, failures)
+    _check_ledger(case, ledger, findings, failures, missing)
     verdict: Verdict = "failed" if failures else "incomplete" if missing else "verified"
-    return Verification(verdict, tuple(failures + missing + findings), evidence.checkpoint)
+    return StoreCheck(verdict, tuple(failures + missing + findings), case.checkpoint)
 
 
 def _check_record(
@@ -266,7 +222,7 @@ def _check_segments(
     for stored in segments:
         where = f"segment {stored.seq}"
         try:
-            data = vault.get(stored.sealed_sha256).read_bytes()
+            data = _read(vault, stored)
             if sha256(data) != stored.sealed_sha256:
                 failures.append(f"{where}: the vault's bytes do not hash to the receipted SHA-256")
                 continue
@@ -287,17 +243,17 @@ def _check_segments(
 
 
 def _check_ledger(
-    evidence: IncidentEvidence,
+    case: CaseFile,
     ledger: Ledger,
     findings: list[str],
     failures: list[str],
     missing: list[str],
 ) -> None:
-    indexes = [segment.ledger_index for segment in evidence.segments]
-    for stored in (evidence.alert, evidence.incident):
+    indexes = [segment.ledger_index for segment in case.segments]
+    for stored in (case.alert, case.incident):
         indexes.append(None if stored is None else stored.ledger_index)
     leaves = [index for index in indexes if index is not None]
-    checkpoint = evidence.checkpoint
+    checkpoint = case.checkpoint
     if checkpoint is None:
         missing.append("no signed ledger checkpoint exists yet")
         return
@@ -345,7 +301,13 @@ def plaintexts(
     for stored in segments:
         where = f"segment {stored.seq} of badge {stored.badge_id}"
         try:
-            sealed = SealedSegment.from_bytes(vault.get(stored.sealed_sha256).read_bytes(), where)
+            sealed = SealedSegment.from_bytes(_read(vault, stored), where)
             yield sealed.open(custodian)
         except (GatewayError, EvidenceError, OSError) as error:
             raise PlaybackError(f"{where} cannot be opened for playback: {error}") from None
+
+
+def _read(vault: Vault, stored: StoredSegment) -> bytes:
+    """The sealed segment as the vault holds it."""
+    with vault.open(stored.sealed_sha256) as stream:
+        return stream.read()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import sqlite3
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
@@ -45,13 +44,9 @@ from gateway.console.auth import (
 from gateway.console.users import ROLE_TITLES, Role, UserDirectory
 from gateway.datadir import GatewayDataDir
 from gateway.errors import ConsoleError, CustodyError, EnrolmentError
-from gateway.intake.intake import VAULT_DIR
 from gateway.ledger.custody import CUSTODY_ACTIONS, CustodyAction, CustodyLog
 from gateway.ledger.ledger import Ledger
-from gateway.storage.badge_states import BadgeStates
-from gateway.storage.badges import BadgeRegistry
-from gateway.storage.incident_index import IncidentIndex
-from gateway.storage.vault import DirectoryVault
+from gateway.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -181,36 +176,34 @@ Handler = Callable[["Console", Call], Response]
 
 
 class Console:
-    """Everything the handlers share: the database (one lock), the channel, the templates."""
+    """Everything the handlers share: the storage (one lock), the channel, the templates."""
 
     def __init__(
         self,
         data_dir: GatewayDataDir,
-        connection: sqlite3.Connection,
-        channel: AlertChannel,
-        custody: CustodyLog,
-        options: ConsoleOptions,
-        *,
         ledger: Ledger,
+        channel: AlertChannel,
+        options: ConsoleOptions,
     ) -> None:
-        """Serve ``data_dir`` through ``connection`` (the one ``custody`` and ``ledger`` use)."""
+        """Serve ``data_dir`` through the storage of ``ledger`` (one connection, one lock)."""
+        storage = ledger.storage
         self.data_dir = data_dir
-        self.db = connection
+        self.storage = storage
         self.channel = channel
-        self.custody = custody
-        self.options = options
         self.ledger = ledger
+        self.custody = CustodyLog(ledger)
+        self.options = options
         self.lock = threading.RLock()
-        self.users = UserDirectory(connection)
+        self.users = UserDirectory(storage.users)
         self.sessions = SessionStore(
-            connection, idle_s=options.session_idle_s, maximum_s=options.session_max_s
+            storage.sessions, idle_s=options.session_idle_s, maximum_s=options.session_max_s
         )
         self.limiter = LoginLimiter()
-        self.index = IncidentIndex(connection)
-        self.desk = AlertDesk(connection, custody, self.index)
-        self.registry = BadgeRegistry(connection)
-        self.badge_states = BadgeStates(connection)
-        self.vault = DirectoryVault(data_dir.root / VAULT_DIR)
+        self.index = storage.incident_index
+        self.desk = AlertDesk(self.custody)
+        self.registry = storage.badges
+        self.badge_states = storage.badge_states
+        self.vault = storage.vault
         self.hospital = data_dir.evidence_ca().hospital_name
         self.templates = Environment(
             loader=PackageLoader("gateway.console", "templates"),
@@ -230,10 +223,10 @@ class Console:
         return SECURE_SESSION_COOKIE if self.options.secure_cookies else SESSION_COOKIE
 
     @contextmanager
-    def locked(self) -> Iterator[sqlite3.Connection]:
-        """Hold the database lock (one thread at a time uses the connection)."""
+    def locked(self) -> Iterator[Storage]:
+        """Hold the storage lock (one thread at a time uses its connection)."""
         with self.lock:
-            yield self.db
+            yield self.storage
 
     # -- the request pipeline ----------------------------------------------------------
 

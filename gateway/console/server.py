@@ -1,20 +1,19 @@
 """Serving the console: uvicorn on its own thread, HTTPS from the evidence CA, in ``gateway run``.
 
-``ConsoleServer`` opens its own database connection, ledger and custody log (the intake
-has its own), builds the application and runs uvicorn on a background thread; ``start``
-returns once the socket listens and raises ConsoleError when it cannot (a taken port, an
-unreadable key). Under TLS the server certificate is issued by the hospital evidence CA
-into ``DATA/console/`` and issued again when the names it must carry change or it nears
-its end, so browsers that trust the evidence CA trust the console.
+``ConsoleServer`` opens its own storage (the intake has its own), builds the application and
+runs uvicorn on a background thread; ``start`` returns once the socket listens and raises
+ConsoleError when it cannot (a taken port, an unreadable key). Under TLS the server
+certificate is issued by the hospital evidence CA into ``DATA/console/`` and issued again
+when the names it must carry change or it nears its end, so browsers that trust the evidence
+CA trust the console.
 
-``ConsoleGateway`` is the gateway daemon with the console: the intake, the webhooks and
-the live channel of ``GatewayDaemon``, plus this server fed by that channel.
+``ConsoleGateway`` is the gateway daemon with the console: the intake, the webhooks and the
+live channel of ``GatewayDaemon``, plus this server fed by that channel.
 """
 
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass
@@ -31,9 +30,8 @@ from gateway.console.core import ConsoleOptions
 from gateway.daemon import GatewayDaemon
 from gateway.datadir import GatewayDataDir
 from gateway.errors import ConsoleError, GatewayError
-from gateway.ledger.custody import CustodyLog
-from gateway.ledger.ledger import open_ledger
 from gateway.pki.ca import CA_CERT_FILE, write_certificate, write_private_key
+from gateway.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +122,7 @@ class ConsoleServer:
         self.channel = channel
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
-        self._connection: sqlite3.Connection | None = None
+        self._storage: Storage | None = None
 
     @property
     def url(self) -> str:
@@ -140,10 +138,9 @@ class ConsoleServer:
         """Open the database, build the app, listen; ConsoleError if it does not come up."""
         settings = self.config.console
         options = console_options(self.config)
-        connection = self.data_dir.database()
+        storage = self.data_dir.storage()
         try:
-            custody = CustodyLog(open_ledger(self.data_dir, connection, verify=False), connection)
-            app = create_app(self.data_dir, connection, self.channel, custody, options)
+            app = create_app(self.data_dir, storage, self.channel, options)
             tls: dict[str, str] = {}
             if settings.tls:
                 files = server_certificate(self.data_dir, settings)
@@ -152,7 +149,7 @@ class ConsoleServer:
                     "ssl_certfile": str(files.certificate_file),
                 }
         except GatewayError:
-            connection.close()
+            storage.close()
             raise
         server = uvicorn.Server(
             uvicorn.Config(
@@ -172,13 +169,13 @@ class ConsoleServer:
         while not server.started:
             if not thread.is_alive() or time.monotonic() > deadline:
                 server.should_exit = True
-                connection.close()
+                storage.close()
                 raise ConsoleError(
                     f"the console could not listen on {settings.host}:{settings.port} (is the "
                     "port taken? see the log above); set [console] port or enabled = false"
                 )
             time.sleep(0.02)
-        self._server, self._thread, self._connection = server, thread, connection
+        self._server, self._thread, self._storage = server, thread, storage
         log.info("console serving at %s", self.url)
 
     def stop(self) -> None:
@@ -188,9 +185,9 @@ class ConsoleServer:
         self._server.should_exit = True
         self._thread.join(STOP_TIMEOUT_S + 3)
         self._server = self._thread = None
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+        if self._storage is not None:
+            self._storage.close()
+            self._storage = None
 
 
 class ConsoleGateway(GatewayDaemon):

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import enum
-import sqlite3
 import time
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from gateway.errors import ConsoleError
+from gateway.errors import ConsoleError, DuplicateRecordError
+from gateway.storage.users import ConsoleUsers, UserRecord
 
 MIN_PASSWORD = 12
 """Shortest password accepted, in characters."""
@@ -86,37 +86,26 @@ def parse_role(text: str) -> Role:
 
 
 class UserDirectory:
-    """The ``console_users`` table."""
+    """Console users: names and passwords checked, passwords kept only as argon2id hashes."""
 
-    def __init__(self, connection: sqlite3.Connection) -> None:
-        """Use the gateway database ``connection`` (schema from gateway.storage.database)."""
-        self._db = connection
+    def __init__(self, users: ConsoleUsers) -> None:
+        """Keep the accounts in ``users``."""
+        self._users = users
 
     def create(self, username: str, password: str, role: Role, *, created_by: str) -> ConsoleUser:
         """Add a user; ConsoleError if the name is taken or the name or password is unusable."""
         validate_username(username)
         digest = _HASHER.hash(validate_password(password))
         try:
-            self._db.execute(
-                "INSERT INTO console_users (username, password_hash, role, created_at_ns,"
-                " created_by) VALUES (?, ?, ?, ?, ?)",
-                (username, digest, role.value, time.time_ns(), created_by),
-            )
-        except sqlite3.IntegrityError:
+            self._users.add(username, digest, role.value, time.time_ns(), created_by)
+        except DuplicateRecordError:
             raise ConsoleError(f"console user {username} exists already") from None
         return self.require(username)
 
     def get(self, username: str) -> ConsoleUser | None:
         """The user named ``username``, or None."""
-        row = self._db.execute(
-            "SELECT username, role, disabled, created_at_ns, created_by FROM console_users"
-            " WHERE username = ?",
-            (username,),
-        ).fetchone()
-        if row is None:
-            return None
-        name, role, disabled, created, creator = row
-        return ConsoleUser(name, Role(role), bool(disabled), created, creator)
+        record = self._users.get(username)
+        return None if record is None else _user(record)
 
     def require(self, username: str) -> ConsoleUser:
         """The user named ``username``; ConsoleError if there is none."""
@@ -127,8 +116,7 @@ class UserDirectory:
 
     def all(self) -> list[ConsoleUser]:
         """Every user, by name."""
-        names = [row[0] for row in self._db.execute("SELECT username FROM console_users")]
-        return [self.require(name) for name in sorted(names)]
+        return [self.require(name) for name in self._users.names()]
 
     def authenticate(self, username: str, password: str) -> ConsoleUser | None:
         """The user if ``password`` is theirs and the account is enabled, else None.
@@ -136,15 +124,13 @@ class UserDirectory:
         An unknown name costs the same hashing time as a wrong password, so response
         times do not tell which names exist.
         """
-        row = self._db.execute(
-            "SELECT password_hash FROM console_users WHERE username = ?", (username,)
-        ).fetchone()
-        digest = _DUMMY_HASH if row is None else str(row[0])
+        stored = self._users.password_hash(username)
+        digest = _DUMMY_HASH if stored is None else stored
         try:
             _HASHER.verify(digest, password[:MAX_PASSWORD])
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return None
-        user = self.get(username) if row is not None else None
+        user = self.get(username) if stored is not None else None
         if user is None or user.disabled:
             return None
         if _HASHER.check_needs_rehash(digest):
@@ -159,27 +145,24 @@ class UserDirectory:
     def set_role(self, username: str, role: Role) -> ConsoleUser:
         """Give ``username`` another role."""
         self.require(username)
-        self._db.execute(
-            "UPDATE console_users SET role = ? WHERE username = ?", (role.value, username)
-        )
+        self._users.set_role(username, role.value)
         return self.require(username)
 
     def set_disabled(self, username: str, disabled: bool) -> ConsoleUser:
         """Disable (no more logins) or re-enable ``username``."""
         self.require(username)
-        self._db.execute(
-            "UPDATE console_users SET disabled = ? WHERE username = ?", (int(disabled), username)
-        )
+        self._users.set_disabled(username, disabled)
         return self.require(username)
 
     def active_admins(self) -> int:
         """How many enabled administrators there are (the last one may not be removed)."""
-        (count,) = self._db.execute(
-            "SELECT COUNT(*) FROM console_users WHERE role = 'admin' AND disabled = 0"
-        ).fetchone()
-        return int(count)
+        return self._users.count_enabled(Role.ADMIN.value)
 
     def _set_hash(self, username: str, digest: str) -> None:
-        self._db.execute(
-            "UPDATE console_users SET password_hash = ? WHERE username = ?", (digest, username)
-        )
+        self._users.set_password_hash(username, digest)
+
+
+def _user(record: UserRecord) -> ConsoleUser:
+    return ConsoleUser(
+        record.username, Role(record.role), record.disabled, record.created_at_ns, record.created_by
+    )

@@ -13,7 +13,7 @@ from gateway.datadir import GatewayDataDir
 from gateway.errors import EnrolmentError
 from gateway.ledger.custody import CustodyLog
 from gateway.ledger.ledger import open_ledger
-from gateway.storage.badges import BadgeRegistry, EnrolledBadge
+from gateway.storage.badges import EnrolledBadge
 
 
 def enroll_badge(
@@ -38,10 +38,10 @@ def enroll_badge(
         raise EnrolmentError("say who enrols the badge (--operator): the custody log records it")
     identity = BadgeIdentity.generate(badge_id)
     password = new_broker_password()
-    connection = data_dir.database()
+    storage = data_dir.storage()
     try:
-        custody = CustodyLog(open_ledger(data_dir, connection), connection)
-        enrolled = BadgeRegistry(connection).enroll(
+        custody = CustodyLog(open_ledger(data_dir, storage))
+        enrolled = storage.badges.enroll(
             badge_id,
             identity.signing_key.public_key,
             hash_broker_password(password),
@@ -60,7 +60,7 @@ def enroll_badge(
             },
         )
     finally:
-        connection.close()
+        storage.close()
     EnrolmentBundle(
         identity=identity,
         hospital=data_dir.evidence_ca().hospital_name,

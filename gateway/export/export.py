@@ -63,13 +63,11 @@ from gateway.datadir import GatewayDataDir
 from gateway.errors import ExportError
 from gateway.export.remux import remux_to_mp4
 from gateway.export.writer import FileRange, PackageDraft, write_package
-from gateway.intake.intake import VAULT_DIR
 from gateway.ledger.custody import MAX_PAGE, CustodyEntry, CustodyLog
 from gateway.ledger.ledger import Ledger, SignedCheckpoint, open_ledger
 from gateway.ledger.retention import deletion_notice
-from gateway.storage.badges import BadgeRegistry
-from gateway.storage.catalogue import Catalogue, StoredIncident, StoredSegment
-from gateway.storage.vault import DirectoryVault, Vault
+from gateway.storage.catalogue import StoredIncident, StoredSegment
+from gateway.storage.vault import Vault
 from gateway.timestamping.authority import TimeStampAuthority
 
 KEY_ACTIONS = ("enrol", "key-rotation")
@@ -129,12 +127,11 @@ def export_incident(
     request: ExportRequest,
     *,
     timestamper: TimeStampAuthority | None = None,
-    vault: Vault | None = None,
 ) -> ExportResult:
     """Write the court package ``request`` asks for to ``request.output`` (a new .zip file).
 
     ExportError (or another GatewayError, such as an altered ledger) says why nothing was
-    written. ``timestamper`` defaults to the gateway's own TSA, ``vault`` to its directory.
+    written. ``timestamper`` defaults to the gateway's own TSA.
     """
     if not request.actor.strip() or not request.justification.strip():
         raise ExportError("an export needs who exports (--actor) and why (--justification)")
@@ -144,13 +141,12 @@ def export_incident(
     if not request.output.parent.is_dir():
         raise ExportError(f"the folder {request.output.parent} for the package does not exist")
     tsa = timestamper or data_dir.timestamper()
-    connection = data_dir.database()
+    storage = data_dir.storage()
     try:
-        ledger = open_ledger(data_dir, connection, timestamper=tsa.stamp)
-        vault = vault or DirectoryVault(data_dir.root / VAULT_DIR)
-        return _Export(data_dir, request, ledger=ledger, vault=vault, tsa=tsa).run()
+        ledger = open_ledger(data_dir, storage, timestamper=tsa.stamp)
+        return _Export(data_dir, request, ledger=ledger, tsa=tsa).run()
     finally:
-        connection.close()
+        storage.close()
 
 
 class _Export:
@@ -162,19 +158,18 @@ class _Export:
         request: ExportRequest,
         *,
         ledger: Ledger,
-        vault: Vault,
         tsa: TimeStampAuthority,
     ) -> None:
-        connection = ledger.connection
+        storage = ledger.storage
         self.data_dir = data_dir
-        self.db = connection
+        self.storage = storage
         self.ledger = ledger
-        self.vault = vault
+        self.vault = storage.vault
         self.tsa = tsa
         self.request = request
-        self.catalogue = Catalogue(connection, ledger)
-        self.registry = BadgeRegistry(connection)
-        self.custody = CustodyLog(ledger, connection)
+        self.catalogue = storage.catalogue
+        self.registry = storage.badges
+        self.custody = CustodyLog(ledger)
         self.incident = self._incident()
         self.badge_id = self.incident.badge_id
         self.segments = self._segments()
@@ -227,13 +222,7 @@ class _Export:
         badges = (
             [badge_id]
             if badge_id is not None
-            else [
-                row[0]
-                for row in self.db.execute(
-                    "SELECT badge_id FROM incidents WHERE incident_id = ? ORDER BY badge_id",
-                    (incident_id,),
-                )
-            ]
+            else self.catalogue.badges_with_incident(incident_id)
         )
         if len(badges) > 1:
             raise ExportError(
@@ -243,7 +232,7 @@ class _Export:
         incident = self.catalogue.incident(badges[0], incident_id) if badges else None
         if incident is None:
             raise ExportError(f"the gateway holds no incident {incident_id}")
-        deleted = deletion_notice(self.db, incident.badge_id, incident_id)
+        deleted = deletion_notice(self.storage, incident.badge_id, incident_id)
         if deleted is not None:
             raise ExportError(f"{deleted}; it cannot be exported")
         if incident.ledger_index is None or incident.complete_wall_ns is None:
@@ -511,12 +500,12 @@ def _with_mp4(staged: _Staged, target: Path) -> _Staged:
 def _sealed(vault: Vault, stored: StoredSegment) -> SealedSegment:
     """The sealed segment as the vault holds it, refused unless it is what was stored."""
     where = f"segment {stored.seq} of badge {stored.badge_id}"
-    path = vault.get(stored.sealed_sha256)
-    data = path.read_bytes()
+    with vault.open(stored.sealed_sha256) as stream:
+        data = stream.read()
     if sha256(data) != stored.sealed_sha256 or len(data) != stored.sealed_size:
         raise ExportError(
-            f"the vault file {path} of {where} is not the file that was stored (its SHA-256 "
-            "differs): the vault was altered; the export is refused"
+            f"the vault's copy of {where} ({stored.sealed_sha256.hex()}) is not the file that "
+            "was stored (its SHA-256 differs): the vault was altered; the export is refused"
         )
     sealed = SealedSegment.from_bytes(data, where)
     if sealed.header_bytes != stored.header_bytes:

@@ -37,10 +37,12 @@ the samples themselves are kept, so a court can redo the arithmetic.
 from __future__ import annotations
 
 import math
-import sqlite3
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from gateway.storage.badge_states import ClockReading
+from gateway.storage.clock_samples import ClockSample, ClockSamples
 
 WINDOW = 32
 STEP_NS = 1_000_000_000
@@ -53,21 +55,6 @@ ASSUMED_DRIFT = 100e-6
 MIN_DRIFT_UNCERTAINTY = 1e-6
 KEEP_SAMPLES = 4 * WINDOW
 """Samples kept per badge and boot in the database; older ones are pruned."""
-
-
-@dataclass(frozen=True)
-class ClockSample:
-    """One heartbeat's clocks: the badge's two, read when sent, and the gateway's on receipt."""
-
-    boot: int
-    mono_ns: int
-    badge_wall_ns: int
-    gateway_wall_ns: int
-
-    @property
-    def offset_ns(self) -> int:
-        """Gateway receive time minus badge wall time: the offset plus the transit delay."""
-        return self.gateway_wall_ns - self.badge_wall_ns
 
 
 @dataclass(frozen=True)
@@ -102,6 +89,12 @@ class ClockEstimate:
     def drift_ppb(self) -> int:
         """The drift in parts per billion."""
         return round(self.drift * 1e9)
+
+    def reading_at(self, mono_ns: int) -> ClockReading:
+        """The estimate at monotonic time ``mono_ns``, as the badge list shows it."""
+        return ClockReading(
+            self.offset_at(mono_ns), self.drift_ppb, self.error_at(mono_ns), self.samples
+        )
 
 
 def estimate_clock(samples: Sequence[ClockSample]) -> ClockEstimate | None:
@@ -168,44 +161,17 @@ def _fit(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float]:
 class BadgeClocks:
     """Clock samples kept in the gateway database, and estimates made from them."""
 
-    def __init__(self, connection: sqlite3.Connection) -> None:
-        """Use the gateway database ``connection`` (schema from gateway.storage.database)."""
-        self._db = connection
+    def __init__(self, samples: ClockSamples) -> None:
+        """Keep samples in ``samples``."""
+        self._samples = samples
 
     def record(self, badge_id: str, sample: ClockSample) -> None:
         """Keep ``sample`` (a repeated heartbeat is kept once) and prune old ones of its boot."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            self._db.execute(
-                "INSERT OR IGNORE INTO clock_samples (badge_id, boot, mono_ns, badge_wall_ns,"
-                " gateway_wall_ns) VALUES (?, ?, ?, ?, ?)",
-                (
-                    badge_id,
-                    sample.boot,
-                    sample.mono_ns,
-                    sample.badge_wall_ns,
-                    sample.gateway_wall_ns,
-                ),
-            )
-            self._db.execute(
-                "DELETE FROM clock_samples WHERE badge_id = ? AND boot = ? AND mono_ns <"
-                " (SELECT mono_ns FROM clock_samples WHERE badge_id = ? AND boot = ?"
-                "  ORDER BY mono_ns DESC LIMIT 1 OFFSET ?)",
-                (badge_id, sample.boot, badge_id, sample.boot, KEEP_SAMPLES - 1),
-            )
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
+        self._samples.add(badge_id, sample, keep=KEEP_SAMPLES)
 
     def samples(self, badge_id: str, boot: int) -> list[ClockSample]:
         """The kept samples of one boot of a badge, oldest first."""
-        rows = self._db.execute(
-            "SELECT boot, mono_ns, badge_wall_ns, gateway_wall_ns FROM clock_samples"
-            " WHERE badge_id = ? AND boot = ? ORDER BY mono_ns",
-            (badge_id, boot),
-        ).fetchall()
-        return [ClockSample(*row) for row in rows]
+        return self._samples.of_boot(badge_id, boot)
 
     def estimate(self, badge_id: str, boot: int) -> ClockEstimate | None:
         """The clock estimate for one boot of a badge; None before its first heartbeat."""

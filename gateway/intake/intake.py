@@ -42,21 +42,22 @@ from evidence.topics import badge_topic, gateway_topic, parse_badge_topic
 from gateway.alerts.alerts import AlertEvent, SignedAlert
 from gateway.broker.config import DEFAULT_MAX_PACKET_BYTES
 from gateway.datadir import GatewayDataDir
+from gateway.enrolment.registry import EnrolmentView
 from gateway.errors import EnrolmentError, IntakeError, Reason, RejectedMessageError
+from gateway.intake.catalogue import Cataloguer
 from gateway.intake.checks import opened, same_badge, within_int64
-from gateway.intake.clock import BadgeClocks, ClockSample
+from gateway.intake.clock import BadgeClocks
 from gateway.intake.quarantine import Quarantine
 from gateway.intake.reassembly import DEFAULT_TIMEOUT_NS, PartialSegment, Reassembly
 from gateway.intake.segments import SegmentStore
 from gateway.ledger.ledger import Ledger, Timestamper, open_ledger
-from gateway.storage.badge_states import BadgeStates
-from gateway.storage.badges import EnrolledBadge, EnrolmentView
-from gateway.storage.catalogue import Catalogue, StoredIncident, StoredSegment
-from gateway.storage.vault import DirectoryVault, Vault
+from gateway.storage.badges import EnrolledBadge
+from gateway.storage.catalogue import StoredIncident, StoredSegment
+from gateway.storage.clock_samples import ClockSample
+from gateway.storage.vault import Vault
 
 log = logging.getLogger(__name__)
 
-VAULT_DIR = "vault"
 PARTIAL_DIR = "partial"
 QUARANTINE_DIR = "quarantine"
 MAX_PAYLOAD_BYTES = DEFAULT_MAX_PACKET_BYTES
@@ -90,14 +91,13 @@ class Intake:
         publish: Publish,
         on_alert: AlertListener,
         *,
-        vault: Vault | None = None,
         clock: Callable[[], int] = time.time_ns,
         partial_timeout_ns: int = DEFAULT_TIMEOUT_NS,
         timestamper: Timestamper | None = None,
         partials: Reassembly | None = None,
         verify_ledger: bool = True,
     ) -> None:
-        """Open the data directory's database, ledger, vault, partial and quarantine directories.
+        """Open the data directory's storage, ledger, partial and quarantine directories.
 
         ``publish(topic, payload)`` sends receipts and rejections (QoS 1); ``on_alert`` is
         called with each new alert once it is stored; ``clock`` gives gateway wall time (ns);
@@ -107,24 +107,25 @@ class Intake:
         False skips that check, for a second stage opened just after an intake that made it).
         """
         data_dir.require_initialised()
-        self._db = data_dir.database()
+        self._storage = data_dir.storage()
         try:
             self.ledger: Ledger = open_ledger(
-                data_dir, self._db, timestamper=timestamper, clock=clock, verify=verify_ledger
+                data_dir, self._storage, timestamper=timestamper, clock=clock, verify=verify_ledger
             )
         except BaseException:
-            self._db.close()
+            self._storage.close()
             raise
         self._signing_key = data_dir.signing_key()
         self._publish = publish
         self._on_alert = on_alert
         self._clock = clock
-        self._registry = EnrolmentView(self._db)
-        self._catalogue = Catalogue(self._db, self.ledger)
-        self._states = BadgeStates(self._db)
-        self._clocks = BadgeClocks(self._db)
-        self.vault: Vault = vault or DirectoryVault(data_dir.root / VAULT_DIR)
-        self._segments = SegmentStore(self._catalogue, self.vault, self._clocks)
+        self._registry = EnrolmentView(self._storage.badges)
+        self._cataloguer = Cataloguer(self.ledger)
+        self._catalogue = self._storage.catalogue
+        self._states = self._storage.badge_states
+        self._clocks = BadgeClocks(self._storage.clock_samples)
+        self.vault: Vault = self._storage.vault
+        self._segments = SegmentStore(self._cataloguer, self.vault, self._clocks)
         self.quarantine = Quarantine(data_dir.root / QUARANTINE_DIR, clock=clock)
         self.partials = partials or Reassembly(
             data_dir.root / PARTIAL_DIR, timeout_ns=partial_timeout_ns, clock=clock
@@ -141,7 +142,7 @@ class Intake:
 
     def close(self) -> None:
         """Close the database connection."""
-        self._db.close()
+        self._storage.close()
 
     def counts(self) -> dict[str, int]:
         """Refusals so far per reason code (survives restarts; see Quarantine.counts)."""
@@ -218,7 +219,7 @@ class Intake:
             where, alert.press.boot, alert.press.mono_ns, alert.press.wall_ns, alert.first_seq
         )
         digest = sha256(payload)
-        stored, new = self._catalogue.add_alert(alert, payload, digest, received)
+        stored, new = self._cataloguer.add_alert(alert, payload, digest, received)
         if stored.alert_sha256 != digest:
             raise RejectedMessageError(
                 Reason.CONFLICT,
@@ -274,7 +275,8 @@ class Intake:
         sample = ClockSample(heartbeat.boot, heartbeat.mono_ns, heartbeat.wall_ns, received)
         self._clocks.record(badge.badge_id, sample)
         estimate = self._clocks.estimate(badge.badge_id, heartbeat.boot)
-        self._states.heartbeat(heartbeat, received, estimate)
+        reading = None if estimate is None else estimate.reading_at(heartbeat.mono_ns)
+        self._states.heartbeat(heartbeat, received, reading)
 
     def _status(self, badge: EnrolledBadge, payload: bytes, received: int) -> None:
         where = f"status of badge {badge.badge_id}"
@@ -293,7 +295,7 @@ class Intake:
         same_badge(record.badge_id, badge, "incident", record.incident_id)
         within_int64(where, record.first_seq, record.last_seq)
         digest = sha256(payload)
-        stored = self._catalogue.add_incident(record, payload, digest, received)
+        stored = self._cataloguer.add_incident(record, payload, digest, received)
         if stored.record_sha256 != digest:
             raise RejectedMessageError(
                 Reason.CONFLICT,
@@ -384,7 +386,7 @@ class Intake:
         """
         try:
             accepted = self._segments.accept(badge, partial)
-            with self._catalogue.transaction():
+            with self._cataloguer.transaction():
                 stored = self._segments.record(accepted, received)
                 receipt = self._kept_segment_receipt(stored)
         except RejectedMessageError as rejection:
@@ -462,8 +464,8 @@ class Intake:
                     ),
                 )
                 return
-            with self._catalogue.transaction():  # the completion and its receipt, one commit
-                marked = self._catalogue.mark_complete(
+            with self._cataloguer.transaction():  # the completion and its receipt, one commit
+                marked = self._cataloguer.mark_complete(
                     incident.badge_id, incident.incident_id, self._clock()
                 )
                 receipt = self._kept_incident_receipt(marked)
@@ -515,7 +517,7 @@ class Intake:
         one is open); return it for sending once that has committed."""
         receipt = Receipt(badge_id, subject, key, digest, when)
         signed = receipt.sign(self._signing_key)
-        self._catalogue.record_receipt(receipt, signed, self._clock())
+        self._cataloguer.record_receipt(receipt, signed, self._clock())
         return signed
 
     def _refuse(

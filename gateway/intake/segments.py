@@ -23,11 +23,12 @@ from pathlib import Path
 from evidence.chain import check_chain
 from evidence.segment import CheckedSegmentBytes, SegmentHeader, SegmentStream
 from gateway.errors import Reason, RejectedMessageError
+from gateway.intake.catalogue import Cataloguer
 from gateway.intake.checks import opened, same_badge, within_int64
 from gateway.intake.clock import BadgeClocks
 from gateway.intake.reassembly import PartialSegment
 from gateway.storage.badges import EnrolledBadge
-from gateway.storage.catalogue import CaptureTime, Catalogue, StoredSegment
+from gateway.storage.catalogue import CaptureTime, StoredSegment
 from gateway.storage.vault import Vault
 
 _BLOCK = 1 << 20
@@ -46,9 +47,11 @@ class AcceptedSegment:
 class SegmentStore:
     """Accepts reassembled segments into the vault and the catalogue."""
 
-    def __init__(self, catalogue: Catalogue, vault: Vault, clocks: BadgeClocks) -> None:
-        """Store into ``vault`` and ``catalogue``; date segments with ``clocks``."""
-        self._catalogue = catalogue
+    def __init__(self, cataloguer: Cataloguer, vault: Vault, clocks: BadgeClocks) -> None:
+        """Store into ``vault`` and, through ``cataloguer``, the catalogue; date segments with
+        ``clocks``."""
+        self._cataloguer = cataloguer
+        self._catalogue = cataloguer.catalogue
         self._vault = vault
         self._clocks = clocks
 
@@ -57,7 +60,7 @@ class SegmentStore:
     ) -> StoredSegment:
         """Check and store a complete partial segment; RejectedMessageError says why not."""
         accepted = self.accept(badge, partial)
-        with self._catalogue.transaction():
+        with self._cataloguer.transaction():
             return self.record(accepted, received_wall_ns)
 
     def accept(self, badge: EnrolledBadge, partial: PartialSegment) -> AcceptedSegment:
@@ -98,7 +101,7 @@ class SegmentStore:
         segment, partial = accepted.segment, accepted.partial
         header = segment.header
         key = str(header.seq)
-        with self._catalogue.transaction():
+        with self._cataloguer.transaction():
             existing = self._catalogue.segment(header.badge_id, header.seq)
             if existing is not None:  # another intake process stored it meanwhile
                 if existing.sealed_sha256 != partial.sealed_sha256:
@@ -107,7 +110,7 @@ class SegmentStore:
                     )
                 return existing
             self.check_links(header, accepted.neighbours)
-            return self._catalogue.insert_segment(
+            return self._cataloguer.insert_segment(
                 segment=segment,
                 incident_id=partial.incident_id,
                 sealed_sha256=partial.sealed_sha256,

@@ -9,10 +9,11 @@ root is recomputed from the leaf bytes.
 from __future__ import annotations
 
 import hmac
-import sqlite3
 
 from evidence.ledger.merkle import EMPTY_ROOT, leaf_hash, node_hash
 from gateway.errors import LedgerIntegrityError
+from gateway.storage import Storage
+from gateway.storage.leaves import Leaves
 
 
 class StreamingRoot:
@@ -46,7 +47,7 @@ class StreamingRoot:
         return root
 
 
-def rehash_leaves(connection: sqlite3.Connection, size: int) -> bytes:
+def rehash_leaves(leaves: Leaves, size: int) -> bytes:
     """Check every leaf's index and stored hash; return the root of the first ``size`` leaves.
 
     LedgerIntegrityError names the first missing leaf, the first leaf whose stored hash is
@@ -54,20 +55,16 @@ def rehash_leaves(connection: sqlite3.Connection, size: int) -> bytes:
     """
     accumulator = StreamingRoot()
     expected = 0
-    rows = connection.execute(
-        "SELECT leaf_index, CAST(leaf AS BLOB), CAST(leaf_hash AS BLOB) FROM ledger_leaves"
-        " ORDER BY leaf_index"
-    )
-    for index, data, stored in rows:
+    for index, data, stored in leaves.scan():
         if index != expected:
             raise LedgerIntegrityError(
                 f"ledger leaf {expected} is missing (the next stored leaf is {index}); "
                 f"the last checkpoint covers {size} leaves"
             )
-        computed = leaf_hash(data or b"")  # a NULL put there by hand reads as nothing
-        if not hmac.compare_digest(computed, stored or b""):
+        computed = leaf_hash(data)
+        if not hmac.compare_digest(computed, stored):
             raise LedgerIntegrityError(
-                f"ledger leaf {index}'s stored hash {(stored or b'').hex()} does not match "
+                f"ledger leaf {index}'s stored hash {stored.hex()} does not match "
                 f"its bytes, which hash to {computed.hex()}"
             )
         if index < size:
@@ -82,7 +79,7 @@ def rehash_leaves(connection: sqlite3.Connection, size: int) -> bytes:
 
 
 def root_difference(
-    connection: sqlite3.Connection, number: int, size: int, signed_root: bytes, root: bytes
+    storage: Storage, number: int, size: int, signed_root: bytes, root: bytes
 ) -> str:
     """Say how the recomputed ``root`` differs from checkpoint ``number``'s, and where.
 
@@ -94,28 +91,21 @@ def root_difference(
         f"checkpoint (number {number}) signed {signed_root.hex()}: leaf bytes were "
         "altered together with their hashes"
     )
-    good, bad = _bracket_alteration(connection, size)
+    good, bad = _bracket_alteration(storage, size)
     if bad is not None:
         message += f", in leaves {good}..{bad - 1} (the checkpoint of size {good} still matches)"
     return message
 
 
-def _bracket_alteration(connection: sqlite3.Connection, size: int) -> tuple[int, int | None]:
+def _bracket_alteration(storage: Storage, size: int) -> tuple[int, int | None]:
     """The largest checkpoint size whose root still matches, and the next one that does not."""
-    checkpoints = connection.execute(
-        "SELECT DISTINCT size, CAST(root AS BLOB) FROM checkpoints WHERE size <= ? ORDER BY size",
-        (size,),
-    ).fetchall()
+    checkpoints = storage.checkpoints.roots(size)
     accumulator = StreamingRoot()
-    leaves = connection.execute(
-        "SELECT CAST(leaf AS BLOB) FROM ledger_leaves WHERE leaf_index < ? ORDER BY leaf_index",
-        (size,),
-    )
+    leaves = storage.leaves.below(size)
     good = 0
     for checkpoint_size, checkpoint_root in checkpoints:
         while accumulator.count < checkpoint_size:
-            (data,) = leaves.fetchone()
-            accumulator.add(leaf_hash(data or b""))
+            accumulator.add(leaf_hash(next(leaves)))
         if accumulator.root() != checkpoint_root:
             return good, checkpoint_size
         good = checkpoint_size

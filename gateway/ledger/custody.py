@@ -9,7 +9,6 @@ or exporting footage without a stated reason is refused.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, get_args
@@ -17,7 +16,9 @@ from typing import Literal, get_args
 from evidence.canonical import CanonicalValue, encode
 from evidence.errors import EncodingError
 from gateway.errors import CustodyError, LedgerIntegrityError
-from gateway.ledger.ledger import Ledger, LedgerEntry, write_transaction
+from gateway.ledger.ledger import Ledger, LedgerEntry
+from gateway.storage import Storage
+from gateway.storage.custody import CustodyFilter, CustodyRow
 
 CustodyAction = Literal[
     "login",
@@ -42,11 +43,6 @@ MAX_PAGE = 1000
 MAX_TEXT = 2000
 """Longest actor, subject or justification accepted, in characters (a leaf stays small)."""
 
-_COLUMNS = (
-    "c.entry_id, c.ledger_index, c.actor, c.action, c.subject, c.justification, c.at_ns, l.leaf"
-)
-
-
 @dataclass(frozen=True)
 class CustodyEntry:
     """One custody record, with the index of the ledger leaf that holds it."""
@@ -66,15 +62,20 @@ class CustodyEntry:
 class CustodyLog:
     """Records custody entries into the ledger and finds them again."""
 
-    def __init__(self, ledger: Ledger, connection: sqlite3.Connection) -> None:
-        """Record into ``ledger``; ``connection`` must be the ledger's own (one transaction)."""
-        if connection is not ledger.connection:
-            raise CustodyError(
-                "the custody log must use the ledger's database connection, so that an entry "
-                "and its ledger leaf are written in one transaction"
-            )
+    def __init__(self, ledger: Ledger) -> None:
+        """Record into ``ledger``, each search row in its storage with the entry's leaf."""
         self._ledger = ledger
-        self._db = connection
+        self._storage = ledger.storage
+
+    @property
+    def ledger(self) -> Ledger:
+        """The ledger the entries are recorded in."""
+        return self._ledger
+
+    @property
+    def storage(self) -> Storage:
+        """The storage of the ledger and of the search rows (write both in one transaction)."""
+        return self._storage
 
     def record(
         self,
@@ -104,14 +105,11 @@ class CustodyLog:
         except EncodingError as error:
             raise CustodyError(f"custody detail for {action} of {subject!r}: {error}") from None
         at_ns = self._ledger.now()
-        with write_transaction(self._db):
+        with self._storage.transaction():
             index = self._ledger.append("custody", body, at_ns=at_ns)
-            cursor = self._db.execute(
-                "INSERT INTO custody_entries (ledger_index, actor, action, subject,"
-                " justification, at_ns) VALUES (?, ?, ?, ?, ?, ?)",
-                (index, actor, action, subject, justification, at_ns),
+            entry_id = self._storage.custody.add(
+                index, actor, action, subject, justification, at_ns
             )
-        entry_id = int(cursor.lastrowid or 0)
         return CustodyEntry(entry_id, index, actor, action, subject, justification, at_ns, details)
 
     def entries(
@@ -136,15 +134,10 @@ class CustodyLog:
                 f"a custody search takes 0..{MAX_PAGE} entries from offset 0 or more, not "
                 f"{limit} from {offset}"
             )
-        clauses, values = _filters(subject, actor, action, since_ns, until_ns)
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        order = "DESC" if newest_first else "ASC"
-        rows = self._db.execute(
-            f"SELECT {_COLUMNS} FROM custody_entries c"  # noqa: S608 - fixed fragments only
-            f" JOIN ledger_leaves l ON l.leaf_index = c.ledger_index{where}"
-            f" ORDER BY c.entry_id {order} LIMIT ? OFFSET ?",
-            (*values, limit, offset),
-        ).fetchall()
+        where = CustodyFilter(subject, actor, action, since_ns, until_ns)
+        rows = self._storage.custody.find(
+            where, limit=limit, offset=offset, newest_first=newest_first
+        )
         return [_entry(row) for row in rows]
 
 
@@ -162,31 +155,10 @@ def _check(actor: str, action: str, subject: str, justification: str) -> None:
             raise CustodyError(f"the custody {what} is longer than {MAX_TEXT} characters")
 
 
-def _filters(
-    subject: str | None,
-    actor: str | None,
-    action: str | None,
-    since_ns: int | None,
-    until_ns: int | None,
-) -> tuple[list[str], list[object]]:
-    clauses: list[str] = []
-    values: list[object] = []
-    for column, value in (("c.subject", subject), ("c.actor", actor), ("c.action", action)):
-        if value is not None:
-            clauses.append(f"{column} = ?")
-            values.append(value)
-    if since_ns is not None:
-        clauses.append("c.at_ns >= ?")
-        values.append(since_ns)
-    if until_ns is not None:
-        clauses.append("c.at_ns < ?")
-        values.append(until_ns)
-    return clauses, values
-
-
-def _entry(row: tuple[int, int, str, str, str, str, int, bytes]) -> CustodyEntry:
+def _entry(row: CustodyRow) -> CustodyEntry:
     """A CustodyEntry from its row and ledger leaf; LedgerIntegrityError if they disagree."""
-    entry_id, index, actor, action, subject, justification, at_ns, leaf = row
+    entry_id, index, actor, action = row.entry_id, row.ledger_index, row.actor, row.action
+    subject, justification, at_ns, leaf = row.subject, row.justification, row.at_ns, row.leaf
     where = f"custody entry {entry_id} (ledger leaf {index})"
     recorded = LedgerEntry.from_bytes(leaf, where)
     body = recorded.body

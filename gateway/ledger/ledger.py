@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import hmac
 import logging
-import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -36,9 +34,11 @@ from evidence.ledger.entry import LedgerEntry as EvidenceLedgerEntry
 from evidence.ledger.entry import LedgerKind
 from evidence.ledger.merkle import MerkleLog, leaf_hash, verify_consistency
 from gateway.datadir import GatewayDataDir
-from gateway.errors import LedgerIntegrityError
+from gateway.errors import LedgerIntegrityError, StorageError
 from gateway.ledger.audit import rehash_leaves, root_difference
-from gateway.storage.database import DatabaseError
+from gateway.storage import Storage
+from gateway.storage.checkpoints import CheckpointRow
+from gateway.storage.leaves import Leaves
 
 log = logging.getLogger(__name__)
 
@@ -48,29 +48,6 @@ CHECKPOINT_INTERVAL_S = 60.0
 Timestamper = Callable[[bytes], bytes]
 """SHA-256 digest in, RFC 3161 ``TimeStampResp`` (DER) out: ``TimeStampAuthority.stamp`` or
 ``TsaClient.stamp``."""
-
-_DURABLE_SYNCHRONOUS = 2  # PRAGMA synchronous: 2 = FULL, 3 = EXTRA
-
-
-@contextmanager
-def write_transaction(connection: sqlite3.Connection) -> Iterator[bool]:
-    """One write transaction (BEGIN IMMEDIATE ... COMMIT), or the caller's if one is open.
-
-    Yields whether it joined an already open transaction, which the caller then commits:
-    that is how a row and its ledger entry become durable together or not at all.
-    """
-    if connection.in_transaction:
-        yield True
-        return
-    connection.execute("BEGIN IMMEDIATE")
-    try:
-        yield False
-        connection.execute("COMMIT")
-    except BaseException:
-        if connection.in_transaction:
-            connection.execute("ROLLBACK")
-        raise
-
 
 def ledger_origin(hospital: str) -> str:
     """The log's origin for ``hospital``: ``<hospital-in-lowercase-with-hyphens>/medbadge-ledger``.
@@ -124,29 +101,24 @@ class SignedCheckpoint:
 
 
 class _LeafTable:
-    """The ``ledger_leaves`` table as a MerkleLog LeafHashStore (reads only; see Ledger.append)."""
+    """The stored leaves as a MerkleLog LeafHashStore (reads only; see Ledger.append)."""
 
-    def __init__(self, connection: sqlite3.Connection) -> None:
-        self._db = connection
+    def __init__(self, leaves: Leaves) -> None:
+        self._leaves = leaves
 
     def size(self) -> int:
         """One past the highest stored leaf index (a gap is found by verification, not here)."""
-        (highest,) = self._db.execute("SELECT MAX(leaf_index) FROM ledger_leaves").fetchone()
-        return 0 if highest is None else int(highest) + 1
+        return self._leaves.size()
 
     def leaf_hashes(self, start: int, stop: int) -> Sequence[bytes]:
         """The stored leaf hashes ``[start, stop)``; LedgerIntegrityError if any is missing."""
-        rows = self._db.execute(
-            "SELECT CAST(leaf_hash AS BLOB) FROM ledger_leaves"
-            " WHERE leaf_index >= ? AND leaf_index < ? ORDER BY leaf_index",
-            (start, stop),
-        ).fetchall()
-        if len(rows) != stop - start:
+        hashes = self._leaves.hashes(start, stop)
+        if len(hashes) != stop - start:
             raise LedgerIntegrityError(
-                f"ledger leaves {start}..{stop - 1} are incomplete: {len(rows)} of "
+                f"ledger leaves {start}..{stop - 1} are incomplete: {len(hashes)} of "
                 f"{stop - start} are stored"
             )
-        return [row[0] for row in rows]
+        return hashes
 
     def append(self, leaf_hash: bytes) -> None:
         """Refuse: a leaf is stored with its bytes, by Ledger.append, never as a bare hash."""
@@ -154,41 +126,41 @@ class _LeafTable:
 
 
 class Ledger:
-    """The gateway's append-only Merkle log in the gateway database.
+    """The gateway's append-only Merkle log in the gateway's storage.
 
-    Use one Ledger from one thread at a time, like its connection; give a background
-    checkpointer its own connection (``open_ledger``). Several processes may share the
-    database: appends are serialised by SQLite's write lock.
+    Use one Ledger from one thread at a time, like its storage; give a background
+    checkpointer storage of its own (``open_ledger``). Several processes may share the
+    database: appends are serialised by its write lock.
     """
 
     def __init__(
         self,
-        connection: sqlite3.Connection,
+        storage: Storage,
         signing_key: SigningKey,
         origin: str,
         timestamper: Timestamper | None = None,
         *,
         clock: Callable[[], int] = time.time_ns,
     ) -> None:
-        """Serve the log in ``connection`` (opened by gateway.database.open_database).
+        """Serve the log kept in ``storage``.
 
         Checkpoints are signed by ``signing_key`` under the note key name ``origin`` and,
         when ``timestamper`` is given, time-stamped; ``clock`` gives gateway time in ns.
         """
-        _require_durable(connection)
-        self._db = connection
+        self._storage = storage
         self.origin = origin
         self._signer = NoteSigner(origin, signing_key.key)
         self._timestamper = timestamper
         self._clock = clock
-        self._leaves = _LeafTable(connection)
+        self._leaves = _LeafTable(storage.leaves)
         self._log = MerkleLog(self._leaves)
         self._wrote_in_open_transaction = False
 
     @property
-    def connection(self) -> sqlite3.Connection:
-        """The database connection the ledger writes through."""
-        return self._db
+    def storage(self) -> Storage:
+        """The storage the ledger writes to: a row written in its transaction commits with
+        the entry that records it."""
+        return self._storage
 
     @property
     def verifier(self) -> NoteVerifier:
@@ -216,18 +188,14 @@ class Ledger:
     ) -> int:
         """Append an entry of ``kind`` (dated now unless ``at_ns``); return its leaf index.
 
-        Runs in its own transaction, or inside the caller's (BEGIN IMMEDIATE) one if open,
+        Runs in its own transaction, or inside the caller's open one,
         so that the caller's row and this entry commit together.
         """
         entry = LedgerEntry(kind, self.now() if at_ns is None else at_ns, dict(body))
         data = entry.to_bytes()
-        with write_transaction(self._db) as joined:
+        with self._storage.transaction() as joined:
             index = self._leaves.size()
-            self._db.execute(
-                "INSERT INTO ledger_leaves (leaf_index, leaf, leaf_hash, appended_at_ns)"
-                " VALUES (?, ?, ?, ?)",
-                (index, data, leaf_hash(data), entry.at_ns),
-            )
+            self._storage.leaves.append(index, data, leaf_hash(data), entry.at_ns)
         if joined:
             self._wrote_in_open_transaction = True
         return index
@@ -239,12 +207,12 @@ class Ledger:
         checkpoint. A TSA failure is logged and leaves the checkpoint without a token; the
         schedule retries the stamp (see ``stamp``).
         """
-        if self._db.in_transaction:
+        if self._storage.in_transaction:
             raise LedgerError(
                 "a checkpoint is made outside any open transaction, over committed leaves"
             )
         self._log.root(self.size)  # warm the memo before taking the write lock
-        with write_transaction(self._db):
+        with self._storage.transaction():
             previous = self.latest_checkpoint()
             size = self.size
             root = self._log.root(size)
@@ -252,11 +220,7 @@ class Ledger:
                 self._check_extends(previous, size, root)
             note = sign_note(Checkpoint(self.origin, size, root).body(), [self._signer])
             created = self.now()
-            cursor = self._db.execute(
-                "INSERT INTO checkpoints (size, root, note, created_at_ns) VALUES (?, ?, ?, ?)",
-                (size, root, note, created),
-            )
-        number = int(cursor.lastrowid or 0)  # an INSERT into a rowid table always sets it
+            number = self._storage.checkpoints.add(size, root, note, created)
         made = SignedCheckpoint(number, Checkpoint(self.origin, size, root), note, None, created)
         return self.stamp(made)
 
@@ -271,12 +235,8 @@ class Ledger:
                 "checkpoint %d (size %d) was not time-stamped", checkpoint.number, checkpoint.size
             )
             return checkpoint
-        with write_transaction(self._db):
-            self._db.execute(
-                "UPDATE checkpoints SET timestamp_token = ? WHERE checkpoint_id = ?"
-                " AND timestamp_token IS NULL",
-                (token, checkpoint.number),
-            )
+        with self._storage.transaction():
+            self._storage.checkpoints.set_token(checkpoint.number, token)
         return SignedCheckpoint(
             checkpoint.number,
             checkpoint.checkpoint,
@@ -304,12 +264,9 @@ class Ledger:
 
     def leaf(self, index: int) -> bytes:
         """The bytes of leaf ``index`` (what its leaf hash covers)."""
-        row = self._db.execute(
-            "SELECT CAST(leaf AS BLOB) FROM ledger_leaves WHERE leaf_index = ?", (index,)
-        ).fetchone()
-        if row is None:
+        data = self._storage.leaves.leaf(index)
+        if data is None:
             raise LedgerError(f"the ledger has no leaf {index}")
-        data: bytes = row[0]
         return data
 
     def entry(self, index: int) -> LedgerEntry:
@@ -333,11 +290,7 @@ class Ledger:
 
         LedgerIntegrityError if the note is not a checkpoint or disagrees with its row.
         """
-        row = self._db.execute(
-            "SELECT checkpoint_id, size, CAST(root AS BLOB), CAST(note AS BLOB),"
-            " CAST(timestamp_token AS BLOB), created_at_ns"
-            " FROM checkpoints ORDER BY checkpoint_id DESC LIMIT 1"
-        ).fetchone()
+        row = self._storage.checkpoints.latest()
         return None if row is None else _stored_checkpoint(row)
 
     def _merkle(self) -> MerkleLog:
@@ -345,7 +298,7 @@ class Ledger:
 
         Leaves not yet committed may be rolled back, so no subtree over them may be memoized.
         """
-        if not self._db.in_transaction:
+        if not self._storage.in_transaction:
             self._wrote_in_open_transaction = False
         if self._wrote_in_open_transaction:
             return MerkleLog(self._leaves)
@@ -366,12 +319,12 @@ class Ledger:
             if last is not None:
                 self._check_signature(last)
             size = 0 if last is None else last.size
-            root = rehash_leaves(self._db, size)
+            root = rehash_leaves(self._storage.leaves, size)
             if last is not None and not hmac.compare_digest(root, last.root):
                 raise LedgerIntegrityError(
-                    root_difference(self._db, last.number, last.size, last.root, root)
+                    root_difference(self._storage, last.number, last.size, last.root, root)
                 )
-        except sqlite3.DatabaseError as error:  # a damaged file, or values of the wrong type
+        except StorageError as error:  # a damaged file, or values of the wrong type
             raise LedgerIntegrityError(f"the ledger's tables cannot be read: {error}") from None
         return last
 
@@ -390,22 +343,11 @@ class Ledger:
             ) from None
 
 
-def _require_durable(connection: sqlite3.Connection) -> None:
-    """Refuse a connection on which a committed append could still be lost."""
-    (mode,) = connection.execute("PRAGMA journal_mode").fetchone()
-    (synchronous,) = connection.execute("PRAGMA synchronous").fetchone()
-    if str(mode).lower() != "wal" or synchronous < _DURABLE_SYNCHRONOUS:
-        raise DatabaseError(
-            f"the ledger needs its database in WAL mode with synchronous=FULL, not {mode} with "
-            f"synchronous={synchronous}; open it with gateway.database.open_database"
-        )
-
-
-def _stored_checkpoint(row: tuple[int, int, bytes, bytes, bytes | None, int]) -> SignedCheckpoint:
+def _stored_checkpoint(row: CheckpointRow) -> SignedCheckpoint:
     """A checkpoint row as a SignedCheckpoint, refusing a note that disagrees with its row."""
-    number, size, root, note, token, created = row
+    number, size, root, note = row.number, row.size, row.root, row.note
+    token, created = row.timestamp_token, row.created_at_ns
     where = f"checkpoint {number}"
-    note, root = note or b"", root or b""  # a NULL put there by hand reads as nothing
     separator = note.rfind(b"\n\n")
     try:
         checkpoint = parse_checkpoint(note[: separator + 1] if separator >= 0 else note)
@@ -426,14 +368,14 @@ def _stored_checkpoint(row: tuple[int, int, bytes, bytes, bytes | None, int]) ->
 
 def open_ledger(
     data_dir: GatewayDataDir,
-    connection: sqlite3.Connection,
+    storage: Storage,
     *,
     timestamper: Timestamper | None = None,
     clock: Callable[[], int] = time.time_ns,
     origin: str | None = None,
     verify: bool = True,
 ) -> Ledger:
-    """The data directory's ledger on ``connection``, checked against its last checkpoint.
+    """The data directory's ledger in ``storage``, checked against its last checkpoint.
 
     The gateway signing key signs checkpoints under ``origin`` (by default
     ``ledger_origin`` of the hospital's name; a log keeps its origin for life). With
@@ -442,7 +384,7 @@ def open_ledger(
     """
     if origin is None:
         origin = ledger_origin(data_dir.evidence_ca().hospital_name)
-    ledger = Ledger(connection, data_dir.signing_key(), origin, timestamper, clock=clock)
+    ledger = Ledger(storage, data_dir.signing_key(), origin, timestamper, clock=clock)
     if verify:
         ledger.verify_against_last_checkpoint()
     return ledger
@@ -452,7 +394,7 @@ class CheckpointSchedule:
     """A background thread that checkpoints the ledger every interval while it has grown."""
 
     def __init__(self, ledger: Ledger, interval_s: float = CHECKPOINT_INTERVAL_S) -> None:
-        """Checkpoint ``ledger`` (on a connection of its own) every ``interval_s`` seconds."""
+        """Checkpoint ``ledger`` (on storage of its own) every ``interval_s`` seconds."""
         self._ledger = ledger
         self._interval_s = interval_s
         self._stopping = threading.Event()

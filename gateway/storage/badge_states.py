@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
-from typing import Any
 
 from evidence.messages import Heartbeat
-from gateway.intake.clock import ClockEstimate
+from gateway.storage.database import Database, Row
 
 
 @dataclass(frozen=True)
@@ -34,6 +32,16 @@ class BadgeState:
     clock_samples: int | None
 
 
+@dataclass(frozen=True)
+class ClockReading:
+    """A badge's clock estimate at one heartbeat, as the badge list shows it."""
+
+    offset_ns: int
+    drift_ppb: int
+    error_ns: int
+    samples: int
+
+
 _COLUMNS = (
     "badge_id, online, status_boot, status_wall_ns, boot, battery_percent, storage_free_bytes,"
     " ring_bytes, ring_segments, pinned_segments, dropped_frames, outbox_pending, recording,"
@@ -44,12 +52,12 @@ _COLUMNS = (
 class BadgeStates:
     """The ``badge_state`` table."""
 
-    def __init__(self, connection: sqlite3.Connection) -> None:
-        """Use the gateway database ``connection`` (schema from gateway.storage.database)."""
-        self._db = connection
+    def __init__(self, db: Database) -> None:
+        """Use ``db``."""
+        self._db = db
 
     def heartbeat(
-        self, heartbeat: Heartbeat, received_wall_ns: int, clock: ClockEstimate | None
+        self, heartbeat: Heartbeat, received_wall_ns: int, clock: ClockReading | None
     ) -> None:
         """Record a verified heartbeat and the badge's clock estimate after it.
 
@@ -57,7 +65,7 @@ class BadgeStates:
         """
         offset = error = drift = samples = None
         if clock is not None:
-            offset, error = clock.offset_at(heartbeat.mono_ns), clock.error_at(heartbeat.mono_ns)
+            offset, error = clock.offset_ns, clock.error_ns
             drift, samples = clock.drift_ppb, clock.samples
         self._db.execute(
             "INSERT INTO badge_state (badge_id, online, boot, battery_percent,"
@@ -106,14 +114,14 @@ class BadgeStates:
 
     def get(self, badge_id: str) -> BadgeState | None:
         """The badge's state, or None if it has never reported."""
-        row = self._db.execute(
+        row = self._db.fetch_one(
             f"SELECT {_COLUMNS} FROM badge_state WHERE badge_id = ?",  # noqa: S608
             (badge_id,),
-        ).fetchone()
+        )
         return None if row is None else _state(row)
 
 
-def _state(row: Any) -> BadgeState:
+def _state(row: Row) -> BadgeState:
     """A BadgeState from a row in ``_COLUMNS`` order."""
     values = list(row)
     values[1] = bool(values[1])

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from dataclasses import dataclass
 
 from evidence.identifiers import validate_badge_id
 from evidence.keys import SigningPublicKey
 from gateway.errors import EnrolmentError
+from gateway.storage.database import Database, blob
+
+_BADGE_COLUMNS = (
+    "badge_id, wearer, location, key_generation, broker_password_hash, enrolled_at_ns,"
+    " revoked_at_ns"
+)
 
 
 @dataclass(frozen=True)
@@ -36,11 +41,28 @@ class EnrolmentEvent:
     detail: str
 
 
+@dataclass(frozen=True)
+class _BadgeRow:
+    badge_id: str
+    wearer: str
+    location: str
+    key_generation: int
+    broker_password_hash: str
+    enrolled_at_ns: int
+    revoked_at_ns: int | None
+
+
 class BadgeRegistry:
     """Badge enrolments stored in the gateway database."""
 
-    def __init__(self, connection: sqlite3.Connection) -> None:
-        self._db = connection
+    def __init__(self, db: Database) -> None:
+        """Use ``db``."""
+        self._db = db
+
+    def change_token(self) -> int:
+        """A number that changes whenever another connection commits (an enrolment, a
+        rotation or a revocation among what it may have changed)."""
+        return self._db.change_token()
 
     def enroll(
         self,
@@ -60,14 +82,13 @@ class BadgeRegistry:
         """
         validate_badge_id(badge_id)
         now = time.time_ns()
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._db.transaction():
             existing = self._row(badge_id)
             if existing is not None and not rotate:
                 raise EnrolmentError(
                     f"badge {badge_id} is already enrolled; use --rotate to issue it a new key"
                 )
-            generation = 1 if existing is None else existing["key_generation"] + 1
+            generation = 1 if existing is None else existing.key_generation + 1
             if existing is None:
                 self._db.execute(
                     "INSERT INTO badges (badge_id, wearer, location, key_generation,"
@@ -96,10 +117,6 @@ class BadgeRegistry:
                 " VALUES (?, ?, ?, ?, ?)",
                 (badge_id, kind, now, operator, f"key generation {generation}"),
             )
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
         return self.get(badge_id)
 
     def revoke(self, badge_id: str, *, operator: str, reason: str) -> EnrolledBadge:
@@ -110,12 +127,11 @@ class BadgeRegistry:
         it again with ``rotate`` issues a new key and lifts the revocation.
         """
         now = time.time_ns()
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._db.transaction():
             existing = self._row(badge_id)
             if existing is None:
                 raise EnrolmentError(f"badge {badge_id} is not enrolled, so it cannot be revoked")
-            if existing["revoked_at_ns"] is not None:
+            if existing.revoked_at_ns is not None:
                 raise EnrolmentError(f"badge {badge_id} is revoked already")
             self._db.execute(
                 "UPDATE badges SET revoked_at_ns = ? WHERE badge_id = ?", (now, badge_id)
@@ -125,86 +141,60 @@ class BadgeRegistry:
                 " VALUES (?, 'revoked', ?, ?, ?)",
                 (badge_id, now, operator, reason),
             )
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
         return self.get(badge_id)
 
-    def _row(self, badge_id: str) -> sqlite3.Row | None:
-        cursor = self._db.execute("SELECT * FROM badges WHERE badge_id = ?", (badge_id,))
-        cursor.row_factory = sqlite3.Row
-        row: sqlite3.Row | None = cursor.fetchone()
-        return row
+    def _row(self, badge_id: str) -> _BadgeRow | None:
+        row = self._db.fetch_one(
+            f"SELECT {_BADGE_COLUMNS} FROM badges WHERE badge_id = ?",  # noqa: S608
+            (badge_id,),
+        )
+        return None if row is None else _BadgeRow(*row)
 
     def get(self, badge_id: str) -> EnrolledBadge:
         """Return the badge's current enrolment; raise EnrolmentError if it has none."""
         row = self._row(badge_id)
         if row is None:
             raise EnrolmentError(f"badge {badge_id} is not enrolled")
-        (key,) = self._db.execute(
+        key = self._db.fetch_one(
             "SELECT public_key FROM badge_keys WHERE badge_id = ? AND generation = ?",
-            (badge_id, row["key_generation"]),
-        ).fetchone()
+            (badge_id, row.key_generation),
+        )
+        if key is None:
+            raise EnrolmentError(
+                f"badge {badge_id}'s key generation {row.key_generation} is missing from the "
+                "registry; enrol the badge again with --rotate"
+            )
         return EnrolledBadge(
-            badge_id=row["badge_id"],
-            wearer=row["wearer"],
-            location=row["location"],
-            key_generation=row["key_generation"],
-            public_key=SigningPublicKey.from_raw(key),
-            broker_password_hash=row["broker_password_hash"],
-            enrolled_at_ns=row["enrolled_at_ns"],
-            revoked_at_ns=row["revoked_at_ns"],
+            badge_id=row.badge_id,
+            wearer=row.wearer,
+            location=row.location,
+            key_generation=row.key_generation,
+            public_key=SigningPublicKey.from_raw(blob(key[0])),
+            broker_password_hash=row.broker_password_hash,
+            enrolled_at_ns=row.enrolled_at_ns,
+            revoked_at_ns=row.revoked_at_ns,
         )
 
     def key_history(self, badge_id: str) -> list[tuple[int, SigningPublicKey]]:
         """Every key the badge has had, oldest first, as (generation, key)."""
-        rows = self._db.execute(
+        rows = self._db.fetch_all(
             "SELECT generation, public_key FROM badge_keys WHERE badge_id = ? ORDER BY generation",
             (badge_id,),
-        ).fetchall()
-        return [(generation, SigningPublicKey.from_raw(key)) for generation, key in rows]
+        )
+        return [(generation, SigningPublicKey.from_raw(blob(key))) for generation, key in rows]
 
     def events(self, badge_id: str) -> list[EnrolmentEvent]:
         """The badge's enrolment events, oldest first."""
-        rows = self._db.execute(
+        rows = self._db.fetch_all(
             "SELECT badge_id, kind, at_ns, operator, detail FROM enrolment_events"
             " WHERE badge_id = ? ORDER BY event_id",
             (badge_id,),
-        ).fetchall()
+        )
         return [EnrolmentEvent(*row) for row in rows]
 
     def all(self) -> list[EnrolledBadge]:
         """Every enrolled badge, by id."""
-        ids = [row[0] for row in self._db.execute("SELECT badge_id FROM badges ORDER BY badge_id")]
+        ids = [
+            row[0] for row in self._db.fetch_all("SELECT badge_id FROM badges ORDER BY badge_id")
+        ]
         return [self.get(badge_id) for badge_id in ids]
-
-
-class EnrolmentView:
-    """The intake's fast view of enrolments: ``get`` as the registry's, remembered between
-    messages until another connection commits to the database.
-
-    SQLite's ``data_version`` changes whenever another connection commits, so an
-    enrolment, a key rotation or a revocation made anywhere (console, command line,
-    another process) is seen by the next message, at the cost of one pragma instead of
-    two queries and a key parse. The connection it reads through must not change
-    enrolments itself (its own commits do not move ``data_version``).
-    """
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        """Read enrolments through ``db``."""
-        self._db = db
-        self._registry = BadgeRegistry(db)
-        self._version: int | None = None
-        self._badges: dict[str, EnrolledBadge] = {}
-
-    def get(self, badge_id: str) -> EnrolledBadge:
-        """The badge's current enrolment; EnrolmentError if it has none."""
-        (version,) = self._db.execute("PRAGMA data_version").fetchone()
-        if version != self._version:
-            self._badges.clear()
-            self._version = version
-        badge = self._badges.get(badge_id)
-        if badge is None:
-            badge = self._badges[badge_id] = self._registry.get(badge_id)
-        return badge

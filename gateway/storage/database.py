@@ -1,263 +1,225 @@
-"""The gateway's SQLite database: WAL mode, foreign keys, and schema migrations in order."""
+"""The database seam: what a record store needs of a database, and its SQLite backend.
+
+Record stores (``gateway.storage``) write their SQL once, in a dialect PostgreSQL also runs
+(``?`` placeholders, ``ON CONFLICT``, ``RETURNING``), against ``Database``. The SQLite
+backend below is the one-box default: WAL mode with ``synchronous=FULL`` (a committed
+write survives a power cut), foreign keys on, a five-second wait for another process's
+write lock, and the schema brought up to date on open. Every PRAGMA, the write lock
+(``BEGIN IMMEDIATE``) and every ``sqlite3`` error stay in this module; a failure reaches
+callers as a ``StorageError`` that says what failed.
+"""
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Any, Protocol
 
-from gateway.errors import GatewayError
+from gateway.errors import DuplicateRecordError, StorageError
+from gateway.storage.schema import MIGRATIONS
 
-MIGRATIONS: Sequence[str] = (
-    """
-    CREATE TABLE badges (
-        badge_id TEXT PRIMARY KEY,
-        wearer TEXT NOT NULL DEFAULT '',
-        location TEXT NOT NULL DEFAULT '',
-        key_generation INTEGER NOT NULL,
-        broker_password_hash TEXT NOT NULL,
-        enrolled_at_ns INTEGER NOT NULL,
-        revoked_at_ns INTEGER
-    );
-    CREATE TABLE badge_keys (
-        badge_id TEXT NOT NULL REFERENCES badges(badge_id),
-        generation INTEGER NOT NULL,
-        public_key BLOB NOT NULL,
-        valid_from_ns INTEGER NOT NULL,
-        retired_at_ns INTEGER,
-        PRIMARY KEY (badge_id, generation)
-    );
-    CREATE TABLE enrolment_events (
-        event_id INTEGER PRIMARY KEY,
-        badge_id TEXT NOT NULL REFERENCES badges(badge_id),
-        kind TEXT NOT NULL CHECK (kind IN ('enrolled', 'rotated', 'revoked')),
-        at_ns INTEGER NOT NULL,
-        operator TEXT NOT NULL,
-        detail TEXT NOT NULL DEFAULT ''
-    );
-    """,
-    """
-    CREATE TABLE incidents (
-        badge_id TEXT NOT NULL REFERENCES badges(badge_id),
-        incident_id TEXT NOT NULL,
-        first_seq INTEGER NOT NULL,
-        last_seq INTEGER NOT NULL,
-        signed_record BLOB NOT NULL,
-        record_sha256 BLOB NOT NULL,
-        received_wall_ns INTEGER NOT NULL,
-        complete_wall_ns INTEGER,
-        PRIMARY KEY (badge_id, incident_id)
-    );
-    CREATE INDEX incidents_by_range ON incidents (badge_id, first_seq, last_seq);
-    CREATE TABLE segments (
-        badge_id TEXT NOT NULL REFERENCES badges(badge_id),
-        seq INTEGER NOT NULL,
-        incident_id TEXT NOT NULL,
-        sealed_sha256 BLOB NOT NULL,
-        sealed_size INTEGER NOT NULL,
-        header BLOB NOT NULL,
-        header_sha256 BLOB NOT NULL,
-        prev_sha256 BLOB NOT NULL,
-        boot INTEGER NOT NULL,
-        mono_start_ns INTEGER NOT NULL,
-        mono_end_ns INTEGER NOT NULL,
-        badge_wall_start_ns INTEGER NOT NULL,
-        badge_wall_end_ns INTEGER NOT NULL,
-        received_wall_ns INTEGER NOT NULL,
-        capture_start_ns INTEGER,
-        capture_end_ns INTEGER,
-        capture_error_ns INTEGER,
-        clock_offset_ns INTEGER,
-        clock_samples INTEGER NOT NULL DEFAULT 0,
-        PRIMARY KEY (badge_id, seq)
-    );
-    CREATE TABLE alerts (
-        badge_id TEXT NOT NULL REFERENCES badges(badge_id),
-        incident_id TEXT NOT NULL,
-        signed_alert BLOB NOT NULL,
-        alert_sha256 BLOB NOT NULL,
-        press_boot INTEGER NOT NULL,
-        press_mono_ns INTEGER NOT NULL,
-        press_wall_ns INTEGER NOT NULL,
-        location TEXT NOT NULL,
-        received_wall_ns INTEGER NOT NULL,
-        PRIMARY KEY (badge_id, incident_id)
-    );
-    CREATE TABLE badge_state (
-        badge_id TEXT PRIMARY KEY REFERENCES badges(badge_id),
-        online INTEGER NOT NULL DEFAULT 0,
-        status_boot INTEGER,
-        status_wall_ns INTEGER,
-        boot INTEGER,
-        battery_percent INTEGER,
-        storage_free_bytes INTEGER,
-        ring_bytes INTEGER,
-        ring_segments INTEGER,
-        pinned_segments INTEGER,
-        dropped_frames INTEGER,
-        outbox_pending INTEGER,
-        recording INTEGER,
-        last_heartbeat_wall_ns INTEGER,
-        clock_offset_ns INTEGER,
-        clock_drift_ppb INTEGER,
-        clock_error_ns INTEGER,
-        clock_samples INTEGER
-    );
-    CREATE TABLE clock_samples (
-        badge_id TEXT NOT NULL REFERENCES badges(badge_id),
-        boot INTEGER NOT NULL,
-        mono_ns INTEGER NOT NULL,
-        badge_wall_ns INTEGER NOT NULL,
-        gateway_wall_ns INTEGER NOT NULL,
-        PRIMARY KEY (badge_id, boot, mono_ns)
-    );
-    """,
-    """
-    CREATE TABLE ledger_leaves (
-        leaf_index INTEGER PRIMARY KEY,
-        leaf BLOB NOT NULL,
-        leaf_hash BLOB NOT NULL,
-        appended_at_ns INTEGER NOT NULL
-    );
-    CREATE TABLE checkpoints (
-        checkpoint_id INTEGER PRIMARY KEY,
-        size INTEGER NOT NULL,
-        root BLOB NOT NULL,
-        note BLOB NOT NULL,
-        timestamp_token BLOB,
-        created_at_ns INTEGER NOT NULL
-    );
-    CREATE INDEX checkpoints_by_size ON checkpoints (size, checkpoint_id);
-    CREATE TABLE receipts (
-        receipt_sha256 BLOB PRIMARY KEY,
-        badge_id TEXT NOT NULL,
-        subject TEXT NOT NULL,
-        key TEXT NOT NULL,
-        receipt BLOB NOT NULL,
-        ledger_index INTEGER NOT NULL,
-        first_sent_ns INTEGER NOT NULL
-    );
-    CREATE INDEX receipts_by_subject ON receipts (badge_id, subject, key);
-    CREATE TABLE custody_entries (
-        entry_id INTEGER PRIMARY KEY,
-        ledger_index INTEGER NOT NULL UNIQUE,
-        actor TEXT NOT NULL,
-        action TEXT NOT NULL,
-        subject TEXT NOT NULL,
-        justification TEXT NOT NULL,
-        at_ns INTEGER NOT NULL
-    );
-    CREATE INDEX custody_by_subject ON custody_entries (subject, at_ns);
-    CREATE INDEX custody_by_actor ON custody_entries (actor, at_ns);
-    CREATE INDEX custody_by_action ON custody_entries (action, at_ns);
-    CREATE INDEX custody_by_time ON custody_entries (at_ns);
-    ALTER TABLE segments ADD COLUMN ledger_index INTEGER;
-    ALTER TABLE incidents ADD COLUMN ledger_index INTEGER;
-    ALTER TABLE alerts ADD COLUMN ledger_index INTEGER;
-    """,
-    """
-    CREATE TABLE console_users (
-        username TEXT PRIMARY KEY,
-        password_hash TEXT NOT NULL,
-        role TEXT NOT NULL CHECK (role IN ('officer', 'custodian', 'auditor', 'admin')),
-        disabled INTEGER NOT NULL DEFAULT 0,
-        created_at_ns INTEGER NOT NULL,
-        created_by TEXT NOT NULL
-    );
-    CREATE TABLE console_sessions (
-        token_sha256 BLOB PRIMARY KEY,
-        username TEXT NOT NULL REFERENCES console_users(username),
-        csrf_token TEXT NOT NULL,
-        client TEXT NOT NULL,
-        created_at_ns INTEGER NOT NULL,
-        last_seen_ns INTEGER NOT NULL,
-        expires_at_ns INTEGER NOT NULL
-    );
-    CREATE INDEX console_sessions_by_user ON console_sessions (username);
-    CREATE TABLE alert_actions (
-        action_id INTEGER PRIMARY KEY,
-        badge_id TEXT NOT NULL,
-        incident_id TEXT NOT NULL,
-        action TEXT NOT NULL CHECK (action IN ('acknowledge', 'resolve')),
-        username TEXT NOT NULL,
-        at_ns INTEGER NOT NULL,
-        ledger_index INTEGER NOT NULL
-    );
-    CREATE INDEX alert_actions_by_incident ON alert_actions (badge_id, incident_id, action_id);
-    CREATE TABLE incident_index (
-        badge_id TEXT NOT NULL,
-        incident_id TEXT NOT NULL,
-        opened_ns INTEGER NOT NULL,
-        location TEXT NOT NULL DEFAULT '',
-        wearer TEXT NOT NULL DEFAULT '',
-        status TEXT NOT NULL DEFAULT 'open'
-            CHECK (status IN ('open', 'acknowledged', 'resolved')),
-        legal_hold INTEGER NOT NULL DEFAULT 0,
-        PRIMARY KEY (badge_id, incident_id)
-    );
-    CREATE INDEX incident_index_by_time ON incident_index (opened_ns, badge_id, incident_id);
-    CREATE INDEX incident_index_by_badge
-        ON incident_index (badge_id, opened_ns, incident_id);
-    CREATE INDEX incident_index_by_wearer
-        ON incident_index (wearer, opened_ns, badge_id, incident_id);
-    CREATE INDEX incident_index_by_location
-        ON incident_index (location, opened_ns, badge_id, incident_id);
-    CREATE INDEX incident_index_by_status
-        ON incident_index (status, opened_ns, badge_id, incident_id);
-    CREATE INDEX incident_index_by_id ON incident_index (incident_id);
-    CREATE TABLE incident_index_sync (
-        source TEXT PRIMARY KEY CHECK (source IN ('alerts', 'incidents')),
-        last_rowid INTEGER NOT NULL
-    );
-    """,
-    """
-    CREATE TABLE retention_deletions (
-        badge_id TEXT NOT NULL,
-        incident_id TEXT NOT NULL,
-        deleted_at_ns INTEGER NOT NULL,
-        actor TEXT NOT NULL,
-        segments INTEGER NOT NULL,
-        ledger_index INTEGER NOT NULL,
-        PRIMARY KEY (badge_id, incident_id)
-    );
-    """,
-)
-"""Each entry moves the schema one version up; never edit one that has shipped."""
+Row = tuple[Any, ...]
+"""One result row, its columns in the order the query names them."""
+
+_DURABLE_SYNCHRONOUS = 2  # PRAGMA synchronous: 2 = FULL, 3 = EXTRA
+_BUSY_TIMEOUT_MS = 5000
+_DUPLICATE = frozenset({"SQLITE_CONSTRAINT_PRIMARYKEY", "SQLITE_CONSTRAINT_UNIQUE"})
 
 
-class DatabaseError(GatewayError):
-    """The gateway database cannot be opened or is newer than this software."""
+class Database(Protocol):
+    """A connection to the gateway database, used by one thread at a time."""
+
+    def execute(self, sql: str, parameters: Sequence[object] = ()) -> int:
+        """Run one statement; return how many rows it changed."""
+        ...
+
+    def fetch_one(self, sql: str, parameters: Sequence[object] = ()) -> Row | None:
+        """The first row a query returns, or None."""
+        ...
+
+    def fetch_all(self, sql: str, parameters: Sequence[object] = ()) -> list[Row]:
+        """Every row a query returns."""
+        ...
+
+    def scan(self, sql: str, parameters: Sequence[object] = ()) -> Iterator[Row]:
+        """The rows of a query one at a time, never all held at once."""
+        ...
+
+    def transaction(self) -> AbstractContextManager[bool]:
+        """One write transaction, taken at once, or the open one joined.
+
+        Yields whether it joined an open transaction (whose owner then commits): that is
+        how a row and its ledger entry become durable together or not at all.
+        """
+        ...
+
+    @property
+    def in_transaction(self) -> bool:
+        """Whether a transaction is open on this connection."""
+        ...
+
+    def change_token(self) -> int:
+        """A number that changes whenever another connection commits a change."""
+        ...
+
+    def close(self) -> None:
+        """Close the connection."""
+        ...
 
 
-def open_database(path: Path) -> sqlite3.Connection:
-    """Open (creating if needed) the gateway database and bring its schema up to date."""
+class SqliteDatabase:
+    """The gateway database in one SQLite file (WAL mode, ``synchronous=FULL``)."""
+
+    def __init__(self, connection: sqlite3.Connection, where: str = "the gateway database") -> None:
+        """Use ``connection`` (autocommit: ``isolation_level=None``); refuse one on which a
+        committed write could still be lost. ``where`` names the file in messages."""
+        self._db = connection
+        self._where = where
+        self._require_durable()
+
+    def execute(self, sql: str, parameters: Sequence[object] = ()) -> int:
+        """Run one statement; return how many rows it changed."""
+        try:
+            return self._db.execute(sql, parameters).rowcount
+        except sqlite3.IntegrityError as error:
+            if error.sqlite_errorname in _DUPLICATE:
+                raise DuplicateRecordError(f"{self._where} refused a record: {error}") from None
+            raise self._failed(error) from None
+        except sqlite3.Error as error:
+            raise self._failed(error) from None
+
+    def fetch_one(self, sql: str, parameters: Sequence[object] = ()) -> Row | None:
+        """The first row a query returns, or None."""
+        try:
+            row: Row | None = self._db.execute(sql, parameters).fetchone()
+        except sqlite3.Error as error:
+            raise self._failed(error) from None
+        return row
+
+    def fetch_all(self, sql: str, parameters: Sequence[object] = ()) -> list[Row]:
+        """Every row a query returns."""
+        try:
+            return list(self._db.execute(sql, parameters).fetchall())
+        except sqlite3.Error as error:
+            raise self._failed(error) from None
+
+    def scan(self, sql: str, parameters: Sequence[object] = ()) -> Iterator[Row]:
+        """The rows of a query one at a time, never all held at once."""
+        try:
+            cursor = self._db.execute(sql, parameters)
+            while (row := cursor.fetchone()) is not None:
+                yield row
+        except sqlite3.Error as error:
+            raise self._failed(error) from None
+
+    def transaction(self) -> AbstractContextManager[bool]:
+        """One write transaction (``BEGIN IMMEDIATE``: concurrent writers queue, not fail),
+        or the open one joined; see ``Database.transaction``."""
+        return _write_transaction(self._db, self._failed)
+
+    @property
+    def in_transaction(self) -> bool:
+        """Whether a transaction is open on this connection."""
+        return self._db.in_transaction
+
+    def change_token(self) -> int:
+        """SQLite's ``data_version``: it moves when another connection commits (not this one)."""
+        row = self.fetch_one("PRAGMA data_version")
+        return 0 if row is None else int(row[0])
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._db.close()
+
+    def _failed(self, error: sqlite3.Error) -> StorageError:
+        return StorageError(f"{self._where} failed: {error}")
+
+    def _require_durable(self) -> None:
+        (mode,) = self._db.execute("PRAGMA journal_mode").fetchone()
+        (synchronous,) = self._db.execute("PRAGMA synchronous").fetchone()
+        if str(mode).lower() != "wal" or synchronous < _DURABLE_SYNCHRONOUS:
+            raise StorageError(
+                f"{self._where} must be in WAL mode with synchronous=FULL, not {mode} with "
+                f"synchronous={synchronous}, or a committed write could be lost; open it "
+                "with gateway.storage.open_storage"
+            )
+
+
+@contextmanager
+def _write_transaction(
+    connection: sqlite3.Connection,
+    failed: Callable[[sqlite3.Error], StorageError] | None = None,
+) -> Iterator[bool]:
+    """The one place a write transaction begins: ``BEGIN IMMEDIATE ... COMMIT``, or the
+    caller's open transaction joined (yielding True)."""
+    if connection.in_transaction:
+        yield True
+        return
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+    except sqlite3.Error as error:
+        raise (failed(error) if failed else error) from None
+    try:
+        yield False
+        connection.execute("COMMIT")
+    except BaseException as error:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        if isinstance(error, sqlite3.Error) and failed is not None:
+            raise failed(error) from None
+        raise
+
+
+def open_database(path: Path) -> SqliteDatabase:
+    """Open (creating if needed) the SQLite database at ``path``, its schema up to date."""
     try:
         connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as error:
+        raise StorageError(f"cannot open gateway database {path}: {error}") from None
+    # text that is not UTF-8 (put there by hand) still reads, and ``blob`` gets its bytes back
+    connection.text_factory = _text
+    try:
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=FULL")
         connection.execute("PRAGMA foreign_keys=ON")
-        connection.execute("PRAGMA busy_timeout=5000")
+        connection.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
         _migrate(connection, path)
+        return SqliteDatabase(connection, f"gateway database {path}")
     except sqlite3.Error as error:
-        raise DatabaseError(f"cannot open gateway database {path}: {error}") from None
-    return connection
+        connection.close()
+        raise StorageError(f"cannot open gateway database {path}: {error}") from None
+    except BaseException:
+        connection.close()
+        raise
 
 
 def _migrate(connection: sqlite3.Connection, path: Path) -> None:
     (version,) = connection.execute("PRAGMA user_version").fetchone()
     if version > len(MIGRATIONS):
-        raise DatabaseError(
+        raise StorageError(
             f"gateway database {path} has schema version {version}, newer than this "
             f"software ({len(MIGRATIONS)}); upgrade medbadge"
         )
     for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-        connection.execute("BEGIN IMMEDIATE")
-        try:
+        with _write_transaction(connection):
             for statement in script.split(";"):
                 if statement.strip():
                     connection.execute(statement)
             connection.execute(f"PRAGMA user_version={number}")
-            connection.execute("COMMIT")
-        except sqlite3.Error:
-            connection.execute("ROLLBACK")
-            raise
+
+
+def blob(value: object) -> bytes:
+    """A byte-string column as bytes, whatever was put there by hand: NULL reads as nothing,
+    text or a number as its UTF-8 text (SQLite keeps any type in any column)."""
+    if value is None:
+        return b""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    return str(value).encode("utf-8", "surrogateescape")
+
+
+def _text(data: bytes) -> str:
+    """SQLite text as a str; bytes that are not UTF-8 are kept as surrogate escapes."""
+    return data.decode("utf-8", "surrogateescape")

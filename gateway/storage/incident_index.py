@@ -5,17 +5,16 @@ it, location, wearer, the console's status and legal hold), with an index per fi
 ending in the listing's order, so a filtered page costs an index range scan however many
 incidents and segments are stored. The intake writes alerts and incident records without
 knowing of the console; ``catch_up`` copies the rows it added since the last call (by
-rowid) before each read.
+their arrival numbers, decision 1402) before each read.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from typing import Literal, get_args
 
 from gateway.errors import ConsoleError
-from gateway.ledger.ledger import write_transaction
+from gateway.storage.database import Database, Row
 
 IncidentStatus = Literal["open", "acknowledged", "resolved"]
 STATUSES: tuple[str, ...] = get_args(IncidentStatus)
@@ -23,6 +22,25 @@ PAGE_SIZE = 50
 MAX_PAGE = 200
 
 _SUMMARY = "badge_id, incident_id, opened_ns, location, wearer, status, legal_hold"
+_SOURCES = {
+    "alerts": (
+        "INSERT INTO incident_index (badge_id, incident_id, opened_ns, location, wearer)"
+        " SELECT a.badge_id, a.incident_id, a.received_wall_ns, a.location,"
+        " COALESCE(b.wearer, '') FROM alerts a LEFT JOIN badges b"
+        " ON b.badge_id = a.badge_id WHERE a.arrival > ? ORDER BY a.arrival"
+        " ON CONFLICT (badge_id, incident_id) DO UPDATE SET opened_ns = CASE"
+        " WHEN excluded.opened_ns < incident_index.opened_ns THEN excluded.opened_ns"
+        " ELSE incident_index.opened_ns END, location = excluded.location"
+    ),
+    "incidents": (
+        "INSERT INTO incident_index (badge_id, incident_id, opened_ns, location, wearer)"
+        " SELECT i.badge_id, i.incident_id, i.received_wall_ns, COALESCE(b.location, ''),"
+        " COALESCE(b.wearer, '') FROM incidents i LEFT JOIN badges b"
+        " ON b.badge_id = i.badge_id WHERE i.arrival > ? ORDER BY i.arrival"
+        " ON CONFLICT (badge_id, incident_id) DO NOTHING"
+    ),
+}
+"""How each table the intake writes is copied into the index, after a watermark."""
 
 
 @dataclass(frozen=True)
@@ -88,54 +106,39 @@ class IncidentPage:
 class IncidentIndex:
     """Reads and maintains ``incident_index``."""
 
-    def __init__(self, connection: sqlite3.Connection) -> None:
-        """Use the gateway database ``connection`` (schema from gateway.storage.database)."""
-        self._db = connection
+    def __init__(self, db: Database) -> None:
+        """Use ``db``."""
+        self._db = db
 
     def catch_up(self) -> int:
         """Index the alerts and incident records stored since the last call; return how many."""
         added = 0
-        for source in ("alerts", "incidents"):
-            (highest,) = self._db.execute(f"SELECT MAX(rowid) FROM {source}").fetchone()  # noqa: S608
+        for source in _SOURCES:
+            highest = self._highest(source)
             if highest is None or highest <= self._watermark(source):
                 continue
-            with write_transaction(self._db):
+            with self._db.transaction():
                 added += self._copy(source, self._watermark(source))
         return added
 
+    def _highest(self, source: str) -> int | None:
+        row = self._db.fetch_one(f"SELECT MAX(arrival) FROM {source}")  # noqa: S608 - a fixed name
+        return None if row is None or row[0] is None else int(row[0])
+
     def _watermark(self, source: str) -> int:
-        row = self._db.execute(
-            "SELECT last_rowid FROM incident_index_sync WHERE source = ?", (source,)
-        ).fetchone()
+        row = self._db.fetch_one(
+            "SELECT last_arrival FROM incident_index_sync WHERE source = ?", (source,)
+        )
         return 0 if row is None else int(row[0])
 
     def _copy(self, source: str, after: int) -> int:
-        if source == "alerts":
-            cursor = self._db.execute(
-                "INSERT INTO incident_index (badge_id, incident_id, opened_ns, location, wearer)"
-                " SELECT a.badge_id, a.incident_id, a.received_wall_ns, a.location,"
-                " COALESCE(b.wearer, '') FROM alerts a LEFT JOIN badges b"
-                " ON b.badge_id = a.badge_id WHERE a.rowid > ? ORDER BY a.rowid"
-                " ON CONFLICT (badge_id, incident_id) DO UPDATE SET"
-                " opened_ns = min(opened_ns, excluded.opened_ns), location = excluded.location",
-                (after,),
-            )
-        else:
-            cursor = self._db.execute(
-                "INSERT INTO incident_index (badge_id, incident_id, opened_ns, location, wearer)"
-                " SELECT i.badge_id, i.incident_id, i.received_wall_ns, COALESCE(b.location, ''),"
-                " COALESCE(b.wearer, '') FROM incidents i LEFT JOIN badges b"
-                " ON b.badge_id = i.badge_id WHERE i.rowid > ? ORDER BY i.rowid"
-                " ON CONFLICT (badge_id, incident_id) DO NOTHING",
-                (after,),
-            )
-        (highest,) = self._db.execute(f"SELECT MAX(rowid) FROM {source}").fetchone()  # noqa: S608
+        added = self._db.execute(_SOURCES[source], (after,))
         self._db.execute(
-            "INSERT INTO incident_index_sync (source, last_rowid) VALUES (?, ?)"
-            " ON CONFLICT (source) DO UPDATE SET last_rowid = excluded.last_rowid",
-            (source, highest or 0),
+            "INSERT INTO incident_index_sync (source, last_arrival) VALUES (?, ?)"
+            " ON CONFLICT (source) DO UPDATE SET last_arrival = excluded.last_arrival",
+            (source, self._highest(source) or 0),
         )
-        return max(cursor.rowcount, 0)
+        return max(added, 0)
 
     def search(self, query: IncidentQuery) -> IncidentPage:
         """One page of incidents matching every filter of ``query``, newest first."""
@@ -167,11 +170,11 @@ class IncidentIndex:
             clauses.append("(opened_ns, badge_id, incident_id) < (?, ?, ?)")
             values += [query.after.opened_ns, query.after.badge_id, query.after.incident_id]
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = self._db.execute(
+        rows = self._db.fetch_all(
             f"SELECT {_SUMMARY} FROM incident_index{where}"  # noqa: S608 - fixed fragments only
             " ORDER BY opened_ns DESC, badge_id DESC, incident_id DESC LIMIT ?",
             (*values, query.limit + 1),
-        ).fetchall()
+        )
         found = tuple(_summary(row) for row in rows[: query.limit])
         following = None
         if len(rows) > query.limit:
@@ -181,11 +184,11 @@ class IncidentIndex:
 
     def get(self, badge_id: str, incident_id: str) -> IncidentSummary | None:
         """The list line of one incident, or None."""
-        row = self._db.execute(
+        row = self._db.fetch_one(
             f"SELECT {_SUMMARY} FROM incident_index"  # noqa: S608
             " WHERE badge_id = ? AND incident_id = ?",
             (badge_id, incident_id),
-        ).fetchone()
+        )
         return None if row is None else _summary(row)
 
     def require(self, badge_id: str, incident_id: str) -> IncidentSummary:
@@ -211,13 +214,13 @@ class IncidentIndex:
 
     def choices(self, column: Literal["location", "wearer", "badge_id"]) -> list[str]:
         """The distinct values of ``column`` (for the search form's lists), at most 500."""
-        rows = self._db.execute(
+        rows = self._db.fetch_all(
             f"SELECT DISTINCT {column} FROM incident_index"  # noqa: S608 - a Literal column
             f" WHERE {column} != '' ORDER BY {column} LIMIT 500"
-        ).fetchall()
+        )
         return [str(row[0]) for row in rows]
 
 
-def _summary(row: tuple[str, str, int, str, str, str, int]) -> IncidentSummary:
+def _summary(row: Row) -> IncidentSummary:
     badge_id, incident_id, opened, location, wearer, status, hold = row
     return IncidentSummary(badge_id, incident_id, opened, location, wearer, status, bool(hold))

@@ -1,16 +1,18 @@
 """The vault: sealed segment bytes stored by their SHA-256, written durably, never rewritten.
 
-A stored segment lives at ``<root>/<hex[:2]>/<hex>.mbseal``. A put copies from a stream in
-1 MiB blocks (a segment is never held whole in memory here), hashing as it goes, into a
-temporary file beside the target; it is fsynced, renamed into place and the directory
-fsynced, so after ``put_*`` returns the bytes survive a power cut. ``take_file`` stores a
-file the caller has finished writing and hashed without copying it: fsynced, made
-read-only and hard-linked into place (the intake's partial files are on the same disk),
-then the directory fsynced. Storing bytes that are already there does nothing: the name is
-the content.
+``Vault`` is the seam every caller uses, and all it knows: a segment is named by its SHA-256
+and read as a stream; nothing outside the vault knows where or how it is kept. The
+directory below is the one-box backend; an S3-compatible store with object lock can
+implement the same methods (DESIGN decision 9).
 
-``Vault`` is the seam: the directory below is the one-box backend; an S3-compatible store
-with object lock can implement the same five methods (DESIGN decision 9).
+In the directory a stored segment lives at ``<root>/<hex[:2]>/<hex>.mbseal``. A put copies
+from a stream in 1 MiB blocks (a segment is never held whole in memory here), hashing as it
+goes, into a temporary file beside the target; it is fsynced, renamed into place and the
+directory fsynced, so after ``put`` returns the bytes survive a power cut. ``take_file``
+stores a file the caller has finished writing and hashed without copying it: fsynced, made
+read-only and hard-linked into place (the intake's partial files are on the same disk,
+decision 1501), then the directory fsynced. Storing bytes that are already there does
+nothing: the name is the content.
 """
 
 from __future__ import annotations
@@ -41,27 +43,33 @@ def _hex(sha256: bytes) -> str:
 class Vault(Protocol):
     """Content-addressed storage of sealed segments."""
 
-    def has(self, sha256: bytes) -> bool:
+    def exists(self, sha256: bytes) -> bool:
         """True when bytes with this SHA-256 are stored."""
         ...
 
-    def get(self, sha256: bytes) -> Path:
-        """A local path to the stored bytes; raise VaultError if they are not stored."""
+    def size(self, sha256: bytes) -> int:
+        """How many bytes are stored under this SHA-256; VaultError if none are."""
         ...
 
-    def put_stream(self, stream: BinaryIO, sha256: bytes) -> None:
+    def open(self, sha256: bytes) -> BinaryIO:
+        """The stored bytes as a stream to read (and close); VaultError if none are stored."""
+        ...
+
+    def put(self, stream: BinaryIO, sha256: bytes) -> None:
         """Store everything ``stream`` yields, refusing it unless its SHA-256 is ``sha256``."""
         ...
 
-    def put_file(self, source: Path, sha256: bytes) -> None:
-        """Store a file's bytes (read as a stream), refusing them unless they hash to ``sha256``."""
-        ...
-
     def take_file(self, source: Path, sha256: bytes) -> None:
-        """Store a finished file whose SHA-256 the caller computed, without copying if it can.
+        """Store a finished local file whose SHA-256 the caller computed, without copying
+        if the backend can (else as ``put`` of its bytes).
 
         Nobody may write to ``source`` afterwards (it may now be the stored file itself).
         """
+        ...
+
+    def delete(self, sha256: bytes) -> None:
+        """Remove the bytes stored under this SHA-256 (none stored: nothing to do);
+        VaultError if they cannot be removed."""
         ...
 
 
@@ -78,31 +86,52 @@ class DirectoryVault:
         except OSError as error:
             raise VaultError(f"cannot create vault directory {self.root}: {error}") from None
 
-    def path_for(self, sha256: bytes) -> Path:
+    def _path(self, sha256: bytes) -> Path:
         """Where bytes with this SHA-256 are (or would be) stored."""
         name = _hex(sha256)
         return self.root / name[:2] / f"{name}{SUFFIX}"
 
-    def has(self, sha256: bytes) -> bool:
+    def exists(self, sha256: bytes) -> bool:
         """True when bytes with this SHA-256 are stored."""
-        return self.path_for(sha256).is_file()
+        return self._path(sha256).is_file()
 
-    def get(self, sha256: bytes) -> Path:
-        """The path of the stored bytes; raise VaultError if they are not stored."""
-        path = self.path_for(sha256)
-        if not path.is_file():
-            raise VaultError(f"vault {self.root} holds no segment with SHA-256 {sha256.hex()}")
-        return path
-
-    def put_file(self, source: Path, sha256: bytes) -> None:
-        """Store the bytes of ``source``, refusing them unless they hash to ``sha256``."""
-        if self.has(sha256):
-            return
+    def size(self, sha256: bytes) -> int:
+        """How many bytes are stored under this SHA-256; VaultError if none are."""
         try:
-            with Path(source).open("rb") as stream:
-                self.put_stream(stream, sha256)
+            return self._path(sha256).stat().st_size
+        except FileNotFoundError:
+            raise self._missing(sha256) from None
         except OSError as error:
-            raise VaultError(f"cannot read {source} to store it in the vault: {error}") from None
+            raise VaultError(
+                f"cannot read segment {sha256.hex()} in {self.root}: {error}"
+            ) from None
+
+    def open(self, sha256: bytes) -> BinaryIO:
+        """The stored bytes as a stream to read (and close); VaultError if none are stored."""
+        try:
+            return self._path(sha256).open("rb")
+        except FileNotFoundError:
+            raise self._missing(sha256) from None
+        except OSError as error:
+            raise VaultError(
+                f"cannot read segment {sha256.hex()} in {self.root}: {error}"
+            ) from None
+
+    def delete(self, sha256: bytes) -> None:
+        """Remove the file of this SHA-256, then make its removal durable; VaultError if it
+        cannot be removed."""
+        path = self._path(sha256)
+        try:
+            path.unlink(missing_ok=True)
+            if path.parent.is_dir():
+                fsync_directory(path.parent)
+        except OSError as error:
+            raise VaultError(
+                f"segment {sha256.hex()} could not be removed from {self.root}: {error}"
+            ) from None
+
+    def _missing(self, sha256: bytes) -> VaultError:
+        return VaultError(f"vault {self.root} holds no segment with SHA-256 {sha256.hex()}")
 
     def take_file(self, source: Path, sha256: bytes) -> None:
         """Store ``source`` as the bytes of ``sha256`` by a hard link, after fsyncing it.
@@ -111,7 +140,7 @@ class DirectoryVault:
         becomes read-only and must not be written again; the caller may unlink ``source``.
         On a filesystem without hard links to the vault it is copied (and hashed) instead.
         """
-        target = self.path_for(sha256)
+        target = self._path(sha256)
         try:
             if not target.is_file():
                 self._link(source, sha256)
@@ -132,7 +161,7 @@ class DirectoryVault:
         rarely, and on a virtual machine writing into ever-new cache pages (each first
         touched by the host) cost the intake ten times what reusing freed ones does.
         """
-        target = self.path_for(sha256)
+        target = self._path(sha256)
         descriptor = os.open(source, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
         try:
             os.fchmod(descriptor, _FILE_MODE)
@@ -150,11 +179,11 @@ class DirectoryVault:
                 raise
             # no hard link to the vault from there: copy, and hash while copying
             with source.open("rb") as stream:
-                self.put_stream(stream, sha256)
+                self.put(stream, sha256)
 
-    def put_stream(self, stream: BinaryIO, sha256: bytes) -> None:
+    def put(self, stream: BinaryIO, sha256: bytes) -> None:
         """Copy ``stream`` into the vault; store nothing unless it hashes to ``sha256``."""
-        target = self.path_for(sha256)
+        target = self._path(sha256)
         if target.is_file():
             return
         try:

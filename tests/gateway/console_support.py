@@ -95,13 +95,13 @@ def incident_messages(
 
 def add_users(hospital: Hospital) -> None:
     """Create USERS in the hospital's database."""
-    connection = hospital.data_dir.database()
+    storage = hospital.data_dir.storage()
     try:
-        directory = UserDirectory(connection)
+        directory = UserDirectory(storage.users)
         for name, role in USERS.items():
             directory.create(name, PASSWORD, role, created_by="test")
     finally:
-        connection.close()
+        storage.close()
 
 
 @dataclass

@@ -197,16 +197,16 @@ def test_an_alert_reaches_the_webhook_and_sigterm_stops_cleanly(
     notify.wait_for("STOPPING=1")
     assert "gateway stopped" in gateway.log_text()
     # on the way out the gateway checkpointed the alert's ledger entries, time-stamped
-    connection = hospital.data_dir.database()
+    storage = hospital.data_dir.storage()
     try:
-        ledger = open_ledger(hospital.data_dir, connection)
+        ledger = open_ledger(hospital.data_dir, storage)
         last = ledger.latest_checkpoint()
         assert last is not None and last.size == ledger.size > 0
         assert last.timestamp_token is not None
         ca = hospital.data_dir.evidence_ca().certificate
         verify_timestamp(last.timestamp_token, last.note_sha256, ca)
     finally:
-        connection.close()
+        storage.close()
 
 
 def test_ready_waits_for_the_broker(

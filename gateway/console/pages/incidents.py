@@ -408,7 +408,7 @@ def incident_page(console: Console, call: Call) -> Response:
     """One incident: timeline, verification, playback (after a justification), export, hold."""
     console.index.catch_up()
     summary = console.index.require(call.path("badge"), call.path("incident"))
-    stored = casefile.gather(console.db, console.ledger, summary)
+    stored = casefile.gather(console.ledger, summary)
     actions = [
         (action.action, action.username, action.at_ns)
         for action in console.desk.actions(summary.badge_id, summary.incident_id)
@@ -433,14 +433,14 @@ def incident_page(console: Console, call: Call) -> Response:
     )
 
 
-def _verification(console: Console, stored: casefile.IncidentEvidence) -> casefile.Verification:
+def _verification(console: Console, stored: casefile.CaseFile) -> casefile.StoreCheck:
     """The incident's verification, remembered until a segment or checkpoint is added."""
     number = stored.checkpoint.number if stored.checkpoint is not None else 0
     key = (stored.summary.badge_id, stored.summary.incident_id, len(stored.segments), number)
     cached = console.verification_cache.get(key)
-    if isinstance(cached, casefile.Verification):
+    if isinstance(cached, casefile.StoreCheck):
         return cached
-    result = casefile.verify(stored, console.registry, console.vault, console.ledger)
+    result = casefile.check_store(stored, console.registry, console.vault, console.ledger)
     if len(console.verification_cache) > 1000:
         console.verification_cache.clear()
     console.verification_cache[key] = result
@@ -475,10 +475,10 @@ def footage(console: Console, call: Call) -> Response:
     if not console.granted(call.path("grant"), call.session.username, badge_id, incident_id):
         raise ConsoleError("state why you view this footage first (the grant has expired)")
     incident = console.index.require(badge_id, incident_id)
-    deleted = retention.deletion_notice(console.db, badge_id, incident_id)
+    deleted = retention.deletion_notice(console.storage, badge_id, incident_id)
     if deleted is not None:
         raise ConsoleError(f"{deleted}; it cannot be played")
-    stored = casefile.gather(console.db, console.ledger, incident)
+    stored = casefile.gather(console.ledger, incident)
     if not stored.segments:
         raise ConsoleError(f"no segment of incident {incident_id} has arrived yet")
     key = console.custodian_key()
@@ -555,7 +555,7 @@ def retention_page(console: Console, call: Call) -> Response:
     """The incidents whose footage is past its retention period and not on legal hold."""
     console.index.catch_up()
     due = retention.due_incidents(
-        console.db, console.ledger.now(), console.options.retention_days
+        console.storage, console.ledger.now(), console.options.retention_days
     )
     return console.page(
         call,
@@ -576,7 +576,7 @@ def apply_retention(console: Console, call: Call) -> Response:
     if not justification:
         raise ConsoleError("say why this footage is deleted; the custody log records it")
     due = retention.due_incidents(
-        console.db, console.ledger.now(), console.options.retention_days
+        console.storage, console.ledger.now(), console.options.retention_days
     )
     chosen = [item for item in due if (item.badge_id, item.incident_id) == (badge_id, incident_id)]
     if not chosen:
@@ -586,8 +586,6 @@ def apply_retention(console: Console, call: Call) -> Response:
         )
     try:
         retention.delete_incident_footage(
-            console.db,
-            console.vault,
             console.custody,
             chosen[0],
             actor=call.session.username,

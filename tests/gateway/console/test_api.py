@@ -7,6 +7,7 @@ import http.client
 import io
 import json
 import re
+import sqlite3
 import subprocess
 import tarfile
 import threading
@@ -21,7 +22,6 @@ from gateway.broker.config import hash_broker_password
 from gateway.cli import main
 from gateway.console.users import Role, UserDirectory
 from gateway.datadir import GatewayDataDir
-from gateway.storage.badges import BadgeRegistry
 from tests.gateway.badge_messages import BadgeMessages
 from tests.gateway.console_support import (
     PASSWORD,
@@ -41,7 +41,7 @@ def console(tmp_path: Path) -> Iterator[ConsoleHarness]:
 
 
 def custody_rows(console: ConsoleHarness) -> list[tuple[str, str, str, str]]:
-    connection = console.hospital.data_dir.database()
+    connection = sqlite3.connect(console.hospital.data_dir.database_path)
     try:
         rows = connection.execute(
             "SELECT actor, action, subject, justification FROM custody_entries ORDER BY entry_id"
@@ -212,11 +212,11 @@ def test_enrolment_bundle_downloads_once_and_revocation_closes_the_broker_accoun
     )
     assert revoked.status == 303
     data_dir = console.hospital.data_dir
-    connection = data_dir.database()
+    storage = data_dir.storage()
     try:
-        assert BadgeRegistry(connection).get("er-badge-07").revoked_at_ns is not None
+        assert storage.badges.get("er-badge-07").revoked_at_ns is not None
     finally:
-        connection.close()
+        storage.close()
     accounts = [
         account.username
         for account in broker_accounts(data_dir, hash_broker_password("gateway-pass"))
@@ -281,14 +281,14 @@ def test_init_creates_the_first_administrator(tmp_path: Path) -> None:
         )
         == 0
     )
-    connection = GatewayDataDir(data).database()
+    storage = GatewayDataDir(data).storage()
     try:
-        users = UserDirectory(connection)
+        users = UserDirectory(storage.users)
         admin = users.authenticate("root-admin", PASSWORD)
         assert admin is not None and admin.role is Role.ADMIN
         assert users.authenticate("root-admin", "wrong password!!") is None
     finally:
-        connection.close()
+        storage.close()
     short = tmp_path / "short.password"
     short.write_text("short\n")
     refused = main(

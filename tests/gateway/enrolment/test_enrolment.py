@@ -11,8 +11,8 @@ from evidence.bundle import EnrolmentBundle
 from evidence.keys import CustodianPrivateKey, HpkeSuite
 from gateway.cli import main
 from gateway.datadir import GatewayDataDir
+from gateway.enrolment.registry import EnrolmentView
 from gateway.errors import EnrolmentError
-from gateway.storage.badges import BadgeRegistry, EnrolmentView
 
 
 def mode(path: Path) -> int:
@@ -96,7 +96,7 @@ def test_enroll_writes_a_bundle_the_badge_can_load(
     assert bundle.broker.username == "er-badge-01"
     assert len(bundle.broker.password) >= 32
     assert bundle.broker.password not in repr(bundle.broker)
-    registered = BadgeRegistry(data_dir.database()).get("er-badge-01")
+    registered = data_dir.storage().badges.get("er-badge-01")
     assert registered.public_key.raw == bundle.identity.signing_key.public_key.raw
     assert registered.wearer == "Nurse Aigerim"
     assert bundle.broker.password not in registered.broker_password_hash
@@ -111,7 +111,7 @@ def test_re_enrolment_needs_rotate_and_is_recorded(
     assert "already enrolled; use --rotate" in capsys.readouterr().err
     assert not (tmp_path / "second").exists()
     assert main([*base, "-o", str(tmp_path / "third"), "--rotate", "--operator", "admin-k"]) == 0
-    registry = BadgeRegistry(data_dir.database())
+    registry = data_dir.storage().badges
     assert [event.kind for event in registry.events("b1")] == ["enrolled", "rotated"]
     assert registry.events("b1")[1].operator == "admin-k"
     history = registry.key_history("b1")
@@ -143,7 +143,7 @@ def test_the_intake_view_sees_rotation_and_revocation_made_elsewhere(
     """The view remembers enrolments, yet a change committed on any connection shows at once."""
     base = ["--data", str(data_dir.root), "enroll", "b1"]
     assert main([*base, "-o", str(tmp_path / "first")]) == 0
-    view = EnrolmentView(data_dir.database())
+    view = EnrolmentView(data_dir.storage().badges)
     first = view.get("b1")
     assert view.get("b1") is first  # remembered while nothing changed
     with pytest.raises(EnrolmentError, match="b2 is not enrolled"):
@@ -154,5 +154,5 @@ def test_the_intake_view_sees_rotation_and_revocation_made_elsewhere(
     assert rotated.public_key.raw == (
         EnrolmentBundle.load(tmp_path / "second").identity.signing_key.public_key.raw
     )
-    BadgeRegistry(data_dir.database()).revoke("b1", operator="admin", reason="lost")
+    data_dir.storage().badges.revoke("b1", operator="admin", reason="lost")
     assert view.get("b1").revoked_at_ns is not None

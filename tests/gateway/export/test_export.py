@@ -111,13 +111,13 @@ def test_the_export_is_a_custody_entry_in_the_checkpoint_it_ships_with(
     exported: Exported,
 ) -> None:
     data_dir = exported.hospital.data_dir
-    connection = data_dir.database()
+    storage = data_dir.storage()
     try:
-        entries = CustodyLog(open_ledger(data_dir, connection), connection).entries(
+        entries = CustodyLog(open_ledger(data_dir, storage)).entries(
             subject="inc-0417", action="export"
         )
     finally:
-        connection.close()
+        storage.close()
     (entry,) = [item for item in entries if item.ledger_index == exported.result.custody_index]
     assert (entry.actor, entry.justification) == (ACTOR, JUSTIFICATION)
     assert entry.ledger_index == exported.result.custody_index

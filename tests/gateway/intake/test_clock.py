@@ -5,15 +5,16 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+from evidence.keys import SigningKey
 from gateway.intake.clock import (
     ASSUMED_DRIFT,
     KEEP_SAMPLES,
     MIN_TRANSIT_WINDOW_NS,
     BadgeClocks,
-    ClockSample,
     estimate_clock,
 )
-from gateway.storage.database import open_database
+from gateway.storage import StorageSettings, open_storage
+from gateway.storage.clock_samples import ClockSample
 
 SECOND = 1_000_000_000
 BADGE_WALL_AT_BOOT = 1_790_000_000 * SECOND
@@ -121,12 +122,18 @@ def test_gateway_time_of_a_badge_reading() -> None:
 
 
 def test_samples_are_kept_in_the_database_and_pruned(tmp_path: Path) -> None:
-    connection = open_database(tmp_path / "gateway.db")
-    connection.execute(
-        "INSERT INTO badges (badge_id, key_generation, broker_password_hash, enrolled_at_ns)"
-        " VALUES ('badge-a', 1, 'x', 0)"
+    settings = StorageSettings(tmp_path / "gateway.db", tmp_path / "vault")
+    storage = open_storage(settings)
+    storage.badges.enroll(
+        "badge-a",
+        SigningKey.generate().public_key,
+        "x",
+        wearer="",
+        location="",
+        operator="test",
+        rotate=False,
     )
-    clocks = BadgeClocks(connection)
+    clocks = BadgeClocks(storage.clock_samples)
     samples = heartbeats(KEEP_SAMPLES + 10, offset_ns=SECOND)
     for sample in samples:
         clocks.record("badge-a", sample)
@@ -135,6 +142,9 @@ def test_samples_are_kept_in_the_database_and_pruned(tmp_path: Path) -> None:
     assert kept == samples[-KEEP_SAMPLES:]
     assert clocks.estimate("badge-a", 1) == estimate_clock(kept)
     assert clocks.estimate("badge-a", 2) is None
-    connection.close()
-    reopened = BadgeClocks(open_database(tmp_path / "gateway.db"))
-    assert reopened.samples("badge-a", 1) == kept
+    storage.close()
+    reopened = open_storage(settings)
+    try:
+        assert BadgeClocks(reopened.clock_samples).samples("badge-a", 1) == kept
+    finally:
+        reopened.close()

@@ -19,9 +19,9 @@ from evidence.keys import BadgeIdentity
 from evidence.messages import Receipt, Rejection, SegmentChunk
 from evidence.segment import SealedSegment
 from gateway.alerts.alerts import AlertEvent
-from gateway.intake.intake import MAX_PAYLOAD_BYTES, PARTIAL_DIR, VAULT_DIR, Intake
+from gateway.intake.intake import MAX_PAYLOAD_BYTES, PARTIAL_DIR, Intake
 from gateway.intake.reassembly import DEFAULT_TIMEOUT_NS, Reassembly
-from gateway.storage.badge_states import BadgeStates
+from gateway.storage.badge_states import BadgeState
 from tests.gateway.badge_messages import (
     BASE_WALL_NS,
     BOOT_MONO_NS,
@@ -95,6 +95,21 @@ class Gateway:
         finally:
             connection.close()
 
+    def alter(self, sql: str) -> None:
+        """Change the database from outside the gateway, as someone with file access would."""
+        connection = sqlite3.connect(self.hospital.data_dir.database_path, isolation_level=None)
+        try:
+            connection.execute(sql)
+        finally:
+            connection.close()
+
+    def badge_state(self, badge_id: str) -> BadgeState | None:
+        storage = self.hospital.data_dir.storage()
+        try:
+            return storage.badge_states.get(badge_id)
+        finally:
+            storage.close()
+
     def quarantined(self) -> list[Path]:
         return sorted((self.intake.quarantine.directory).glob("*/*.bin"))
 
@@ -135,9 +150,8 @@ def test_full_incident_is_stored_and_receipted(gateway: Gateway) -> None:
     ]
     for receipt in found[1:6]:
         assert receipt.sha256 == sha256(segments[int(receipt.key)].to_bytes())
-        assert gateway.intake.vault.get(receipt.sha256).read_bytes() == (
-            segments[int(receipt.key)].to_bytes()
-        )
+        with gateway.intake.vault.open(receipt.sha256) as stored:
+            assert stored.read() == segments[int(receipt.key)].to_bytes()
     assert found[0].sha256 == sha256(a.alert("inc-1"))
     assert found[6].sha256 == sha256(a.incident("inc-1", 0, 4))
     assert gateway.rejections() == []
@@ -213,7 +227,7 @@ def test_message_signed_by_another_key_is_a_bad_signature(gateway: Gateway) -> N
     assert gateway.intake.counts() == {"bad-signature": 1}
     (kept,) = gateway.quarantined()
     assert kept.read_bytes() == forged
-    assert BadgeStates(gateway.hospital.data_dir.database()).get("badge-a") is None
+    assert gateway.badge_state("badge-a") is None
 
 
 def test_segment_signed_by_another_key_is_a_bad_signature(gateway: Gateway) -> None:
@@ -227,7 +241,7 @@ def test_segment_signed_by_another_key_is_a_bad_signature(gateway: Gateway) -> N
     (kept,) = gateway.quarantined()
     assert kept.read_bytes() == forged.to_bytes()  # the reassembled segment, whole
     assert gateway.rows("SELECT COUNT(*) FROM segments") == [(0,)]
-    assert not list((gateway.hospital.data_dir.root / VAULT_DIR).glob("*/*"))
+    assert not list((gateway.hospital.data_dir.vault_dir).glob("*/*"))
 
 
 def test_record_naming_another_badge_is_a_badge_mismatch(gateway: Gateway) -> None:
@@ -261,9 +275,7 @@ def test_unknown_badge_and_garbage_topics_are_quarantined_without_an_answer(
 
 
 def test_revoked_badge_is_refused_without_an_answer(gateway: Gateway) -> None:
-    connection = gateway.hospital.data_dir.database()
-    connection.execute("UPDATE badges SET revoked_at_ns = 1 WHERE badge_id = 'badge-a'")
-    connection.close()
+    gateway.alter("UPDATE badges SET revoked_at_ns = 1 WHERE badge_id = 'badge-a'")
     gateway.send(gateway.a.topic("alert"), gateway.a.alert("inc-1"))
     assert gateway.published == [] and gateway.alerts == []
     assert gateway.intake.counts() == {"unknown-badge": 1}
@@ -462,7 +474,7 @@ def test_storage_failure_is_an_internal_error_and_the_resend_succeeds(gateway: G
     (segment,) = a.seal(1)
     gateway.send(a.topic("incident"), a.incident("inc-1", 0, 0))
     digest = sha256(segment.to_bytes()).hex()
-    blocker = gateway.hospital.data_dir.root / VAULT_DIR / digest[:2]
+    blocker = gateway.hospital.data_dir.vault_dir / digest[:2]
     blocker.write_bytes(b"a file where the vault needs a directory")
     gateway.send_segment(a, segment, "inc-1")
     assert gateway.intake.counts() == {"internal-error": 1}
@@ -490,14 +502,13 @@ def test_alert_is_stored_receipted_and_announced_once(gateway: Gateway) -> None:
 def test_heartbeat_and_status_update_the_badge_state(gateway: Gateway) -> None:
     a = gateway.a
     send_heartbeats(gateway, a, count=4)
-    states = BadgeStates(gateway.hospital.data_dir.database())
-    state = states.get("badge-a")
+    state = gateway.badge_state("badge-a")
     assert state is not None and state.online and state.battery_percent == 77
     assert (state.ring_segments, state.dropped_frames, state.recording) == (30, 2, True)
     assert state.clock_offset_ns is not None and state.clock_error_ns is not None
     assert abs(state.clock_offset_ns - CLOCK_OFFSET_NS) <= state.clock_error_ns
     gateway.send(a.topic("status"), a.status("offline"))
-    offline = states.get("badge-a")
+    offline = gateway.badge_state("badge-a")
     assert offline is not None and not offline.online and offline.battery_percent == 77
     gateway.send(a.topic("status"), gateway.b.status("online"))  # badge-b's status on a's topic
     assert [r.reason for r in gateway.rejections()] == ["badge-mismatch"]
@@ -602,8 +613,7 @@ def test_a_segment_row_commits_only_together_with_its_receipt(gateway: Gateway) 
     (segment,) = a.seal(1)
     gateway.send(a.topic("incident"), a.incident("inc-1", 0, 0))
     leaves = gateway.rows("SELECT COUNT(*) FROM ledger_leaves")
-    connection = gateway.hospital.data_dir.database()
-    connection.execute(
+    gateway.alter(
         "CREATE TRIGGER no_segment_receipts BEFORE INSERT ON receipts"
         " WHEN NEW.subject = 'segment' BEGIN SELECT RAISE(ABORT, 'receipts are full'); END"
     )
@@ -612,8 +622,7 @@ def test_a_segment_row_commits_only_together_with_its_receipt(gateway: Gateway) 
     assert gateway.published == []
     assert gateway.rows("SELECT COUNT(*) FROM segments") == [(0,)]  # the row went with it
     assert gateway.rows("SELECT COUNT(*) FROM ledger_leaves") == leaves
-    connection.execute("DROP TRIGGER no_segment_receipts")
-    connection.close()
+    gateway.alter("DROP TRIGGER no_segment_receipts")
     gateway.send(a.topic("segment"), a.chunks(segment, "inc-1")[-1])  # a redelivery
     assert [r.key for r in gateway.receipts()] == ["0", "inc-1"]
     assert gateway.rows("SELECT COUNT(*) FROM segments") == [(1,)]

@@ -19,7 +19,7 @@ from gateway.intake.acks import OrderedAcks
 from gateway.intake.intake import PARTIAL_DIR, Intake
 from gateway.intake.reassembly import PartialSegment, Reassembly
 from gateway.intake.stage import StoreStage
-from gateway.storage.badges import BadgeRegistry, EnrolledBadge
+from gateway.storage.badges import EnrolledBadge
 from tests.gateway.badge_messages import BadgeMessages, Hospital, make_hospital, receipts
 from tests.gateway.webhook_receiver import wait_until
 
@@ -95,7 +95,7 @@ def test_the_stage_stores_in_order_and_acknowledges_only_once_stored(tmp_path: P
     stage = StoreStage(
         hospital.data_dir, lambda *message: published.append(message), finished, depth=2
     )
-    enrolled = BadgeRegistry(hospital.data_dir.database()).get("badge-a")
+    enrolled = hospital.data_dir.storage().badges.get("badge-a")
     partials = _complete_partials(badge, reader.partials, 3)
     for ticket, partial in enumerate(partials[:2]):  # handed over before the stage runs
         stage.hand_over(enrolled, partial, 0, 10 + ticket)
@@ -179,7 +179,7 @@ def test_a_store_process_that_dies_is_reported_and_holds_nothing_up(tmp_path: Pa
         hospital.data_dir, lambda *message: published.append(message), acknowledged.append
     )
     stage.start()
-    enrolled = BadgeRegistry(hospital.data_dir.database()).get("badge-a")
+    enrolled = hospital.data_dir.storage().badges.get("badge-a")
     first, second = _complete_partials(badge, reader.partials, 2)
     stage.hand_over(enrolled, first, 0, 1)
     stage.wait_stored()

@@ -14,11 +14,10 @@ from evidence.ledger.checkpoint import NoteVerifier, open_note
 from evidence.ledger.merkle import leaf_hash, verify_inclusion
 from gateway.cli import main
 from gateway.datadir import GatewayDataDir
-from gateway.errors import CustodyError, LedgerIntegrityError
+from gateway.errors import CustodyError, LedgerIntegrityError, StorageError
 from gateway.ledger.custody import CustodyEntry, CustodyLog
 from gateway.ledger.ledger import Ledger, LedgerEntry, open_ledger
-from gateway.storage.badges import BadgeRegistry
-from gateway.storage.database import open_database
+from gateway.storage import StorageSettings, open_storage
 
 ORIGIN = "test-hospital/medbadge-ledger"
 START_NS = 1_800_000_000_000_000_000
@@ -38,18 +37,19 @@ class Clock:
 class Custody:
     """A custody log on a fresh gateway database, with its ledger."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, root: Path) -> None:
         self.key = SigningKey.generate()
-        self.connection = open_database(path)
-        self.ledger = Ledger(self.connection, self.key, ORIGIN, clock=Clock())
-        self.log = CustodyLog(self.ledger, self.connection)
+        self.settings = StorageSettings(root / "gateway.db", root / "vault")
+        self.storage = open_storage(self.settings)
+        self.ledger = Ledger(self.storage, self.key, ORIGIN, clock=Clock())
+        self.log = CustodyLog(self.ledger)
 
 
 @pytest.fixture
 def custody(tmp_path: Path) -> Iterator[Custody]:
-    custody = Custody(tmp_path / "gateway.db")
+    custody = Custody(tmp_path)
     yield custody
-    custody.connection.close()
+    custody.storage.close()
 
 
 def record_day(log: CustodyLog) -> list[CustodyEntry]:
@@ -122,14 +122,14 @@ def test_entries_are_searchable(custody: Custody) -> None:
 
 def test_entries_survive_reopen(custody: Custody, tmp_path: Path) -> None:
     made = record_day(custody.log)
-    custody.connection.close()
-    connection = open_database(tmp_path / "gateway.db")
+    custody.storage.close()
+    storage = open_storage(custody.settings)
     try:
-        ledger = Ledger(connection, custody.key, ORIGIN)
-        assert CustodyLog(ledger, connection).entries() == made
+        ledger = Ledger(storage, custody.key, ORIGIN)
+        assert CustodyLog(ledger).entries() == made
     finally:
-        connection.close()
-    custody.connection = open_database(tmp_path / "gateway.db")  # for the fixture to close
+        storage.close()
+    custody.storage = open_storage(custody.settings)  # for the fixture to close
 
 
 def test_each_entry_is_provable_in_the_ledger(custody: Custody) -> None:
@@ -165,22 +165,14 @@ def test_a_search_row_that_differs_from_its_leaf_is_refused(
         custody.log.entries()
 
 
-def test_a_custody_entry_and_its_leaf_commit_together(custody: Custody) -> None:
-    custody.connection.execute("ALTER TABLE custody_entries RENAME COLUMN at_ns TO gone")
-    with pytest.raises(sqlite3.OperationalError):
+def test_a_custody_entry_and_its_leaf_commit_together(custody: Custody, tmp_path: Path) -> None:
+    editor = sqlite3.connect(tmp_path / "gateway.db")
+    editor.execute("ALTER TABLE custody_entries RENAME COLUMN at_ns TO gone")
+    editor.commit()
+    editor.close()
+    with pytest.raises(StorageError, match="at_ns"):
         custody.log.record("guard", "login", "guard")
     assert custody.ledger.size == 0  # the leaf was rolled back with the failed row
-
-
-def test_the_custody_log_must_share_the_ledgers_connection(
-    custody: Custody, tmp_path: Path
-) -> None:
-    other = open_database(tmp_path / "gateway.db")
-    try:
-        with pytest.raises(CustodyError, match="one transaction"):
-            CustodyLog(custody.ledger, other)
-    finally:
-        other.close()
 
 
 # -- enrolment ------------------------------------------------------------------------------
@@ -202,10 +194,10 @@ def test_enrolment_and_key_rotation_are_custody_entries(
 ) -> None:
     assert enroll(data_dir, tmp_path / "b1", "--operator", "admin-kim") == 0
     assert enroll(data_dir, tmp_path / "b2", "--operator", "admin-lee", "--rotate") == 0
-    connection = data_dir.database()
+    storage = data_dir.storage()
     try:
-        ledger = open_ledger(data_dir, connection)
-        entries = CustodyLog(ledger, connection).entries(subject="badge-x")
+        ledger = open_ledger(data_dir, storage)
+        entries = CustodyLog(ledger).entries(subject="badge-x")
         assert [(e.actor, e.action) for e in entries] == [
             ("admin-kim", "enrol"),
             ("admin-lee", "key-rotation"),
@@ -215,7 +207,7 @@ def test_enrolment_and_key_rotation_are_custody_entries(
             {"key_generation": 1, "public_key": keys[0].public_key.raw},
             {"key_generation": 2, "public_key": keys[1].public_key.raw},
         ]
-        assert [e.kind for e in BadgeRegistry(connection).events("badge-x")] == [
+        assert [e.kind for e in storage.badges.events("badge-x")] == [
             "enrolled",
             "rotated",
         ]
@@ -226,21 +218,24 @@ def test_enrolment_and_key_rotation_are_custody_entries(
         leaf = leaf_hash(ledger.leaf(rotation.ledger_index))
         verify_inclusion(leaf, rotation.ledger_index, checkpoint.size, proof, checkpoint.root)
     finally:
-        connection.close()
+        storage.close()
 
 
 def test_enrolment_refuses_an_altered_ledger(
     data_dir: GatewayDataDir, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert enroll(data_dir, tmp_path / "b1") == 0
-    connection = data_dir.database()
-    open_ledger(data_dir, connection).checkpoint()
-    connection.execute("UPDATE ledger_leaves SET leaf_hash = zeroblob(32) WHERE leaf_index = 0")
-    connection.close()
+    storage = data_dir.storage()
+    open_ledger(data_dir, storage).checkpoint()
+    storage.close()
+    editor = sqlite3.connect(data_dir.database_path)
+    editor.execute("UPDATE ledger_leaves SET leaf_hash = zeroblob(32) WHERE leaf_index = 0")
+    editor.commit()
+    editor.close()
     assert enroll(data_dir, tmp_path / "b2", "--rotate") == 1
     assert "ledger leaf 0's stored hash 0000" in capsys.readouterr().err
-    registry_connection = data_dir.database()
+    storage = data_dir.storage()
     try:
-        assert BadgeRegistry(registry_connection).get("badge-x").key_generation == 1
+        assert storage.badges.get("badge-x").key_generation == 1
     finally:
-        registry_connection.close()
+        storage.close()

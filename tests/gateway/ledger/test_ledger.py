@@ -30,7 +30,7 @@ from evidence.ledger.merkle import (
 from evidence.messages import Receipt
 from evidence.segment import SealedSegment
 from evidence.timestamp import verify_timestamp
-from gateway.errors import LedgerIntegrityError
+from gateway.errors import LedgerIntegrityError, StorageError
 from gateway.intake.intake import Intake
 from gateway.ledger.audit import StreamingRoot
 from gateway.ledger.ledger import (
@@ -40,10 +40,10 @@ from gateway.ledger.ledger import (
     SignedCheckpoint,
     ledger_origin,
     open_ledger,
-    write_transaction,
 )
 from gateway.pki.ca import EvidenceCA
-from gateway.storage.database import DatabaseError, open_database
+from gateway.storage import Storage, StorageSettings, open_storage
+from gateway.storage.database import SqliteDatabase
 from gateway.timestamping.authority import TimeStampAuthority
 from tests.gateway.badge_messages import (
     BASE_WALL_NS,
@@ -82,13 +82,17 @@ class Store:
 
     def __init__(self, root: Path) -> None:
         self.path = root / "gateway.db"
+        self.settings = StorageSettings(self.path, root / "vault")
         self.key = SigningKey.generate()
-        self.connections: list[sqlite3.Connection] = []
+        self.opened: list[Storage] = []
+
+    def storage(self) -> Storage:
+        storage = open_storage(self.settings)
+        self.opened.append(storage)
+        return storage
 
     def open(self, timestamper: Callable[[bytes], bytes] | None = None) -> Ledger:
-        connection = open_database(self.path)
-        self.connections.append(connection)
-        return Ledger(connection, self.key, ORIGIN, timestamper, clock=SteppingClock())
+        return Ledger(self.storage(), self.key, ORIGIN, timestamper, clock=SteppingClock())
 
     def tamper(self, sql: str, *args: object) -> None:
         """Change the database as an intruder with file access would (no ledger code)."""
@@ -100,8 +104,8 @@ class Store:
             connection.close()
 
     def close(self) -> None:
-        for connection in self.connections:
-            connection.close()
+        for storage in self.opened:
+            storage.close()
 
 
 @pytest.fixture
@@ -163,13 +167,13 @@ def test_entry_bytes_are_canonical_and_typed(store: Store) -> None:
     assert ledger.size == 1
 
 
-def test_the_ledger_refuses_a_connection_that_is_not_durable(tmp_path: Path) -> None:
-    open_database(tmp_path / "g.db").close()
+def test_the_storage_refuses_a_connection_that_is_not_durable(tmp_path: Path) -> None:
+    open_storage(StorageSettings(tmp_path / "g.db", tmp_path / "vault")).close()
     plain = sqlite3.connect(tmp_path / "g.db")
     plain.execute("PRAGMA synchronous=NORMAL")  # a commit could be lost on power failure
     try:
-        with pytest.raises(DatabaseError, match="synchronous=FULL"):
-            Ledger(plain, SigningKey.generate(), ORIGIN)
+        with pytest.raises(StorageError, match="synchronous=FULL"):
+            SqliteDatabase(plain)
     finally:
         plain.close()
 
@@ -204,8 +208,7 @@ def test_successive_checkpoints_are_consistent(store: Store) -> None:
 def test_uncommitted_leaves_never_enter_the_memo(store: Store) -> None:
     ledger = store.open()
     fill(ledger, 16)
-    connection = ledger.connection
-    with pytest.raises(RuntimeError), write_transaction(connection):
+    with pytest.raises(RuntimeError), ledger.storage.transaction():
         fill(ledger, 16)  # joins the open transaction
         ledger.root(32)  # a complete 16-leaf subtree over uncommitted leaves
         raise RuntimeError("the caller gives up: rollback")
@@ -221,7 +224,7 @@ def test_checkpoint_inside_an_open_transaction_is_refused(store: Store) -> None:
     fill(ledger, 2)
     with (
         pytest.raises(LedgerError, match="outside any open transaction"),
-        write_transaction(ledger.connection),
+        ledger.storage.transaction(),
     ):
         ledger.checkpoint()
 
@@ -402,12 +405,9 @@ def test_a_new_checkpoint_is_not_signed_over_an_altered_log(store: Store, signed
 
 
 def test_a_changed_origin_is_refused(store: Store, signed: Ledger) -> None:
-    renamed = Ledger(open_database(store.path), store.key, "another-name/medbadge-ledger")
-    try:
-        with pytest.raises(LedgerIntegrityError, match="keeps its origin for life"):
-            renamed.verify_against_last_checkpoint()
-    finally:
-        renamed.connection.close()
+    renamed = Ledger(store.storage(), store.key, "another-name/medbadge-ledger")
+    with pytest.raises(LedgerIntegrityError, match="keeps its origin for life"):
+        renamed.verify_against_last_checkpoint()
 
 
 def test_origin_is_a_valid_note_key_name() -> None:
@@ -529,13 +529,13 @@ def test_the_intake_refuses_to_start_on_an_altered_ledger(tmp_path: Path) -> Non
     connection.close()
     with pytest.raises(LedgerIntegrityError, match="ledger leaf 1's stored hash"):
         Intake(hospital.data_dir, lambda _t, _p: None, lambda _e: None)
-    connection = hospital.data_dir.database()
+    storage = hospital.data_dir.storage()
     try:
         with pytest.raises(LedgerIntegrityError):
-            open_ledger(hospital.data_dir, connection)
-        open_ledger(hospital.data_dir, connection, verify=False)  # opened only when asked
+            open_ledger(hospital.data_dir, storage)
+        open_ledger(hospital.data_dir, storage, verify=False)  # opened only when asked
     finally:
-        connection.close()
+        storage.close()
 
 
 def test_receipt_entries_name_the_receipt_the_badge_can_check(tmp_path: Path) -> None:
