@@ -74,7 +74,7 @@ def build_package(root: Path, segments: int, segment_bytes: int) -> Path:
         data_dir,
         lambda topic, payload: None,
         lambda event: None,
-        timestamper=data_dir.timestamper().stamp,
+        timestamper=data_dir.timestamper(),
     )
     try:
         intake.handle(badge_topic(BADGE, "incident"), _record(bundle, segments))

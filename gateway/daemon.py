@@ -24,7 +24,6 @@ from gateway.datadir import GatewayDataDir
 from gateway.errors import GatewayError
 from gateway.intake.service import IntakeService
 from gateway.ledger.ledger import CheckpointSchedule, open_ledger
-from gateway.timestamping.configured import configured_timestamper
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +63,7 @@ class GatewayDaemon:
             raise GatewayError(
                 f"broker CA certificate {broker.ca_file} is missing: set broker.ca_file"
             )
-        timestamper = configured_timestamper(data_dir, config.timestamps)
+        timestamper = data_dir.configured_timestamper(config.timestamps)
         self.intake = IntakeService(
             data_dir,
             broker.host,

@@ -14,10 +14,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from evidence.keyfiles import read_public_file, read_secret_file
 from evidence.keys import CustodianPrivateKey, CustodianPublicKey, HpkeSuite, SigningKey
-from gateway.errors import GatewayError
+from gateway.config import TimestampSettings
+from gateway.errors import GatewayConfigError, GatewayError
 from gateway.pki.ca import EvidenceCA, write_certificate, write_private_key
 from gateway.storage import Storage, StorageSettings, open_storage
 from gateway.timestamping.authority import TimeStampAuthority
+from gateway.timestamping.client import TsaClient
+from gateway.timestamping.timestamper import Timestamper
 
 TSA_NAME_SUFFIX = " Gateway TSA"
 """The TSA certificate's common name is the hospital's name followed by this."""
@@ -170,6 +173,21 @@ class GatewayDataDir:
         if not isinstance(key, ec.EllipticCurvePrivateKey):
             raise DataDirError(f"TSA key {self.tsa_key_path} is not an elliptic-curve key")
         return TimeStampAuthority(key, certificate, ca.certificate)
+
+    def configured_timestamper(self, settings: TimestampSettings) -> Timestamper:
+        """The TSA ``[timestamps]`` names: an external one at ``tsa_url``, else the gateway's
+        own. Every token either gives is verified before it is used."""
+        if not settings.tsa_url:
+            return self.timestamper()
+        if settings.tsa_ca_file is None:
+            raise GatewayConfigError("timestamps.tsa_ca_file is required with timestamps.tsa_url")
+        try:
+            trusted = x509.load_pem_x509_certificates(settings.tsa_ca_file.read_bytes())
+        except (OSError, ValueError) as error:
+            raise GatewayConfigError(
+                f"timestamps.tsa_ca_file {settings.tsa_ca_file} is not readable PEM: {error}"
+            ) from None
+        return TsaClient(settings.tsa_url, trusted)
 
     def _issue_tsa(self, ca: EvidenceCA) -> None:
         """Issue the TSA's key and certificate; the certificate, written last, marks it done."""

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from evidence.canonical import CanonicalValue
@@ -68,7 +69,7 @@ from gateway.ledger.ledger import Ledger, SignedCheckpoint, open_ledger
 from gateway.ledger.retention import deletion_notice
 from gateway.storage.catalogue import StoredIncident, StoredSegment
 from gateway.storage.vault import Vault
-from gateway.timestamping.authority import TimeStampAuthority
+from gateway.timestamping.timestamper import Timestamper
 
 KEY_ACTIONS = ("enrol", "key-rotation")
 """Custody actions that record a badge key: the package carries them to vouch for its keys."""
@@ -126,12 +127,13 @@ def export_incident(
     data_dir: GatewayDataDir,
     request: ExportRequest,
     *,
-    timestamper: TimeStampAuthority | None = None,
+    timestamper: Timestamper | None = None,
 ) -> ExportResult:
     """Write the court package ``request`` asks for to ``request.output`` (a new .zip file).
 
     ExportError (or another GatewayError, such as an altered ledger) says why nothing was
-    written. ``timestamper`` defaults to the gateway's own TSA.
+    written. ``timestamper`` (the gateway's own TSA unless given) stamps the export's
+    checkpoint; the package carries its one trust anchor and its certificate.
     """
     if not request.actor.strip() or not request.justification.strip():
         raise ExportError("an export needs who exports (--actor) and why (--justification)")
@@ -141,9 +143,10 @@ def export_incident(
     if not request.output.parent.is_dir():
         raise ExportError(f"the folder {request.output.parent} for the package does not exist")
     tsa = timestamper or data_dir.timestamper()
+    _package_certificates(tsa)  # refuse a TSA the package cannot vouch for, before any work
     storage = data_dir.storage()
     try:
-        ledger = open_ledger(data_dir, storage, timestamper=tsa.stamp)
+        ledger = open_ledger(data_dir, storage, timestamper=tsa)
         return _Export(data_dir, request, ledger=ledger, tsa=tsa).run()
     finally:
         storage.close()
@@ -158,7 +161,7 @@ class _Export:
         request: ExportRequest,
         *,
         ledger: Ledger,
-        tsa: TimeStampAuthority,
+        tsa: Timestamper,
     ) -> None:
         storage = ledger.storage
         self.data_dir = data_dir
@@ -166,6 +169,7 @@ class _Export:
         self.ledger = ledger
         self.vault = storage.vault
         self.tsa = tsa
+        self.ca_certificate, self.tsa_certificate = _package_certificates(tsa)
         self.request = request
         self.catalogue = storage.catalogue
         self.registry = storage.badges
@@ -202,7 +206,7 @@ class _Export:
                 self._facts(export, checkpoint),
                 output,
                 gateway_key=self.gateway_key,
-                ca_certificate=self.tsa.ca_certificate,
+                ca_certificate=self.ca_certificate,
             )
         incident = self.incident
         return ExportResult(
@@ -268,8 +272,8 @@ class _Export:
             "clip_sha256": staged.clip_sha256,
             "clip_size": staged.clip.stat().st_size,
             "derived_mp4_sha256": staged.mp4_sha256,
-            "evidence_ca_sha256": sha256(self.tsa.ca_certificate.public_bytes(Encoding.DER)),
-            "tsa_certificate_sha256": sha256(self.tsa.certificate.public_bytes(Encoding.DER)),
+            "evidence_ca_sha256": sha256(self.ca_certificate.public_bytes(Encoding.DER)),
+            "tsa_certificate_sha256": sha256(self.tsa_certificate.public_bytes(Encoding.DER)),
         }
         return self.custody.record(
             self.request.actor,
@@ -292,8 +296,8 @@ class _Export:
             stamp = verify_timestamp(
                 token,
                 checkpoint.note_sha256,
-                self.tsa.ca_certificate,
-                certificates=[self.tsa.certificate],
+                self.tsa.trust_anchors,
+                certificates=self.tsa.certificates,
             )
         except EvidenceError as error:
             raise ExportError(f"checkpoint {checkpoint.number}'s time-stamp: {error}") from None
@@ -419,8 +423,8 @@ class _Export:
         draft.small[CHECKPOINT_TOKEN] = checkpoint.timestamp_token or b""
         draft.small[GATEWAY_KEY] = self.gateway_key.pem()
         draft.small[GATEWAY_VKEY] = (format_vkey(self.ledger.verifier) + "\n").encode("ascii")
-        draft.small[CA_CERTIFICATE] = self.tsa.ca_certificate.public_bytes(Encoding.PEM)
-        draft.small[TSA_CERTIFICATE] = self.tsa.certificate.public_bytes(Encoding.PEM)
+        draft.small[CA_CERTIFICATE] = self.ca_certificate.public_bytes(Encoding.PEM)
+        draft.small[TSA_CERTIFICATE] = self.tsa_certificate.public_bytes(Encoding.PEM)
 
     def _instructions(self, staged: _Staged, stamp: TimestampInfo) -> bytes:
         return render_instructions(
@@ -437,6 +441,19 @@ class _Export:
                 timestamp_seconds=int(stamp.gen_time.timestamp()),
             )
         )
+
+
+def _package_certificates(tsa: Timestamper) -> tuple[x509.Certificate, x509.Certificate]:
+    """The CA and TSA certificates a package carries for its time-stamp (decision 1204):
+    ExportError unless the TSA has exactly one trust anchor and names its certificate."""
+    anchors, certificates = tsa.trust_anchors, tsa.certificates
+    if len(anchors) != 1 or not certificates:
+        raise ExportError(
+            f"a package carries one CA and the TSA's certificate, but this TSA has "
+            f"{len(anchors)} trust anchors and {len(certificates)} certificates; export with "
+            "the gateway's own TSA"
+        )
+    return anchors[0], certificates[0]
 
 
 def _verifies(check: Callable[[], object]) -> bool:

@@ -50,11 +50,12 @@ from gateway.intake.clock import BadgeClocks
 from gateway.intake.quarantine import Quarantine
 from gateway.intake.reassembly import DEFAULT_TIMEOUT_NS, PartialSegment, Reassembly
 from gateway.intake.segments import SegmentStore
-from gateway.ledger.ledger import Ledger, Timestamper, open_ledger
+from gateway.ledger.ledger import Ledger, open_ledger
 from gateway.storage.badges import EnrolledBadge
 from gateway.storage.catalogue import StoredIncident, StoredSegment
 from gateway.storage.clock_samples import ClockSample
 from gateway.storage.vault import Vault
+from gateway.timestamping.timestamper import Timestamper
 
 log = logging.getLogger(__name__)
 

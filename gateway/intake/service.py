@@ -48,7 +48,6 @@ from gateway.intake.intake import AlertListener, Intake
 from gateway.intake.reassembly import PartialSegment
 from gateway.intake.stage import StoreStage
 from gateway.storage.badges import EnrolledBadge
-from gateway.timestamping.configured import configured_timestamper
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +138,7 @@ class IntakeService:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
-        timestamper = None if timestamps is None else configured_timestamper(data_dir, timestamps)
+        timestamper = None if timestamps is None else data_dir.configured_timestamper(timestamps)
         self.intake = Intake(data_dir, self._publish, on_alert, timestamper=timestamper)
         self._acks: OrderedAcks[Delivery] = OrderedAcks(self._acknowledge)
         self._ticket = -1

@@ -51,7 +51,6 @@ from gateway.intake.intake import Intake, Publish
 from gateway.intake.reassembly import PartialSegment
 from gateway.logging_setup import configure_logging
 from gateway.storage.badges import EnrolledBadge
-from gateway.timestamping.configured import configured_timestamper
 
 log = logging.getLogger(__name__)
 
@@ -338,7 +337,7 @@ def _serve(connection: Connection) -> int:
     configure_logging(setup.log_level)
     data_dir = GatewayDataDir(setup.root)
     timestamps = setup.timestamps
-    timestamper = None if timestamps is None else configured_timestamper(data_dir, timestamps)
+    timestamper = None if timestamps is None else data_dir.configured_timestamper(timestamps)
 
     def publish(topic: str, payload: bytes) -> None:
         connection.send(_Publish(topic, payload))

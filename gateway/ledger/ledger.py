@@ -39,15 +39,13 @@ from gateway.ledger.audit import rehash_leaves, root_difference
 from gateway.storage import Storage
 from gateway.storage.checkpoints import CheckpointRow
 from gateway.storage.leaves import Leaves
+from gateway.timestamping.timestamper import Timestamper
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_INTERVAL_S = 60.0
 """The schedule checkpoints a grown log at least this often."""
 
-Timestamper = Callable[[bytes], bytes]
-"""SHA-256 digest in, RFC 3161 ``TimeStampResp`` (DER) out: ``TimeStampAuthority.stamp`` or
-``TsaClient.stamp``."""
 
 def ledger_origin(hospital: str) -> str:
     """The log's origin for ``hospital``: ``<hospital-in-lowercase-with-hyphens>/medbadge-ledger``.
@@ -229,7 +227,7 @@ class Ledger:
         if checkpoint.timestamp_token is not None or self._timestamper is None:
             return checkpoint
         try:
-            token = self._timestamper(checkpoint.note_sha256)
+            token = self._timestamper.stamp(checkpoint.note_sha256)
         except Exception:  # a TSA down or refusing must not lose the signed checkpoint
             log.exception(
                 "checkpoint %d (size %d) was not time-stamped", checkpoint.number, checkpoint.size

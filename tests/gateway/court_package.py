@@ -131,7 +131,7 @@ def deliver_incident(
         hospital.data_dir,
         lambda topic, payload: delivered.published.append((topic, payload)),
         lambda event: None,
-        timestamper=hospital.data_dir.timestamper().stamp,
+        timestamper=hospital.data_dir.timestamper(),
     )
     try:
         if heartbeats:

@@ -24,7 +24,7 @@ from evidence.timestamp import (
     verify_timestamp,
 )
 from gateway.pki.ca import EvidenceCA
-from gateway.timestamping.authority import DEFAULT_POLICY_OID, TimeStampAuthority, build_request
+from gateway.timestamping import DEFAULT_POLICY_OID, TimeStampAuthority, build_request
 
 DIGEST = sha256(b"checkpoint: City Hospital No. 1 ledger, size 1024")
 OTHER_DIGEST = sha256(b"checkpoint: City Hospital No. 1 ledger, size 1025")

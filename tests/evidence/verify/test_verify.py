@@ -40,7 +40,7 @@ from evidence.package.layout import (
 from evidence.segment import SIGNATURE_CONTEXT
 from evidence.verify import verify_package
 from evidence.verify.report import VerificationReport
-from gateway.timestamping.authority import TimeStampAuthority, build_request
+from gateway.timestamping import TimeStampAuthority, build_request
 from tests.gateway.badge_messages import Hospital, make_hospital
 from tests.gateway.court_package import deliver_incident, export, record_footage
 

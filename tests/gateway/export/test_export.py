@@ -16,15 +16,17 @@ from evidence.hashing import sha256
 from evidence.keys import HpkeSuite
 from evidence.package.instructions import commands
 from evidence.package.layout import CLIP, DERIVED_MP4, INSTRUCTIONS, MANIFEST
+from evidence.timestamp import verify_timestamp
 from evidence.verify import verify_package
 from gateway.cli import main as gateway_main
 from gateway.datadir import GatewayDataDir
 from gateway.enrolment.enrolment import enroll_badge
 from gateway.errors import ExportError, LedgerIntegrityError
-from gateway.export.export import ExportResult
+from gateway.export.export import ExportRequest, ExportResult, export_incident
 from gateway.intake.intake import Intake
 from gateway.ledger.custody import CustodyLog
 from gateway.ledger.ledger import open_ledger
+from gateway.timestamping import TsaClient, TsaHttpServer
 from tests.badge.tsprobe import require_ffmpeg
 from tests.gateway.badge_messages import Hospital, make_hospital
 from tests.gateway.court_package import (
@@ -292,3 +294,25 @@ def test_a_passphrase_protected_custodian_key_needs_its_passphrase(tmp_path: Pat
     args = [*base, "-o", str(tmp_path / "yes.zip"), "--custodian-passphrase-file", str(passphrase)]
     assert gateway_main(args) == 0
     assert verify_package(tmp_path / "yes.zip").verified
+
+
+def test_the_export_takes_any_timestamper_whose_certificates_it_can_carry(
+    small_hospital: tuple[Hospital, DeliveredIncident], tmp_path: Path
+) -> None:
+    hospital, incident = small_hospital
+    own = hospital.data_dir.timestamper()
+    request = ExportRequest(incident.incident_id, tmp_path / "out.zip", ACTOR, JUSTIFICATION)
+    storage = hospital.data_dir.storage()
+    leaves = storage.leaves.size()
+    with TsaHttpServer(own, "127.0.0.1", 0) as server:
+        bare = TsaClient(server.url, own.ca_certificate)  # its certificate only in tokens
+        with pytest.raises(ExportError, match="one CA and the TSA's certificate"):
+            export_incident(hospital.data_dir, request, timestamper=bare)
+        assert storage.leaves.size() == leaves and not request.output.exists()
+        client = TsaClient(server.url, own.ca_certificate, certificates=[own.certificate])
+        result = export_incident(hospital.data_dir, request, timestamper=client)
+    storage.close()
+    assert result.report.verified
+    token = result.checkpoint.timestamp_token
+    assert token is not None
+    verify_timestamp(token, result.checkpoint.note_sha256, own.ca_certificate)

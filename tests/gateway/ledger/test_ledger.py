@@ -6,9 +6,11 @@ import itertools
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
+from functools import cache
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from evidence.errors import LedgerError
 from evidence.hashing import sha256
@@ -30,7 +32,7 @@ from evidence.ledger.merkle import (
 from evidence.messages import Receipt
 from evidence.segment import SealedSegment
 from evidence.timestamp import verify_timestamp
-from gateway.errors import LedgerIntegrityError, StorageError
+from gateway.errors import LedgerIntegrityError, StorageError, TimestampAuthorityError
 from gateway.intake.intake import Intake
 from gateway.ledger.audit import StreamingRoot
 from gateway.ledger.ledger import (
@@ -44,7 +46,7 @@ from gateway.ledger.ledger import (
 from gateway.pki.ca import EvidenceCA
 from gateway.storage import Storage, StorageSettings, open_storage
 from gateway.storage.database import SqliteDatabase
-from gateway.timestamping.authority import TimeStampAuthority
+from gateway.timestamping import TimeStampAuthority, Timestamper
 from tests.gateway.badge_messages import (
     BASE_WALL_NS,
     BadgeMessages,
@@ -55,15 +57,34 @@ from tests.gateway.badge_messages import (
 ORIGIN = "test-hospital/medbadge-ledger"
 
 
-class RecordingTimestamper:
-    """A stand-in TSA for unit tests: remembers each digest and answers with a marked token."""
+@cache
+def hospital_tsa() -> TimeStampAuthority:
+    """A hospital's own TSA under its evidence CA, made once for this module."""
+    ca = EvidenceCA.create("Test Hospital")
+    return TimeStampAuthority(*ca.issue_tsa_certificate("Test Hospital TSA"), ca.certificate)
 
-    def __init__(self) -> None:
+
+class RecordingTimestamper:
+    """A real TSA that notes each digest it is asked for; ``down`` makes it refuse them all."""
+
+    def __init__(self, tsa: TimeStampAuthority | None = None, *, down: bool = False) -> None:
+        self._tsa = tsa or hospital_tsa()
+        self.down = down
         self.digests: list[bytes] = []
 
-    def __call__(self, digest: bytes) -> bytes:
+    def stamp(self, digest: bytes) -> bytes:
         self.digests.append(digest)
-        return b"token-for-" + digest
+        if self.down:
+            raise TimestampAuthorityError("the TSA at http://tsa.invalid/ refused the connection")
+        return self._tsa.stamp(digest)
+
+    @property
+    def trust_anchors(self) -> tuple[x509.Certificate, ...]:
+        return self._tsa.trust_anchors
+
+    @property
+    def certificates(self) -> tuple[x509.Certificate, ...]:
+        return self._tsa.certificates
 
 
 class SteppingClock:
@@ -91,7 +112,7 @@ class Store:
         self.opened.append(storage)
         return storage
 
-    def open(self, timestamper: Callable[[bytes], bytes] | None = None) -> Ledger:
+    def open(self, timestamper: Timestamper | None = None) -> Ledger:
         return Ledger(self.storage(), self.key, ORIGIN, timestamper, clock=SteppingClock())
 
     def tamper(self, sql: str, *args: object) -> None:
@@ -238,14 +259,14 @@ def test_a_checkpoint_is_time_stamped_over_its_note(store: Store) -> None:
     fill(ledger, 3)
     made = ledger.checkpoint()
     assert tsa.digests == [sha256(made.note)]
-    assert made.timestamp_token == b"token-for-" + sha256(made.note)
+    assert made.timestamp_token is not None
+    info = verify_timestamp(made.timestamp_token, sha256(made.note), tsa.trust_anchors)
+    assert info.digest == sha256(made.note)
     assert store.open().latest_checkpoint() == made  # stored with its token
 
 
 def test_a_failed_stamp_keeps_the_checkpoint_and_the_schedule_retries(store: Store) -> None:
-    def tsa_down(_digest: bytes) -> bytes:
-        raise OSError("connection refused")
-
+    tsa_down = RecordingTimestamper(down=True)
     ledger = store.open(tsa_down)
     fill(ledger, 3)
     unstamped = ledger.checkpoint()
@@ -423,7 +444,7 @@ def test_origin_is_a_valid_note_key_name() -> None:
 def test_a_full_incident_is_in_the_ledger_in_order_with_proofs(tmp_path: Path) -> None:
     hospital = make_hospital(tmp_path, ("badge-a",))
     published: list[tuple[str, bytes]] = []
-    tsa = RecordingTimestamper()
+    tsa = RecordingTimestamper(hospital.data_dir.timestamper())
     intake = Intake(
         hospital.data_dir,
         lambda topic, payload: published.append((topic, payload)),
@@ -562,7 +583,7 @@ def test_receipt_entries_name_the_receipt_the_badge_can_check(tmp_path: Path) ->
 def test_the_hospitals_own_tsa_stamps_checkpoints_through_the_seam(store: Store) -> None:
     ca = EvidenceCA.create("Test Hospital")
     tsa = TimeStampAuthority(*ca.issue_tsa_certificate("Test Hospital TSA"), ca.certificate)
-    ledger = store.open(tsa.stamp)
+    ledger = store.open(tsa)
     fill(ledger, 5)
     made = ledger.checkpoint()
     assert made.timestamp_token is not None

@@ -1,4 +1,4 @@
-"""The gateway stamps checkpoints with its own TSA, or with an external one when configured."""
+"""The data directory: the gateway stamps with its own TSA, or an external one when configured."""
 
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ from evidence.timestamp import verify_timestamp
 from gateway.config import GatewayConfig
 from gateway.datadir import GatewayDataDir
 from gateway.pki.ca import EvidenceCA
-from gateway.timestamping.authority import TimeStampAuthority, TsaHttpServer
-from gateway.timestamping.configured import configured_timestamper
+from gateway.timestamping import TimeStampAuthority, TsaHttpServer
 
 
 def test_own_tsa_by_default_and_an_external_one_over_http(tmp_path: Path) -> None:
@@ -21,8 +20,8 @@ def test_own_tsa_by_default_and_an_external_one_over_http(tmp_path: Path) -> Non
     data_dir.initialise("Test Hospital", HpkeSuite.X25519, None)
     digest = sha256(b"a checkpoint note")
 
-    own = configured_timestamper(data_dir, GatewayConfig.from_mapping(data_dir.root, {}).timestamps)
-    verify_timestamp(own(digest), digest, data_dir.evidence_ca().certificate)
+    own = data_dir.configured_timestamper(GatewayConfig.from_mapping(data_dir.root, {}).timestamps)
+    verify_timestamp(own.stamp(digest), digest, data_dir.evidence_ca().certificate)
 
     national = EvidenceCA.create("National PKI")
     key, certificate = national.issue_tsa_certificate("National TSA")
@@ -30,9 +29,9 @@ def test_own_tsa_by_default_and_an_external_one_over_http(tmp_path: Path) -> Non
     authority = TimeStampAuthority(key, certificate, national.certificate)
     with TsaHttpServer(authority, "127.0.0.1", 0) as server:
         settings = {"timestamps": {"tsa_url": server.url, "tsa_ca_file": str(tmp_path / "pki.crt")}}
-        external = configured_timestamper(
-            data_dir, GatewayConfig.from_mapping(data_dir.root, settings).timestamps
+        external = data_dir.configured_timestamper(
+            GatewayConfig.from_mapping(data_dir.root, settings).timestamps
         )
-        token = external(digest)
+        token = external.stamp(digest)
     info = verify_timestamp(token, digest, national.certificate)
     assert info.tsa_name is not None and "National TSA" in info.tsa_name
