@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from evidence.timestamp.verify import (
-    TimestampInfo,
-    TimestampResponse,
-    TimestampToken,
-    verify_timestamp,
-)
+from evidence.timestamp.token import TimestampInfo, TimestampResponse, TimestampToken
+from evidence.timestamp.verify import verify_timestamp
 
 __all__ = ["TimestampInfo", "TimestampResponse", "TimestampToken", "verify_timestamp"]
