@@ -16,7 +16,7 @@ from starlette.routing import BaseRoute, Route
 from gateway.alerts.live import iso_time
 from gateway.console.actions import AlertActionKind
 from gateway.console.core import Call, Console, handler
-from gateway.console.pages.incidents import incident_query
+from gateway.console.queries import custody_query, incident_query
 from gateway.errors import ConsoleError
 from gateway.storage.incident_index import IncidentSummary
 
@@ -116,17 +116,9 @@ def badges(console: Console, call: Call) -> Response:
 
 @handler("custody.read", api=True)
 def custody(console: Console, call: Call) -> Response:
-    """Custody entries, newest first (filters: subject, actor, action; ``offset``)."""
-    action = call.custody_action()
-    offset = int(call.query("offset")) if call.query("offset").isdigit() else 0
-    entries = console.custody.entries(
-        subject=call.query("subject") or None,
-        actor=call.query("actor") or None,
-        action=action,
-        limit=100,
-        offset=offset,
-        newest_first=True,
-    )
+    """Custody entries, newest first (the page's filters: subject, actor, action, from, to;
+    ``offset`` or ``page``)."""
+    entries = custody_query(call).search(console.custody)
     return JSONResponse(
         {
             "entries": [
@@ -264,7 +256,7 @@ OPENAPI: dict[str, Any] = {
         "/api/custody": _get(
             "custody entries, newest first",
             "auditor",
-            _query("subject", "actor", "action", "offset"),
+            _query("subject", "actor", "action", "from", "to", "offset", "page"),
         ),
         "/api/ledger/checkpoint": _get("the latest signed ledger checkpoint", "auditor"),
     },

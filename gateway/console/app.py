@@ -14,9 +14,8 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.alerts.live import AlertChannel
-from gateway.console import api
+from gateway.console import api, pages
 from gateway.console.core import SECURITY_HEADERS, Console, ConsoleOptions
-from gateway.console.pages import incidents as pages
 from gateway.datadir import GatewayDataDir
 from gateway.ledger.ledger import open_ledger
 from gateway.storage import Storage

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 from urllib.parse import parse_qsl, quote
 
 import anyio.to_thread
@@ -44,7 +44,7 @@ from gateway.console.auth import (
 from gateway.console.users import ROLE_TITLES, Role, UserDirectory
 from gateway.datadir import GatewayDataDir
 from gateway.errors import ConsoleError, CustodyError, EnrolmentError
-from gateway.ledger.custody import CUSTODY_ACTIONS, CustodyAction, CustodyLog
+from gateway.ledger.custody import CustodyLog
 from gateway.ledger.ledger import Ledger
 from gateway.storage import Storage
 
@@ -156,15 +156,6 @@ class Call:
     def field(self, name: str) -> str:
         """A form field, stripped ('' when absent)."""
         return self.form.get(name, "").strip()
-
-    def custody_action(self) -> CustodyAction | None:
-        """The ``action`` filter of a custody query; ConsoleError if it names no action."""
-        action = self.query("action")
-        if not action:
-            return None
-        if action not in CUSTODY_ACTIONS:
-            raise ConsoleError(f"{action[:40]!r} is not a custody action")
-        return cast(CustodyAction, action)
 
     @property
     def client(self) -> str:
@@ -363,6 +354,13 @@ class Console:
                 f"the custodian key {self.data_dir.custodian_key_path} cannot be opened "
                 f"({error}); if it is protected, set console.custodian_passphrase_file"
             ) from None
+
+
+def safe_next(target: str) -> str:
+    """``target`` if it is a local path, else '' (a redirect never leaves the console)."""
+    if target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return ""
 
 
 def client_address(request: Request) -> str:

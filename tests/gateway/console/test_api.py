@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import tarfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -337,3 +338,17 @@ def test_the_custody_log_refuses_an_unknown_action_filter(console: ConsoleHarnes
         refused = auditor.request(path)
         assert refused.status == 400 and "wipe" in refused.text
         assert "is not a custody action" in refused.text
+
+
+def test_the_page_and_the_api_read_a_custody_search_alike(console: ConsoleHarness) -> None:
+    auditor = WebClient(console.url)
+    auditor.login("aida")
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    logins = json.loads(auditor.request(f"/api/custody?action=login&from={today}").text)
+    assert [entry["subject"] for entry in logins["entries"]] == ["aida"]
+    before = json.loads(auditor.request("/api/custody?action=login&to=2000-01-01").text)
+    assert before["entries"] == []
+    for query in ("page=two", "offset=-1", "from=yesterday"):
+        for path in ("/custody", "/api/custody"):
+            refused = auditor.request(f"{path}?{query}")
+            assert refused.status == 400, (path, query)

@@ -1,0 +1,141 @@
+"""The login and logout pages, and where each role starts."""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+
+import anyio
+import anyio.to_thread
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from gateway.console.auth import CSRF_FIELD, LOGIN_CSRF_COOKIE, new_token, tokens_match
+from gateway.console.core import HOME, Call, Console, client_address, handler, read_form, safe_next
+from gateway.console.users import MAX_PASSWORD
+
+log = logging.getLogger(__name__)
+
+
+async def login_page(request: Request) -> Response:
+    """The login form, with a fresh double-submit CSRF cookie."""
+    console: Console = request.app.state.console
+    return _login_form(console, request, "", 200)
+
+
+def _login_form(console: Console, request: Request, message: str, status: int) -> Response:
+    token = new_token()
+    body = console.render(
+        "login.html",
+        None,
+        csrf=token,
+        message=message,
+        next=safe_next(request.query_params.get("next", "")),
+    )
+    response = HTMLResponse(body, status_code=status)
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE,
+        token,
+        httponly=True,
+        samesite="strict",
+        secure=console.options.secure_cookies,
+        path="/login",
+    )
+    return response
+
+
+async def login(request: Request) -> Response:
+    """Check the password (rate-limited), record the login in the custody log, start a session."""
+    console: Console = request.app.state.console
+    form = await read_form(request)
+    return await anyio.to_thread.run_sync(partial(_login, console, request, form))
+
+
+def _login(console: Console, request: Request, form: dict[str, str]) -> Response:
+    if not tokens_match(request.cookies.get(LOGIN_CSRF_COOKIE, ""), form.get(CSRF_FIELD)):
+        return _login_form(console, request, "The login form expired; please try again.", 400)
+    username = form.get("username", "").strip().lower()[:64]
+    password = form.get("password", "")[:MAX_PASSWORD]
+    client = client_address(request)
+    wait = console.limiter.retry_after(username, client)
+    if wait > 0:
+        log.warning("console login for %r from %s refused: too many failures", username, client)
+        minutes = max(1, round(wait / 60))
+        message = f"Too many failed logins. Try again in about {minutes} minute(s)."
+        return _login_form(console, request, message, 429)
+    user = console.users.authenticate(username, password) if username else None
+    with console.lock:
+        if user is None:
+            console.limiter.failed(username, client)
+            if username:
+                console.custody.record(
+                    username, "login", username, detail={"outcome": "refused", "client": client}
+                )
+            return _login_form(console, request, "Wrong user name or password.", 401)
+        console.limiter.succeeded(username)
+        console.custody.record(
+            username, "login", username, detail={"outcome": "accepted", "client": client}
+        )
+        token, session = console.sessions.open(user, client)
+    target = safe_next(form.get("next", "")) or HOME[session.role]
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(
+        console.session_cookie,
+        token,
+        max_age=int(console.options.session_max_s),
+        httponly=True,
+        samesite="strict",
+        secure=console.options.secure_cookies,
+        path="/",
+    )
+    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
+    return response
+
+
+async def logout(request: Request) -> Response:
+    """End the session (CSRF-checked) and go back to the login page."""
+    console: Console = request.app.state.console
+    form = await read_form(request)
+    return await anyio.to_thread.run_sync(partial(_logout, console, request, form))
+
+
+def _logout(console: Console, request: Request, form: dict[str, str]) -> Response:
+    token = request.cookies.get(console.session_cookie, "")
+    with console.lock:
+        session = console.sessions.find(token)
+        if session is not None and tokens_match(session.csrf_token, form.get(CSRF_FIELD)):
+            console.sessions.close(token)
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(console.session_cookie, path="/")
+    return response
+
+
+@handler("session")
+def home(console: Console, call: Call) -> Response:
+    """Where the signed-in user's role starts."""
+    return RedirectResponse(HOME[call.session.role], status_code=303)
+
+
+async def root(request: Request) -> Response:
+    """``/``: the role's start page, or the login page."""
+    console: Console = request.app.state.console
+
+    def find() -> Response:
+        with console.lock:
+            session = console.sessions.find(request.cookies.get(console.session_cookie))
+        target = "/login" if session is None else HOME[session.role]
+        return RedirectResponse(target, status_code=303)
+
+    return await anyio.to_thread.run_sync(find)
+
+
+def routes() -> list[BaseRoute]:
+    """The login routes."""
+    return [
+        Route("/", root),
+        Route("/home", home),
+        Route("/login", login_page, methods=["GET"]),
+        Route("/login", login, methods=["POST"]),
+        Route("/logout", logout, methods=["POST"]),
+    ]
