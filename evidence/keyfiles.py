@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import stat
 from pathlib import Path
 
@@ -30,15 +31,21 @@ def write_public_file(path: Path, data: bytes) -> None:
 
 
 def read_secret_file(path: Path) -> bytes:
-    """Read a secret file, refusing one that its group or others can read or write."""
+    """Read a secret file, refusing one that its group or others can read or write.
+
+    The file is opened first and the open file's mode is checked, so the bytes read are
+    those of the file whose mode was checked, even if the path is replaced meanwhile.
+    """
     try:
-        mode = stat.S_IMODE(path.stat().st_mode)
-        if mode & 0o077:
-            raise KeyFileError(
-                f"key file {path} has mode {mode:04o}, so others can read it; "
-                f"run 'chmod 600 {path}' if it has not leaked, else rotate the key"
-            )
-        return path.read_bytes()
+        descriptor = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        with os.fdopen(descriptor, "rb") as handle:
+            mode = stat.S_IMODE(os.fstat(handle.fileno()).st_mode)
+            if mode & 0o077:
+                raise KeyFileError(
+                    f"key file {path} has mode {mode:04o}, so others can read it; "
+                    f"run 'chmod 600 {path}' if it has not leaked, else rotate the key"
+                )
+            return handle.read()
     except FileNotFoundError:
         raise KeyFileError(f"key file {path} does not exist") from None
     except OSError as error:

@@ -24,7 +24,6 @@ import logging
 import os
 import random
 import ssl
-import stat
 import threading
 import time
 from collections import deque
@@ -34,6 +33,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from evidence.durable import write_durably
+from evidence.errors import KeyFileError
+from evidence.keyfiles import read_secret_file
 from gateway.alerts.alerts import AlertEvent
 from gateway.alerts.live import alert_document
 from gateway.config import WebhookSettings
@@ -89,19 +90,11 @@ class WebhookTarget:
         """Read the secret file; refuse one others may read, or a secret under 16 bytes."""
         path = settings.secret_file
         try:
-            descriptor = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError as error:
+            secret = read_secret_file(path).rstrip(b"\r\n")
+        except KeyFileError as error:
             raise WebhookError(
-                f"cannot read the secret of webhook {settings.url} at {path}: {error.strerror}"
+                f"cannot read the secret of webhook {settings.url}: {error}"
             ) from None
-        with os.fdopen(descriptor, "rb") as handle:
-            mode = stat.S_IMODE(os.fstat(handle.fileno()).st_mode)
-            if mode & 0o077:
-                raise WebhookError(
-                    f"webhook secret {path} is accessible to group or others (mode {mode:04o}): "
-                    f"run chmod 600 {path}"
-                )
-            secret = handle.read().rstrip(b"\r\n")
         if len(secret) < MIN_SECRET_BYTES:
             raise WebhookError(
                 f"webhook secret {path} holds {len(secret)} bytes; use at least "

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
-import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,6 +18,8 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKey
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from evidence.durable import write_durably
+from evidence.errors import KeyFileError
+from evidence.keyfiles import read_secret_file
 from gateway.errors import CertificateError
 
 CA_KEY_FILE = "ca.key"
@@ -297,19 +297,9 @@ def _read_file(path: Path) -> bytes:
 def _read_private_file(path: Path) -> bytes:
     """Read a key file, refusing it if group or others may read or write it."""
     try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError as exc:
-        raise CertificateError(f"{path} is missing: create the evidence CA first") from exc
-    except OSError as exc:
-        raise CertificateError(f"cannot read {path}: {exc}") from exc
-    with os.fdopen(descriptor, "rb") as handle:
-        mode = stat.S_IMODE(os.fstat(handle.fileno()).st_mode)
-        if mode & 0o077:
-            raise CertificateError(
-                f"key file {path} is accessible to group or others (mode {mode:04o}): "
-                f"run chmod 600 {path}"
-            )
-        return handle.read()
+        return read_secret_file(path)
+    except KeyFileError as error:
+        raise CertificateError(f"{error}; the evidence CA cannot be used") from None
 
 
 def _parse_private_key(pem: bytes, path: Path) -> ec.EllipticCurvePrivateKey:

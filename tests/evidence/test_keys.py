@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import stat
 from pathlib import Path
 
 import pytest
 
 from evidence.errors import KeyFileError, PassphraseError
+from evidence.keyfiles import read_secret_file, write_secret_file
 from evidence.keys import CustodianPrivateKey, CustodianPublicKey, HpkeSuite, SigningKey
 
 INFO = b"test info"
@@ -29,6 +31,28 @@ def test_a_key_readable_by_others_is_refused(tmp_path: Path) -> None:
     path.chmod(0o644)
     with pytest.raises(KeyFileError, match="chmod 600"):
         SigningKey.load(path)
+
+
+def test_the_mode_checked_is_the_mode_of_the_file_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file swapped in after the check must not be what is read (no check-then-read race)."""
+    path = tmp_path / "secret"
+    write_secret_file(path, b"the real secret")
+    planted = tmp_path / "planted"
+    planted.write_bytes(b"what someone else put there")
+    planted.chmod(0o644)
+    checked = os.fstat
+
+    def swap_after_the_open(descriptor: int) -> os.stat_result:
+        os.replace(planted, path)  # the path now names another, world-readable file
+        return checked(descriptor)
+
+    monkeypatch.setattr(os, "fstat", swap_after_the_open)
+    assert read_secret_file(path) == b"the real secret"
+    monkeypatch.undo()
+    with pytest.raises(KeyFileError, match="has mode 0644"):
+        read_secret_file(path)
 
 
 @pytest.mark.parametrize("suite", list(HpkeSuite))
