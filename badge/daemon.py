@@ -20,7 +20,6 @@ from badge.errors import BadgeError, StorageFullError
 from badge.heartbeat import read_heartbeat
 from badge.incident import IncidentRecorder
 from badge.media import EncodedSegment
-from badge.notify import sd_notify, watchdog_interval_s
 from badge.outbox import Outbox
 from badge.privacy import PreRollMute
 from badge.receipts import ReceiptStore
@@ -30,6 +29,7 @@ from badge.sources import AudioSource, FrameSource, PacketSource
 from badge.uplink import Uplink
 from evidence.bundle import EnrolmentBundle
 from evidence.messages import Heartbeat
+from evidence.sd_notify import sd_notify, watchdog_interval_s
 
 log = logging.getLogger(__name__)
 
@@ -254,18 +254,23 @@ class BadgeDaemon:
         signal.signal(signal.SIGTERM, lambda *_: self._stop.set())
         signal.signal(signal.SIGINT, lambda *_: self._stop.set())
         self.start()
-        sd_notify("READY=1")
+        try:
+            sd_notify("READY=1")
+            failed = self._supervise()
+        finally:  # whatever happens while running, everything is stopped and flushed
+            sd_notify("STOPPING=1")
+            self.stop()
+        return 1 if failed else 0
+
+    def _supervise(self) -> bool:
+        """Feed the watchdog until asked to stop (False) or capture fails (True)."""
         interval = min(watchdog_interval_s() or 1.0, 1.0)
-        failed = False
         while not self._stop.wait(interval):
             if self.capture is not None and not self.capture.running:
                 log.error("capture stopped: %s", self.capture.failure)
-                failed = True
-                break
+                return True
             sd_notify("WATCHDOG=1")
-        sd_notify("STOPPING=1")
-        self.stop()
-        return 1 if failed else 0
+        return False
 
     def stop(self) -> None:
         """Finish the current segment, seal what is queued, release everything."""

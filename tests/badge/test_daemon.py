@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
+import signal
+import socket
 import subprocess
+import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -141,3 +147,56 @@ def test_status_and_press_through_the_control_socket(daemon: BadgeDaemon, tmp_pa
     assert status["recording_incident"] == answer["incident"]
     assert status["outbox_pending"] == 1  # the alert is queued before anything else
     assert daemon.outbox.pending()[0].kind == "alert"
+
+
+@pytest.fixture
+def vanished_supervisor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """NOTIFY_SOCKET names a socket nobody listens on any more; the signal handlers that
+    ``run`` installs are put back afterwards."""
+    path = Path(tempfile.mkdtemp(prefix="mb-", dir="/tmp")) / "notify"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(path))
+    listener.close()
+    path.unlink()
+    monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+    handlers = {number: signal.getsignal(number) for number in (signal.SIGTERM, signal.SIGINT)}
+    yield
+    for number, previous in handlers.items():
+        signal.signal(number, previous)
+    path.parent.rmdir()
+
+
+def test_run_stops_cleanly_and_warns_once_when_systemd_has_gone(
+    enrolled_badge: EnrolledBadge,
+    tmp_path: Path,
+    vanished_supervisor: None,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    daemon = BadgeDaemon(enrolled_badge.config(tmp_path / "data"))
+    socket_path = tmp_path / "data" / "control.sock"
+    threading.Timer(3.5, os.kill, (os.getpid(), signal.SIGTERM)).start()
+    with caplog.at_level(logging.INFO):
+        assert daemon.run() == 0
+    warnings = [r for r in caplog.records if "could not notify systemd" in r.getMessage()]
+    assert len(warnings) == 1, "READY, three WATCHDOGs and STOPPING all failed: one warning"
+    assert "badge stopped cleanly" in caplog.text
+    assert not socket_path.exists()
+
+
+def test_run_stops_everything_even_when_supervising_fails(
+    enrolled_badge: EnrolledBadge,
+    tmp_path: Path,
+    vanished_supervisor: None,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    daemon = BadgeDaemon(enrolled_badge.config(tmp_path / "data"))
+
+    def broken() -> bool:
+        raise RuntimeError("the watchdog loop failed")
+
+    monkeypatch.setattr(daemon, "_supervise", broken)
+    with caplog.at_level(logging.INFO), pytest.raises(RuntimeError, match="watchdog loop"):
+        daemon.run()
+    assert "badge stopped cleanly" in caplog.text
+    assert not (tmp_path / "data" / "control.sock").exists()

@@ -1,9 +1,11 @@
-"""The gateway's sd_notify: datagrams on NOTIFY_SOCKET, never blocking the gateway."""
+"""sd_notify for both daemons: datagrams on NOTIFY_SOCKET, never blocking, failures said once."""
 
 from __future__ import annotations
 
+import logging
 import socket
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -52,6 +54,34 @@ def test_a_vanished_supervisor_is_not_an_error(
 ) -> None:
     monkeypatch.setenv("NOTIFY_SOCKET", "/tmp/mb-no-such-socket")
     assert not sd_notify("READY=1")
+
+
+def test_failures_are_logged_once_until_a_notification_gets_through(
+    listener: socket.socket, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def warnings() -> int:
+        return sum("could not notify systemd" in r.getMessage() for r in caplog.records)
+
+    address = listener.getsockname()
+    gone = f"/tmp/mb-gone-{uuid.uuid4().hex[:12]}"  # a socket no earlier test has failed on
+    with caplog.at_level(logging.WARNING):
+        monkeypatch.setenv("NOTIFY_SOCKET", gone)
+        assert not any(sd_notify("WATCHDOG=1") for _ in range(50))
+        assert warnings() == 1
+        monkeypatch.setenv("NOTIFY_SOCKET", address)
+        assert sd_notify("WATCHDOG=1")  # the supervisor is back
+        monkeypatch.setenv("NOTIFY_SOCKET", gone)
+        assert not sd_notify("WATCHDOG=1")
+        assert warnings() == 2  # a new outage is said again, once
+
+
+def test_without_notify_socket_nothing_is_logged(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    with caplog.at_level(logging.DEBUG, logger="evidence.sd_notify"):
+        assert not any(sd_notify("WATCHDOG=1") for _ in range(10))
+    assert caplog.records == []
 
 
 @pytest.mark.parametrize(
