@@ -19,13 +19,13 @@ import ipaddress
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from badge.errors import BadgeError, LinkDown, UplinkError
 from badge.outbox import Outbox, OutboxItem
-from badge.receipts import ReceiptKeeper, ReceiptStore, incident_record
+from badge.receipts import ReceiptCounts, ReceiptKeeper, ReceiptStore, incident_record
 from badge.ring import Ring, StoredSegment
 from badge.uplink_session import UplinkSession, tls_context
 from evidence.bundle import EnrolmentBundle
@@ -57,25 +57,21 @@ class UplinkStats:
     chunks_sent: int
     heartbeats_sent: int
     bytes_sent: int
-    receipts: int
-    """Receipts accepted and kept (each frees or completes something)."""
-    duplicate_receipts: int
-    invalid_messages: int
-    """Receipts or rejections that did not verify under the gateway's key, or not for us."""
-    unmatched_receipts: int
-    """Verified receipts naming something this badge does not hold, or another SHA-256."""
-    rejections: Mapping[str, int]
-    last_rejection: str | None
+    answers: ReceiptCounts
+    """What the gateway answered, as the receipt keeper judged it."""
     reconnects: int
     refused_by_broker: int
     last_error: str | None
+    """The uplink's last error, else the receipt keeper's."""
     link_error: str | None
 
     def to_dict(self) -> dict[str, Any]:
-        """The stats as plain JSON-ready values."""
+        """The stats as plain JSON-ready values, the answers' counts beside the uplink's."""
         values = asdict(self)
-        values["rejections"] = dict(self.rejections)
-        return values
+        answers = values.pop("answers")
+        answers.pop("last_error")
+        answers["rejections"] = dict(self.answers.rejections)
+        return {**values, **answers}
 
 
 class TokenBucket:
@@ -234,12 +230,7 @@ class Uplink:
             chunks_sent=counts.get("chunks_sent", 0),
             heartbeats_sent=counts.get("heartbeats_sent", 0),
             bytes_sent=counts.get("bytes_sent", 0),
-            receipts=answers.receipts,
-            duplicate_receipts=answers.duplicate_receipts,
-            invalid_messages=answers.invalid_messages,
-            unmatched_receipts=answers.unmatched_receipts,
-            rejections=answers.rejections,
-            last_rejection=answers.last_rejection,
+            answers=answers,
             reconnects=self._session.reconnects,
             refused_by_broker=self._session.refused,
             last_error=last_error or answers.last_error,

@@ -218,7 +218,7 @@ def test_alert_first_then_record_then_segments_reassembled_and_freed(
     stats = uplink.stats
     assert stats.connected
     assert (stats.alerts_sent, stats.incidents_sent, stats.segments_sent) == (1, 1, 4)
-    assert stats.receipts == 6
+    assert stats.answers.receipts == 6
     assert [status.state for status in responder.statuses][:1] == ["online"]
 
 
@@ -282,13 +282,13 @@ def test_a_receipt_signed_by_another_key_frees_nothing(
     uplink = badge.uplink(resend_seconds=30.0)
     uplink.start()
     # alert, 3 segments and the incident each got a (forged) receipt
-    wait_until(lambda: uplink.stats.invalid_messages >= 5, "forged receipts seen")
+    wait_until(lambda: uplink.stats.answers.invalid_messages >= 5, "forged receipts seen")
 
     assert badge.on_ring(incident) == incident.seqs
     assert [pin.incident_id for pin in badge.ring.pins()] == [incident.incident_id]
     assert len(badge.outbox.pending()) == 2
     assert badge.receipts.all() == []
-    assert uplink.stats.receipts == 0
+    assert uplink.stats.answers.receipts == 0
 
 
 def test_a_receipt_for_another_sha_frees_nothing(badge: Badge, responder: GatewayResponder) -> None:
@@ -296,7 +296,7 @@ def test_a_receipt_for_another_sha_frees_nothing(badge: Badge, responder: Gatewa
     responder.wrong_sha = True
     uplink = badge.uplink(resend_seconds=1.0)
     uplink.start()
-    wait_until(lambda: uplink.stats.unmatched_receipts >= 4, "mismatched receipts seen")
+    wait_until(lambda: uplink.stats.answers.unmatched_receipts >= 4, "mismatched receipts seen")
 
     assert badge.on_ring(incident) == incident.seqs
     assert len(badge.outbox.pending()) == 2
@@ -314,11 +314,11 @@ def test_a_rejection_is_counted_and_frees_nothing(
     responder.reject_segments = "chain-break"
     uplink = badge.uplink(resend_seconds=30.0)
     uplink.start()
-    wait_until(lambda: uplink.stats.rejections.get("chain-break") == 2, "two rejections")
+    wait_until(lambda: uplink.stats.answers.rejections.get("chain-break") == 2, "two rejections")
 
     assert badge.on_ring(incident) == incident.seqs
     assert [item.kind for item in badge.outbox.pending()] == ["incident"]
-    last = uplink.stats.last_rejection
+    last = uplink.stats.answers.last_rejection
     assert last is not None and "chain-break" in last
 
 
@@ -364,7 +364,7 @@ def test_broker_killed_mid_upload_completes_after_restart(
     assert_in_custody(badge, incident)
     stats = uplink.stats
     assert stats.reconnects >= 1
-    assert stats.receipts == len(incident.seqs) + 2, "each receipt acted on exactly once"
+    assert stats.answers.receipts == len(incident.seqs) + 2, "each receipt acted on exactly once"
     kept = [(r.subject, r.key) for r in badge.receipts.all()]
     assert len(kept) == len(set(kept)) == len(incident.seqs) + 2
 
