@@ -26,7 +26,7 @@ bench: $(STAMP) system-deps
 	$(BIN)/python -m bench all
 
 demo: $(STAMP) system-deps
-	$(BIN)/python -m demo.run --keep-running
+	$(BIN)/python -m demo --keep-running
 
 system-deps:
 	@scripts/ensure-system-deps

@@ -1,1 +1,26 @@
 """The medbadge badge: camera, segments, sealing, pre-event ring, alert button and uplink."""
+
+__all__ = [
+    "button",
+    "capture",
+    "cli",
+    "config",
+    "control",
+    "daemon",
+    "encoder",
+    "errors",
+    "heartbeat",
+    "incident",
+    "media",
+    "outbox",
+    "overlay",
+    "privacy",
+    "receipts",
+    "ring",
+    "sealer",
+    "segmenter",
+    "sources",
+    "uplink",
+    "uplink_session",
+]
+"""The modules of this package."""

@@ -461,7 +461,7 @@ def _keep_running(demo: Demo) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the demo in ``--dir`` (default ./demo-data, replaced on every run)."""
-    parser = argparse.ArgumentParser(prog="python -m demo.run", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__)
     parser.add_argument("--dir", type=Path, default=Path("demo-data"))
     parser.add_argument(
         "--keep-running",

@@ -1,1 +1,21 @@
 """The medbadge hospital gateway: enrolment, intake, vault, ledger, console and export."""
+
+__all__ = [
+    "alerts",
+    "broker",
+    "cli",
+    "config",
+    "console",
+    "daemon",
+    "datadir",
+    "enrolment",
+    "errors",
+    "export",
+    "intake",
+    "ledger",
+    "logging_setup",
+    "pki",
+    "storage",
+    "timestamping",
+]
+"""The modules of this package."""

@@ -108,3 +108,5 @@ class AudioSource(Protocol):
     def close(self) -> None:
         """Release the device; a running `blocks()` iterator ends soon after."""
         ...
+
+__all__ = ["AudioSource", "FrameSource", "PacketSource"]

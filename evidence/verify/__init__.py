@@ -42,6 +42,8 @@ from evidence.verify.ledger import LedgerView, check_pins, datetime_ns, read_led
 from evidence.verify.media import MediaView, read_media
 from evidence.verify.report import Summary, VerificationReport
 
+__all__ = ["VerificationReport", "verify_package"]
+
 log = logging.getLogger(__name__)
 
 

@@ -1,1 +1,7 @@
 """The broker: mosquitto's configuration, accounts and ACL, generated from the registry."""
+
+__all__ = [
+    "accounts",
+    "config",
+]
+"""The modules of this package."""

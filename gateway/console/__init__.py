@@ -1,1 +1,17 @@
 """The security console: live alerts, badges, incidents, playback, export and the custody log."""
+
+__all__ = [
+    "actions",
+    "api",
+    "app",
+    "auth",
+    "casefile",
+    "core",
+    "court",
+    "pages",
+    "playback",
+    "queries",
+    "server",
+    "users",
+]
+"""The modules of this package."""

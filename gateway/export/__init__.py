@@ -1,1 +1,8 @@
 """The court package: one incident exported, written and verified as a court would."""
+
+__all__ = [
+    "export",
+    "remux",
+    "writer",
+]
+"""The modules of this package."""

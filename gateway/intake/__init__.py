@@ -1,1 +1,15 @@
 """The intake: badge messages from the broker, checked, reassembled, stored and receipted."""
+
+__all__ = [
+    "acks",
+    "catalogue",
+    "checks",
+    "clock",
+    "intake",
+    "quarantine",
+    "reassembly",
+    "segments",
+    "service",
+    "stage",
+]
+"""The modules of this package."""

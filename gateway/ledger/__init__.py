@@ -1,1 +1,9 @@
 """The ledger: the Merkle log and its checkpoints, the custody log, and retention."""
+
+__all__ = [
+    "audit",
+    "custody",
+    "ledger",
+    "retention",
+]
+"""The modules of this package."""

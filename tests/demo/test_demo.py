@@ -10,7 +10,7 @@ from pathlib import Path
 
 def test_demo_seals_uploads_and_receipts_an_incident(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "demo.run", "--dir", str(tmp_path / "demo")],
+        [sys.executable, "-m", "demo", "--dir", str(tmp_path / "demo")],
         capture_output=True,
         text=True,
         timeout=240,
