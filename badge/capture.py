@@ -5,6 +5,10 @@ a realtime source never waits for the encoder: when the encoder falls behind, th
 dropped and counted, and the next segment reports it in `dropped_frames`. Sources that are
 not realtime (files, the synthetic pattern in fast mode) are read only as fast as the
 encoder takes them, so nothing is dropped.
+
+This module is long because its three threads hand frames and audio to one another and must
+stop together; they stay side by side so that shutdown and the counting of every dropped
+frame read in one place.
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@ A receipt is what lets the badge free flash, so it is on disk (SQLite, WAL,
 synchronous=FULL) before anything is deleted; the signed bytes are kept as they came, since
 they are evidence that the gateway took custody. :class:`ReceiptKeeper` decides what a
 receipt frees; :class:`ReceiptStore` keeps them.
+
+This module is long because the keeper's judgement of what a receipt frees and the durable
+store it keeps receipts in must agree batch by batch.
 """
 
 from __future__ import annotations

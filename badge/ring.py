@@ -10,6 +10,10 @@ Layout of the ring directory::
 
 Every file is written to a ``.tmp`` file in its own directory, fsync'd, renamed into place,
 and the directory fsync'd, so a power cut leaves either the old file or the new one.
+
+This module is long because the ring's files, pins, recovery and pruning share one lock and
+one invariant (nothing unpinned outlives the pre-roll, nothing pinned is lost); apart, each
+part would have to re-check the others' state.
 """
 
 from __future__ import annotations

@@ -11,6 +11,9 @@ answers is judged by :class:`~badge.receipts.ReceiptKeeper`: only a receipt that
 under the gateway's key and names exactly what the badge holds is kept, and only then frees
 anything. The MQTT link itself is :class:`~badge.uplink_session.UplinkSession`. See
 docs/protocol.md.
+
+This module is long because the sending order and what each receipt frees are one policy;
+the link and the receipt keeper have modules of their own.
 """
 
 from __future__ import annotations

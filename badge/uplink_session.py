@@ -13,6 +13,9 @@ What the gateway sends back is handled on a thread of its own, in batches of wha
 arrived, and each message is acknowledged once handled: keeping a receipt means an fsync,
 and on the connection's thread every fsync would stall the upload (on an SD card, tens of
 milliseconds a receipt).
+
+This module is long because paho's callbacks, the reconnect backoff and the in-flight bound
+all act on one connection's state under one lock.
 """
 
 from __future__ import annotations

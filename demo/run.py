@@ -6,6 +6,9 @@ configuration, ``gateway run``, ``badge run`` on the synthetic camera, then ``ba
 it waits until the gateway has receipted the whole incident and reports what happened.
 System tests and benchmarks drive the same :class:`Demo` with other :class:`DemoSettings`
 (a smaller picture, shorter rolls, a bandwidth cap) and kill and restart its processes.
+
+This module is long because it is one script a reader follows from the first command to the
+last; it is not part of the product and is not installed.
 """
 
 from __future__ import annotations

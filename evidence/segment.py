@@ -9,6 +9,9 @@ Anyone with the badge's public key can check a sealed segment without decrypting
 the signature covers the header, and the header carries the ciphertext's SHA-256. Only
 the custodian's private key opens it; the header (less its ciphertext fields) is bound
 into the HPKE key schedule, so a ciphertext moved under another header does not open.
+
+This module is long because it is one file format: every byte of the layout is written,
+streamed, checked and opened here and nowhere else.
 """
 
 from __future__ import annotations

@@ -23,7 +23,8 @@ from gateway.config import GatewayConfig
 from gateway.datadir import GatewayDataDir
 from gateway.errors import GatewayError
 from gateway.intake.service import IntakeService
-from gateway.ledger.ledger import CheckpointSchedule, open_ledger
+from gateway.ledger.ledger import open_ledger
+from gateway.ledger.schedule import CheckpointSchedule
 
 log = logging.getLogger(__name__)
 

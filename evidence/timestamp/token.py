@@ -2,6 +2,9 @@
 
 A token is CMS SignedData (RFC 5652) over a TSTInfo (RFC 3161 section 2.4.2). Object
 identifiers are written out in dotted form so a reader can look each one up in its RFC.
+
+This module is long because RFC 3161 and CMS nest many structures; each decoder is short,
+and together they decode every field a token carries in one place.
 """
 
 from __future__ import annotations

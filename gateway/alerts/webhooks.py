@@ -12,6 +12,9 @@ pushed out of a full queue, and any still queued at shutdown is appended (fsynce
 undelivered file, logged and counted. At the next start the undelivered alerts of URLs
 still configured are queued again. Alerts are also stored by the intake before any
 webhook sees them, so a webhook is a notification path, never the record.
+
+This module is long because signing, delivery, retry with backoff and the undelivered file
+make up one delivery promise, each part depending on the others' state.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 __all__ = [
     "export",
     "remux",
+    "staging",
     "writer",
 ]
 """The modules of this package."""

@@ -7,15 +7,15 @@ MP4; record the export in the custody log (who, why, and the SHA-256 of the clip
 the certificates the package will carry); make a fresh checkpoint and have it time-stamped;
 then write the package against that checkpoint, verify it as a court would, and move it into
 place. The staged plaintext is removed whatever happens.
+
+This module is long because the package is drafted in one pass that follows its layout
+(docs/export.md) file by file; staging the footage and writing the zip are modules of their
+own.
 """
 
 from __future__ import annotations
 
-import hashlib
-import shutil
-import tempfile
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from evidence.canonical import CanonicalValue
 from evidence.errors import EvidenceError
-from evidence.hashing import sha256, sha256_file
+from evidence.hashing import sha256
 from evidence.identifiers import validate_incident_id
 from evidence.incident import SignedIncident
 from evidence.keys import CustodianPrivateKey, SigningPublicKey
@@ -56,19 +56,17 @@ from evidence.package.layout import (
     segment_stem,
     seq_digits,
 )
-from evidence.segment import SealedSegment
 from evidence.timestamp import TimestampInfo, verify_timestamp
 from evidence.verify.report import VerificationReport
 from gateway.alerts.alerts import SignedAlert
 from gateway.datadir import GatewayDataDir
 from gateway.errors import ExportError
-from gateway.export.remux import remux_to_mp4
+from gateway.export.staging import Staged, stage, staging_folder, verifies, with_mp4
 from gateway.export.writer import FileRange, PackageDraft, write_package
 from gateway.ledger.custody import MAX_PAGE, CustodyEntry, CustodyLog
 from gateway.ledger.ledger import Ledger, SignedCheckpoint, open_ledger
 from gateway.ledger.retention import deletion_notice
 from gateway.storage.catalogue import StoredIncident, StoredSegment
-from gateway.storage.vault import Vault
 from gateway.timestamping.timestamper import Timestamper
 
 KEY_ACTIONS = ("enrol", "key-rotation")
@@ -105,22 +103,6 @@ class ExportResult:
     checkpoint: SignedCheckpoint
     report: VerificationReport
     """The verifier's report on the written package (verified, or nothing was written)."""
-
-
-@dataclass(frozen=True)
-class _Staged:
-    """The incident's footage, decrypted into the staging folder."""
-
-    clip: Path
-    ranges: dict[int, tuple[int, int]]
-    """seq -> (offset in the clip, size)."""
-    clip_sha256: bytes
-    signers: dict[int, int]
-    """seq -> the badge key generation that signed its header."""
-    signatures: dict[int, bytes]
-    """seq -> the badge's signature over its header."""
-    mp4: Path | None
-    mp4_sha256: bytes | None
 
 
 def export_incident(
@@ -194,10 +176,10 @@ class _Export:
             self.data_dir.custodian_key_path, self.request.custodian_passphrase
         )
         output = self.request.output
-        with _staging(output.parent) as folder:
-            staged = _stage(folder, self.segments, self.keys, self.vault, custodian)
+        with staging_folder(output.parent) as folder:
+            staged = stage(folder, self.segments, self.keys, self.vault, custodian)
             if self.request.derived_mp4:
-                staged = _with_mp4(staged, folder / "clip.mp4")
+                staged = with_mp4(staged, folder / "clip.mp4")
             export = self._record_export(staged)
             checkpoint, stamp = self._checkpoint()
             draft = self._draft(staged, checkpoint, stamp)
@@ -259,7 +241,7 @@ class _Export:
             segments.append(stored)
         return segments
 
-    def _record_export(self, staged: _Staged) -> CustodyEntry:
+    def _record_export(self, staged: Staged) -> CustodyEntry:
         """The export's custody entry, binding what the package will carry into the ledger."""
         incident = self.incident
         detail: dict[str, CanonicalValue] = {
@@ -322,7 +304,7 @@ class _Export:
         )
 
     def _draft(
-        self, staged: _Staged, checkpoint: SignedCheckpoint, stamp: TimestampInfo
+        self, staged: Staged, checkpoint: SignedCheckpoint, stamp: TimestampInfo
     ) -> PackageDraft:
         draft = PackageDraft(small={}, large={}, hashes={})
         for stored in self.segments:
@@ -354,10 +336,10 @@ class _Export:
         signed = SignedIncident.from_bytes(self.incident.signed_record, "stored incident record")
         found = set()
         for generation, key in self.keys.items():
-            if _verifies(partial(signed.verify, key)):
+            if verifies(partial(signed.verify, key)):
                 found.add(generation)
             alert = self.alert
-            if alert is not None and _verifies(
+            if alert is not None and verifies(
                 partial(SignedAlert.open, alert.signed_alert, key, "stored alert")
             ):
                 found.add(generation)
@@ -426,7 +408,7 @@ class _Export:
         draft.small[CA_CERTIFICATE] = self.ca_certificate.public_bytes(Encoding.PEM)
         draft.small[TSA_CERTIFICATE] = self.tsa_certificate.public_bytes(Encoding.PEM)
 
-    def _instructions(self, staged: _Staged, stamp: TimestampInfo) -> bytes:
+    def _instructions(self, staged: Staged, stamp: TimestampInfo) -> bytes:
         return render_instructions(
             InstructionFacts(
                 incident_id=self.incident.incident_id,
@@ -454,85 +436,3 @@ def _package_certificates(tsa: Timestamper) -> tuple[x509.Certificate, x509.Cert
             "the gateway's own TSA"
         )
     return anchors[0], certificates[0]
-
-
-def _verifies(check: Callable[[], object]) -> bool:
-    """Whether calling ``check`` raises no EvidenceError."""
-    try:
-        check()
-    except EvidenceError:
-        return False
-    return True
-
-
-@contextmanager
-def _staging(parent: Path) -> Iterator[Path]:
-    """A private folder beside the package for the decrypted clip, removed afterwards."""
-    folder = Path(tempfile.mkdtemp(prefix=".medbadge-export-", dir=parent))
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def _stage(
-    folder: Path,
-    segments: Sequence[StoredSegment],
-    keys: dict[int, SigningPublicKey],
-    vault: Vault,
-    custodian: CustodianPrivateKey,
-) -> _Staged:
-    """Decrypt every segment into ``folder/clip.ts`` after checking it as it was stored."""
-    clip = folder / "clip.ts"
-    digest = hashlib.sha256()
-    ranges: dict[int, tuple[int, int]] = {}
-    signers: dict[int, int] = {}
-    signatures: dict[int, bytes] = {}
-    with clip.open("xb") as out:
-        for stored in segments:
-            sealed = _sealed(vault, stored)
-            signers[stored.seq] = _signer(sealed, keys)
-            signatures[stored.seq] = sealed.signature
-            plaintext = sealed.open(custodian)
-            ranges[stored.seq] = (out.tell(), len(plaintext))
-            out.write(plaintext)
-            digest.update(plaintext)
-    return _Staged(clip, ranges, digest.digest(), signers, signatures, None, None)
-
-
-def _with_mp4(staged: _Staged, target: Path) -> _Staged:
-    """``staged`` with the derived MP4 made from its clip."""
-    remux_to_mp4(staged.clip, target)
-    return _Staged(
-        staged.clip,
-        staged.ranges,
-        staged.clip_sha256,
-        staged.signers,
-        staged.signatures,
-        target,
-        sha256_file(target),
-    )
-
-
-def _sealed(vault: Vault, stored: StoredSegment) -> SealedSegment:
-    """The sealed segment as the vault holds it, refused unless it is what was stored."""
-    where = f"segment {stored.seq} of badge {stored.badge_id}"
-    with vault.open(stored.sealed_sha256) as stream:
-        data = stream.read()
-    if sha256(data) != stored.sealed_sha256 or len(data) != stored.sealed_size:
-        raise ExportError(
-            f"the vault's copy of {where} ({stored.sealed_sha256.hex()}) is not the file that "
-            "was stored (its SHA-256 differs): the vault was altered; the export is refused"
-        )
-    sealed = SealedSegment.from_bytes(data, where)
-    if sealed.header_bytes != stored.header_bytes:
-        raise ExportError(f"the vault file of {where} carries another header than was stored")
-    return sealed
-
-
-def _signer(sealed: SealedSegment, keys: dict[int, SigningPublicKey]) -> int:
-    """The generation of the badge key that signed ``sealed``."""
-    for generation, key in sorted(keys.items()):
-        if _verifies(partial(sealed.verify, key)):
-            return generation
-    raise ExportError(f"{sealed.name} does not verify under any key the badge has had")

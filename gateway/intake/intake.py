@@ -21,6 +21,10 @@ Anything refused gets a signed rejection (if the badge is known), a log line, a 
 copy in quarantine; nothing raises out of ``handle`` or ``store``. The state that matters
 is on disk or in the database, so a restarted or a second intake process picks up where
 another left off; only the partial segments must stay with one process (decision 0701).
+
+This module is long because each kind of message is checked, stored and answered in order in
+one place; what stands alone (reassembly, the segment store, the catalogue writes, the
+message checks, quarantine) has its own module.
 """
 
 from __future__ import annotations

@@ -5,5 +5,6 @@ __all__ = [
     "custody",
     "ledger",
     "retention",
+    "schedule",
 ]
 """The modules of this package."""

@@ -36,13 +36,13 @@ from gateway.errors import LedgerIntegrityError, StorageError, TimestampAuthorit
 from gateway.intake.intake import Intake
 from gateway.ledger.audit import StreamingRoot
 from gateway.ledger.ledger import (
-    CheckpointSchedule,
     Ledger,
     LedgerEntry,
     SignedCheckpoint,
     ledger_origin,
     open_ledger,
 )
+from gateway.ledger.schedule import CheckpointSchedule
 from gateway.pki.ca import EvidenceCA
 from gateway.storage import Storage, StorageSettings, open_storage
 from gateway.storage.database import SqliteDatabase
