@@ -121,6 +121,14 @@ class BadgeStates:
         return None if row is None else _state(row)
 
 
+    def all(self) -> list[BadgeState]:
+        """Every badge that has ever reported, by badge id."""
+        rows = self._db.fetch_all(
+            f"SELECT {_COLUMNS} FROM badge_state ORDER BY badge_id"  # noqa: S608
+        )
+        return [_state(row) for row in rows]
+
+
 def _state(row: Row) -> BadgeState:
     """A BadgeState from a row in ``_COLUMNS`` order."""
     values = list(row)
