@@ -120,7 +120,6 @@ class BadgeStates:
         )
         return None if row is None else _state(row)
 
-
     def all(self) -> list[BadgeState]:
         """Every badge that has ever reported, by badge id."""
         rows = self._db.fetch_all(
