@@ -1,4 +1,4 @@
-"""``/metrics``: the gateway's figures for Prometheus (docs/operations.md lists each one).
+"""``/metrics``: the gateway's figures for Prometheus (docs/deployment.md lists each one).
 
 Two kinds: what is counted as it happens (alerts, and how long each took from the press to
 being stored and handed to the live channel), kept by ``AlertMetrics``; and what is read at
