@@ -1,9 +1,11 @@
 """``gateway restore --from DIR``: a backup made into a fresh data directory, or refused.
 
-Nothing is written where the data directory is to be until everything checks:
+Nothing takes its place in the data directory until everything checks (a refused restore
+removes what it staged):
 
-1. the manifest is read and every file it lists is copied into a staging directory beside
-   the target, each checked against its size and SHA-256 as it is copied;
+1. the manifest is read and every file it lists is copied into a staging directory (inside
+   the target, or beside it when it is still to be made), each checked against its size
+   and SHA-256 as it is copied;
 2. the staged directory opens as a gateway data directory (its schema migrated forward if
    the backup came from an earlier release) and its ledger checks against its own last
    checkpoint; every segment its database names is in its vault;
@@ -11,14 +13,15 @@ Nothing is written where the data directory is to be until everything checks:
    data directory, or one witnesses published), the restored ledger must contain it: signed
    by this gateway's key, for this log, with at least its size and the same root at that
    size. A ledger smaller than it is a rollback, a different root a fork; both are refused;
-4. the staging directory is renamed into place.
+4. the staged files are renamed into place.
 
-The target must not exist, or be an empty directory: a populated one is never overwritten.
+The target must not exist, or be an empty directory (``lost+found`` aside, for a file system
+of its own; the staging directory is then made inside it): a populated one is never
+overwritten.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hmac
 import os
 import secrets
@@ -37,6 +40,8 @@ from gateway.maintenance.manifest import Manifest, copy_hashed
 
 MAX_NOTE_BYTES = 64 * 1024
 """A checkpoint note is a few hundred bytes; a file beyond this is not one."""
+_IGNORED = frozenset({"lost+found"})
+"""What a fresh file system holds and a fresh data directory may too."""
 _SAFE_MODE = 0o744
 """Restored files keep their owner's bits; nobody else may write them."""
 
@@ -62,13 +67,21 @@ def restore_backup(
     manifest = Manifest.read(source)
     _require_fresh(target)
     note = None if expected_checkpoint is None else _read_note(expected_checkpoint)
-    staging = target.parent / f".{target.name}.restoring-{secrets.token_hex(4)}"
+    # inside an existing (empty) target, so that a target that is a file system of its own
+    # is filled by renames within it; beside a target still to be made
+    token = secrets.token_hex(4)
+    inside = target.is_dir()
+    staging = (
+        target / f".restoring-{token}"
+        if inside
+        else target.with_name(f".{target.name}.restoring-{token}")
+    )
     try:
         staging.mkdir(mode=0o700, parents=True)
         _copy_files(source, staging, manifest)
         restored = GatewayDataDir(staging)
         ledger_size, checkpoint, expected = _check(restored, manifest, note, expected_checkpoint)
-        _move_into_place(staging, target)
+        _move_into_place(staging, target, inside=inside)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -76,7 +89,7 @@ def restore_backup(
 
 
 def _require_fresh(target: Path) -> None:
-    if target.is_dir() and any(target.iterdir()):
+    if target.is_dir() and any(entry.name not in _IGNORED for entry in target.iterdir()):
         raise BackupError(
             f"{target} holds files already: restore only into a new or empty directory, "
             "never over a gateway's data (move it aside first if it is to be replaced)"
@@ -191,8 +204,15 @@ def _require_contains(ledger: Ledger, note: bytes, note_path: Path) -> Checkpoin
     return expected
 
 
-def _move_into_place(staging: Path, target: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        target.rmdir()  # an empty directory (checked above) is replaced
-    os.rename(staging, target)
+def _move_into_place(staging: Path, target: Path, *, inside: bool) -> None:
+    """Give the staged files their place: each renamed into the target it was staged in,
+    or the staging directory renamed to be the target."""
+    if inside:
+        for entry in sorted(staging.iterdir()):
+            os.rename(entry, target / entry.name)
+        staging.rmdir()
+        os.chmod(target, 0o700)
+        fsync_directory(target)
+    else:
+        os.rename(staging, target)
     fsync_directory(target.parent)

@@ -118,6 +118,42 @@ def test_an_older_backup_is_refused_as_a_rollback(
     assert restore(newer, tmp_path / "c", "--expect-checkpoint", str(site.recorded)) == 0
 
 
+def test_an_empty_file_system_of_its_own_is_restored_into(
+    site: Site, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A fresh mount point: the directory exists, holds lost+found, and cannot be replaced."""
+    mount = tmp_path / "mount"
+    (mount / "lost+found").mkdir(parents=True)
+    newer = tmp_path / "offsite" / "newer.note"
+    note = site.recorded.read_bytes()
+    deliver_incident(
+        site.hospital, record_footage(1.0), incident_id="inc-0418", after=site.incident
+    )
+    root = str(site.hospital.data_dir.root)
+    assert (
+        main(
+            [
+                "--data",
+                root,
+                "backup",
+                "--to",
+                str(tmp_path / "b2"),
+                "--record-checkpoint",
+                str(newer),
+            ]
+        )
+        == 0
+    )
+    assert newer.read_bytes() != note
+    assert restore(site.backup, mount, "--expect-checkpoint", str(newer)) == 1  # a rollback
+    assert sorted(path.name for path in mount.iterdir()) == ["lost+found"]
+    assert restore(site.backup, mount, "--expect-checkpoint", str(site.recorded)) == 0
+    assert {"gateway.db", "keys", "ca", "vault", "lost+found"} <= {p.name for p in mount.iterdir()}
+    assert not [path for path in mount.iterdir() if path.name.startswith(".restoring")]
+    assert GatewayDataDir(mount).is_initialised()
+    capsys.readouterr()
+
+
 def test_a_populated_directory_is_never_overwritten(
     site: Site, capsys: pytest.CaptureFixture[str]
 ) -> None:
