@@ -1,5 +1,6 @@
-"""docs/deployment.md, read as a hospital's IT team would follow it: every ``gateway`` and
-``badge`` command in it parses with the real command line, and every gateway.toml and
+"""docs/deployment.md, read as a hospital's IT team would follow it: every ``gateway``,
+``badge`` and ``evidence`` command in it (and in the units it installs) parses with the
+real command line, every unit it installs is shipped, and every gateway.toml and
 badge.toml in it loads with the real configuration loaders."""
 
 from __future__ import annotations
@@ -35,10 +36,12 @@ def blocks(kind: str) -> list[str]:
 
 
 def shell_commands() -> Iterator[list[str]]:
-    """Each ``gateway``, ``badge`` or ``evidence`` invocation in the sh blocks and in units'
-    ExecStart, as its argument list (the program first, sudo and pipes taken away)."""
+    """Each ``gateway``, ``badge`` or ``evidence`` invocation in the runbook's sh blocks and
+    in the shipped units' ExecStart lines, as its argument list (the program first, sudo
+    and pipes taken away)."""
     texts = [block.replace("\\\n", " ") for block in blocks("sh")]
-    for unit in blocks("ini"):
+    units = [path.read_text() for path in sorted((REPO / "systemd").rglob("*.service"))]
+    for unit in units:
         for line in unit.splitlines():
             if line.startswith("ExecStart="):
                 command = line.removeprefix("ExecStart=").replace("$$", "$").replace("%%", "%")
@@ -95,6 +98,16 @@ def test_every_gateway_toml_in_the_runbook_loads(text: str, tmp_path: Path) -> N
 @pytest.mark.parametrize("text", [t for t in blocks("toml") if "[badge]" in t])
 def test_every_badge_toml_in_the_runbook_loads(text: str) -> None:
     BadgeConfig.from_mapping(tomllib.loads(text))
+
+
+def test_every_unit_the_runbook_installs_is_shipped() -> None:
+    text = RUNBOOK.read_text()
+    installed = set(re.findall(r"/root/medbadge/(systemd/[\w./-]+)", text))
+    installed |= set(re.findall(r"install -m 0644 (systemd/[\w./-]+)", text))
+    assert "systemd/medbadge-backup.timer" in installed
+    pending = {"systemd/medbadge-console.service"}  # the console's own process, its own unit
+    missing = {name for name in installed - pending if not (REPO / name).is_file()}
+    assert missing == set()
 
 
 def test_the_readme_and_operations_link_the_runbook() -> None:
