@@ -109,11 +109,17 @@ def _read_note(path: Path) -> bytes:
 
 def _copy_files(source: Path, staging: Path, manifest: Manifest) -> None:
     """Copy every listed file, checking each against its size and SHA-256."""
+    root = source.resolve()
     for entry in manifest.files:
+        path = source / entry.path
+        if path.is_symlink() or not path.resolve().is_relative_to(root):
+            raise BackupError(
+                f"{path} is a symbolic link or leads outside the backup: nothing was restored"
+            )
         target = staging / entry.path
         target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
-            with (source / entry.path).open("rb") as stream:
+            with path.open("rb") as stream:
                 size, digest = copy_hashed(stream, target, entry.mode & _SAFE_MODE)
         except FileNotFoundError:
             raise BackupError(

@@ -179,6 +179,13 @@ def test_a_damaged_backup_or_a_foreign_checkpoint_is_refused(
     assert segment.name in error and "damaged or was altered" in error
     assert not (tmp_path / "x").exists()
 
+    linked = tmp_path / "linked"
+    shutil.copytree(site.backup, linked)
+    (linked / "ca" / "ca.crt").unlink()
+    (linked / "ca" / "ca.crt").symlink_to(site.backup / "ca" / "ca.crt")
+    assert restore(linked, tmp_path / "w", "--no-expected-checkpoint") == 1
+    assert "symbolic link" in capsys.readouterr().err
+
     other = make_hospital(tmp_path / "other", ("badge-a",))
     deliver_incident(other, record_footage(1.0))
     foreign = tmp_path / "foreign.note"
