@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from evidence.durable import fsync_directory, write_durably
+from evidence.durable import write_durably
 from gateway.datadir import GatewayDataDir
 from gateway.errors import BackupError, GatewayError
 from gateway.ledger.ledger import SignedCheckpoint, open_ledger
@@ -37,6 +37,7 @@ from gateway.maintenance.manifest import (
     Manifest,
     copy_hashed,
     hash_file,
+    sync_tree,
 )
 from gateway.storage import Storage, open_storage
 from gateway.storage.database import schema_version, seal_copy, snapshot_database
@@ -100,8 +101,7 @@ def take_backup(
         checkpoint_size=0 if checkpoint is None else checkpoint.size,
         files=tuple(sorted(files, key=lambda entry: entry.path)),
     )
-    for folder, _subfolders, _names in os.walk(target):
-        fsync_directory(Path(folder))  # every copied file's name is durable before the manifest
+    sync_tree(target)  # every copied file is durable before the manifest names it
     if checkpoint is not None:
         write_durably(target / CHECKPOINT_FILE, checkpoint.note, 0o644, replace=False)
     write_durably(target / SUMS_FILE, manifest.sums(), 0o644, replace=False)

@@ -36,7 +36,7 @@ from gateway.datadir import GatewayDataDir
 from gateway.errors import BackupError, GatewayError
 from gateway.ledger.ledger import Ledger, SignedCheckpoint, open_ledger
 from gateway.maintenance.backup import missing_footage
-from gateway.maintenance.manifest import Manifest, copy_hashed
+from gateway.maintenance.manifest import Manifest, copy_hashed, sync_tree
 
 MAX_NOTE_BYTES = 64 * 1024
 """A checkpoint note is a few hundred bytes; a file beyond this is not one."""
@@ -133,8 +133,7 @@ def _copy_files(source: Path, staging: Path, manifest: Manifest) -> None:
                 f"SHA-256 {digest}; expected {entry.size} bytes, {entry.sha256}): the backup "
                 "is damaged or was altered; nothing was restored"
             )
-    for folder, _subfolders, _names in os.walk(staging):
-        fsync_directory(Path(folder))
+    sync_tree(staging)
 
 
 def _check(
