@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import subprocess
 from collections.abc import Iterator, Sequence
@@ -109,7 +110,12 @@ class CappedWrites:
         if self.capacity is None or length == 0 or not self._under_root(descriptor):
             return length
         size = os.fstat(descriptor).st_size
-        start = os.lseek(descriptor, 0, os.SEEK_CUR) if offset is None else offset
+        if offset is not None:
+            start = offset
+        elif fcntl.fcntl(descriptor, fcntl.F_GETFL) & os.O_APPEND:
+            start = size
+        else:
+            start = os.lseek(descriptor, 0, os.SEEK_CUR)
         growth = max(0, start + length - size)
         room = max(0, self.capacity - self.used())
         if growth <= room:
