@@ -10,6 +10,8 @@ nothing but these two documents; no footage, no names beyond badge ids.
 from __future__ import annotations
 
 import logging
+import socket
+import socketserver
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -42,7 +44,7 @@ class MonitoringServer:
         self.sampler = sampler
         self.registry = registry
         try:
-            self._server = HTTPServer((settings.host, settings.port), _handler(self))
+            self._server = _Server((settings.host, settings.port), _handler(self))
         except OSError as error:
             raise MonitoringError(
                 f"the monitoring listener cannot bind {settings.host}:{settings.port}: {error}; "
@@ -86,6 +88,21 @@ class MonitoringServer:
     def metrics(self) -> bytes:
         """The Prometheus text exposition of every figure."""
         return generate_latest(self.registry)
+
+
+class _Server(HTTPServer):
+    """An HTTPServer that takes IPv6 addresses too, and asks no name server for its own
+    name as it binds (a slow resolver must not delay the gateway's start)."""
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, handler)
+
+    def server_bind(self) -> None:
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
 
 
 def _handler(server: MonitoringServer) -> type[BaseHTTPRequestHandler]:

@@ -5,15 +5,20 @@ from __future__ import annotations
 import dataclasses
 import json
 import socket
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 from gateway.config import GatewayConfig, MonitoringSettings
 from gateway.daemon import GatewayDaemon
+from gateway.errors import MonitoringError, StorageError
 from gateway.intake.service import IntakeProbe
 from gateway.monitoring.health import assess
-from gateway.monitoring.sample import DiskUse, GatewaySample, QuarantineUse
+from gateway.monitoring.metrics import GatewayCollector, new_registry
+from gateway.monitoring.sample import DiskUse, GatewaySample, QuarantineUse, Sampler
+from gateway.monitoring.server import MonitoringServer
 from gateway.storage.checkpoints import CheckpointRow
 from tests.gateway.badge_messages import make_hospital
 from tests.gateway.generated_broker import write_config
@@ -89,3 +94,52 @@ def test_a_taken_monitoring_port_does_not_stop_the_gateway(
     assert daemon.monitoring is None
     assert f"cannot bind 127.0.0.1:{port}" in caplog.text
     assert "running without health and metrics" in caplog.text
+
+
+class UnreadableSampler(Sampler):
+    """A sampler whose database cannot be read (the listener must say so, not fail)."""
+
+    def __init__(self) -> None:
+        """Nothing to open."""
+
+    def sample(self) -> GatewaySample:
+        raise StorageError(
+            "gateway database /x/gateway.db failed: database disk image is malformed"
+        )
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+def get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - http on loopback
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_an_unreadable_state_is_a_failed_check_and_other_paths_are_not_found(host: str) -> None:
+    if host == "::1" and not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    sampler = UnreadableSampler()
+    registry = new_registry()
+    registry.register(GatewayCollector(sampler.sample, SETTINGS))
+    try:
+        server = MonitoringServer(MonitoringSettings(host=host, port=0), sampler, registry)
+    except MonitoringError:
+        pytest.skip(f"{host} cannot be bound here")
+    server.start()
+    try:
+        bound, port = server.address
+        base = f"http://[{bound}]:{port}" if ":" in bound else f"http://{bound}:{port}"
+        status, body = get(f"{base}/healthz")
+        assert status == 503
+        document = json.loads(body)
+        assert document["failing"] == ["storage"]
+        assert "database disk image is malformed" in document["checks"]["storage"]["detail"]
+        assert get(f"{base}/metrics")[0] == 503
+        assert get(f"{base}/")[0] == 404
+    finally:
+        server.stop()
