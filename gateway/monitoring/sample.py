@@ -56,7 +56,7 @@ class GatewaySample:
     enrolled_badges: int
     """Badges enrolled and not revoked."""
     badges: tuple[BadgeState, ...]
-    """Each badge that has reported, with its presence and last heartbeat."""
+    """Each unrevoked badge that has reported, with its presence and last heartbeat."""
     ledger_size: int
     last_checkpoint: CheckpointRow | None
     disk: DiskUse
@@ -109,7 +109,7 @@ class Sampler:
                 self._storage = self._data_dir.storage()
             storage = self._storage
             enrolled = storage.badges.count_active()
-            badges = tuple(storage.badge_states.all())
+            badges = tuple(storage.badge_states.of_active_badges())
             ledger_size = storage.leaves.size()
             last = storage.checkpoints.latest()
         counts = self._webhooks.counts().values()

@@ -143,3 +143,19 @@ def test_an_unreadable_state_is_a_failed_check_and_other_paths_are_not_found(hos
         assert get(f"{base}/")[0] == 404
     finally:
         server.stop()
+
+
+def test_a_revoked_badge_leaves_the_figures(tmp_path: Path) -> None:
+    """Its last state stays on file, but it is neither counted nor watched for heartbeats."""
+    hospital = make_hospital(tmp_path, ("badge-a", "badge-b"))
+    storage = hospital.data_dir.storage()
+    try:
+        for badge_id in ("badge-a", "badge-b"):
+            storage.badge_states.status(badge_id, True, 1, NOW)
+        assert storage.badges.count_active() == 2
+        storage.badges.revoke("badge-b", operator="Admin", reason="lost")
+        assert [state.badge_id for state in storage.badge_states.of_active_badges()] == ["badge-a"]
+        assert storage.badge_states.get("badge-b") is not None
+        assert storage.badges.count_active() == 1
+    finally:
+        storage.close()
