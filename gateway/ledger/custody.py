@@ -30,6 +30,7 @@ CustodyAction = Literal[
     "key-rotation",
     "enrol",
     "revoke",
+    "restore",
     "acknowledge",
     "resolve",
     "user-change",

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 from pathlib import Path
 
 from evidence.durable import write_durably
 from gateway.datadir import GatewayDataDir
+from gateway.errors import BackupError
 from gateway.maintenance.backup import take_backup
 from gateway.maintenance.manifest import CHECKPOINT_FILE
-from gateway.maintenance.restore import restore_backup
+from gateway.maintenance.restore import AcceptedLoss, restore_backup
 from gateway.maintenance.upgrade import apply_upgrade, plan_upgrade
 
 COMMANDS = frozenset({"backup", "restore", "upgrade"})
@@ -49,6 +51,14 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         action="store_true",
         help="restore without that check (nothing then shows the backup is the newest)",
     )
+    restore.add_argument(
+        "--accept-loss",
+        action="store_true",
+        help="restore a backup older than --expect-checkpoint all the same, recording in the "
+        "ledger how many entries were lost (needs --justification)",
+    )
+    restore.add_argument("--operator", default=getpass.getuser(), help="who restores (recorded)")
+    restore.add_argument("--justification", default="", help="why a loss is accepted (recorded)")
     upgrade = commands.add_parser(
         "upgrade", help="migrate a data directory made by an earlier release"
     )
@@ -96,13 +106,33 @@ def _backup(args: argparse.Namespace, data_dir: GatewayDataDir) -> int:
 
 
 def _restore(args: argparse.Namespace, data_dir: GatewayDataDir) -> int:
-    result = restore_backup(args.source, data_dir.root, expected_checkpoint=args.expect_checkpoint)
+    accept_loss = None
+    if args.accept_loss:
+        if args.expect_checkpoint is None or not args.justification.strip():
+            raise BackupError(
+                "--accept-loss needs --expect-checkpoint (what the loss is measured against) "
+                "and --justification (why it is accepted; recorded in the ledger)"
+            )
+        accept_loss = AcceptedLoss(args.operator, args.justification.strip())
+    result = restore_backup(
+        args.source,
+        data_dir.root,
+        expected_checkpoint=args.expect_checkpoint,
+        accept_loss=accept_loss,
+    )
     print(
         f"restored {args.source} ({result.manifest.hospital}, made by "
         f"{result.manifest.software}) into {data_dir.root}: ledger of {result.ledger_size} "
         "entries, checked against its last checkpoint"
     )
-    if result.expected is not None:
+    if result.lost_entries:
+        print(
+            f"LOSS RECORDED: the backup lacks {result.lost_entries} of the "
+            f"{result.expected.size if result.expected else 0} entries the recorded checkpoint "
+            "signed; the ledger's custody log now says so (action 'restore'), and witnesses "
+            "will see the log start again from the backup's state"
+        )
+    elif result.expected is not None:
         print(f"it contains the expected checkpoint of {result.expected.size} entries")
     else:
         print("warning: not checked against a recorded checkpoint (--no-expected-checkpoint)")

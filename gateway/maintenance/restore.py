@@ -13,7 +13,9 @@ removes what it staged):
    data directory, or one witnesses published), the restored ledger must contain it: signed
    by this gateway's key, for this log, with at least its size and the same root at that
    size. A ledger smaller than it is a rollback, a different root a fork; both are refused;
-4. the staged files are renamed into place.
+4. the restore is recorded in the restored ledger's custody log (``restore``: which backup,
+   the checkpoint it was checked against, and with ``accept_loss`` how many entries the
+   backup lacks), then the staged files are renamed into place.
 
 The target must not exist, or be an empty directory (``lost+found`` aside, for a file system
 of its own; the staging directory is then made inside it): a populated one is never
@@ -29,11 +31,13 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from evidence.canonical import CanonicalValue
 from evidence.durable import fsync_directory
 from evidence.errors import EvidenceError
 from evidence.ledger.checkpoint import Checkpoint, open_note, parse_checkpoint
 from gateway.datadir import GatewayDataDir
 from gateway.errors import BackupError, GatewayError
+from gateway.ledger.custody import CustodyLog
 from gateway.ledger.ledger import Ledger, SignedCheckpoint, open_ledger
 from gateway.maintenance.backup import missing_footage
 from gateway.maintenance.manifest import Manifest, copy_hashed, sync_tree
@@ -47,6 +51,15 @@ _SAFE_MODE = 0o744
 
 
 @dataclass(frozen=True)
+class AcceptedLoss:
+    """An operator's word that a backup older than the recorded checkpoint is to be
+    restored all the same: the loss is then recorded in the restored ledger."""
+
+    operator: str
+    justification: str
+
+
+@dataclass(frozen=True)
 class RestoreResult:
     """What was restored."""
 
@@ -57,13 +70,25 @@ class RestoreResult:
     """The restored ledger's last checkpoint."""
     expected: Checkpoint | None
     """The checkpoint it was checked against, if one was given."""
+    lost_entries: int = 0
+    """Entries the recorded checkpoint signed that the backup lacks (accepted losses only)."""
 
 
 def restore_backup(
-    source: Path, target: Path, *, expected_checkpoint: Path | None = None
+    source: Path,
+    target: Path,
+    *,
+    expected_checkpoint: Path | None = None,
+    accept_loss: AcceptedLoss | None = None,
 ) -> RestoreResult:
     """Restore the backup in ``source`` as the data directory ``target``; BackupError if the
-    backup is damaged, older than ``expected_checkpoint``, or ``target`` is populated."""
+    backup is damaged, older than ``expected_checkpoint``, or ``target`` is populated.
+
+    Every restore is a custody entry ``restore`` in the restored ledger. With
+    ``accept_loss`` a backup older than ``expected_checkpoint`` is restored, and that entry
+    says how many entries were lost; it is still refused if it is not that ledger at all."""
+    if accept_loss is not None and expected_checkpoint is None:
+        raise BackupError("accepting a loss needs the recorded checkpoint it is measured against")
     manifest = Manifest.read(source)
     _require_fresh(target)
     note = None if expected_checkpoint is None else _read_note(expected_checkpoint)
@@ -80,12 +105,13 @@ def restore_backup(
         staging.mkdir(mode=0o700, parents=True)
         _copy_files(source, staging, manifest)
         restored = GatewayDataDir(staging)
-        ledger_size, checkpoint, expected = _check(restored, manifest, note, expected_checkpoint)
+        checked = _check(restored, manifest, note, expected_checkpoint, accept_loss)
         _move_into_place(staging, target, inside=inside)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return RestoreResult(GatewayDataDir(target), manifest, ledger_size, checkpoint, expected)
+    ledger_size, checkpoint, expected, lost = checked
+    return RestoreResult(GatewayDataDir(target), manifest, ledger_size, checkpoint, expected, lost)
 
 
 def _require_fresh(target: Path) -> None:
@@ -141,8 +167,10 @@ def _check(
     manifest: Manifest,
     note: bytes | None,
     note_path: Path | None,
-) -> tuple[int, SignedCheckpoint | None, Checkpoint | None]:
-    """Open the staged directory and check its ledger, footage and the expected checkpoint."""
+    accept_loss: AcceptedLoss | None,
+) -> tuple[int, SignedCheckpoint | None, Checkpoint | None, int]:
+    """Open the staged directory, check its ledger, footage and the expected checkpoint,
+    and record the restore in its custody log."""
     if not restored.is_initialised():
         raise BackupError("the backup holds no gateway signing key: it cannot be restored")
     try:
@@ -163,22 +191,47 @@ def _check(
                 f"the backup's ledger holds {size} entries, its manifest says "
                 f"{manifest.ledger_size}: the backup was altered"
             )
-        expected = None
+        expected, lost = None, 0
         if note is not None and note_path is not None:
-            expected = _require_contains(ledger, note, note_path)
+            expected, lost = _require_contains(ledger, note, note_path, accept_loss is not None)
         missing = missing_footage(storage)
+        if missing:
+            raise BackupError(
+                f"{len(missing)} segment(s) the backup's database names are not in it (first: "
+                f"{missing[0]})"
+            )
+        _record(CustodyLog(ledger), manifest, expected, lost, accept_loss)
     finally:
         storage.close()
-    if missing:
-        raise BackupError(
-            f"{len(missing)} segment(s) the backup's database names are not in it (first: "
-            f"{missing[0]})"
-        )
-    return size, checkpoint, expected
+    return size, checkpoint, expected, lost
 
 
-def _require_contains(ledger: Ledger, note: bytes, note_path: Path) -> Checkpoint:
-    """The expected checkpoint, refused unless the restored ledger contains it."""
+def _record(
+    custody: CustodyLog,
+    manifest: Manifest,
+    expected: Checkpoint | None,
+    lost: int,
+    accept_loss: AcceptedLoss | None,
+) -> None:
+    """The restore's custody entry: which backup, checked against what, and what was lost."""
+    detail: dict[str, CanonicalValue] = {
+        "backup_created_at_ns": manifest.created_at_ns,
+        "backup_software": manifest.software,
+        "restored_entries": manifest.ledger_size,
+        "recorded_entries": None if expected is None else expected.size,
+        "recorded_root": None if expected is None else expected.root,
+        "lost_entries": lost,
+    }
+    actor = accept_loss.operator if accept_loss is not None else "gateway restore"
+    justification = accept_loss.justification if accept_loss is not None else ""
+    custody.record(actor, "restore", "ledger", justification, detail=detail)
+
+
+def _require_contains(
+    ledger: Ledger, note: bytes, note_path: Path, accept_loss: bool
+) -> tuple[Checkpoint, int]:
+    """The expected checkpoint, refused unless the restored ledger contains it (or, with
+    ``accept_loss``, is older than it); and how many of its entries the ledger lacks."""
     try:
         text, _signers = open_note(note, [ledger.verifier])
         expected = parse_checkpoint(text)
@@ -194,11 +247,14 @@ def _require_contains(ledger: Ledger, note: bytes, note_path: Path) -> Checkpoin
             f"backup's is {ledger.origin!r}"
         )
     if ledger.size < expected.size:
+        if accept_loss:
+            return expected, expected.size - ledger.size
         raise BackupError(
             f"refused: rollback. The backup's ledger holds {ledger.size} entries, but the "
             f"checkpoint recorded in {note_path} already signed {expected.size}: this backup "
             f"is older than what was recorded, and {expected.size - ledger.size} entries "
-            "(incidents, receipts, custody records) would be lost. Restore a newer backup"
+            "(incidents, receipts, custody records) would be lost. Restore a newer backup; "
+            "if there is none, --accept-loss restores this one and records the loss"
         )
     if not hmac.compare_digest(ledger.root(expected.size), expected.root):
         raise BackupError(
@@ -206,7 +262,7 @@ def _require_contains(ledger: Ledger, note: bytes, note_path: Path) -> Checkpoin
             f"{note_path} within its first {expected.size} entries: this is not the ledger "
             "that checkpoint signed"
         )
-    return expected
+    return expected, 0
 
 
 def _move_into_place(staging: Path, target: Path, *, inside: bool) -> None:

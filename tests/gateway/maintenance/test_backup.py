@@ -11,6 +11,7 @@ import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -77,6 +78,9 @@ def test_the_drill_back_up_destroy_restore_elsewhere_export_verify(
     assert "contains the expected checkpoint" in capsys.readouterr().out
 
     restored = GatewayDataDir(elsewhere)
+    recorded = last_entry(restored)  # the restore itself is on record
+    assert (recorded["action"], recorded["actor"]) == ("restore", "gateway restore")
+    assert recorded["detail"]["lost_entries"] == 0
     storage = restored.storage()
     try:
         ledger = open_ledger(restored, storage)  # checks the whole log against its checkpoint
@@ -111,6 +115,20 @@ def test_an_older_backup_is_refused_as_a_rollback(
     error = capsys.readouterr().err
     assert "refused: rollback" in error and "older than what was recorded" in error
     assert not (tmp_path / "a").exists()
+
+    accept = ["--expect-checkpoint", str(recorded), "--accept-loss"]
+    assert restore(site.backup, tmp_path / "a", *accept) == 1  # says why, or nothing happens
+    assert "--justification" in capsys.readouterr().err and not (tmp_path / "a").exists()
+    why = "Disk lost 2026-12-04; newest backup restored, loss declared to the witnesses"
+    assert restore(site.backup, tmp_path / "a", *accept, "--justification", why) == 0
+    assert "LOSS RECORDED" in capsys.readouterr().out
+    lost = last_entry(GatewayDataDir(tmp_path / "a"))
+    assert (lost["action"], lost["justification"]) == ("restore", why)
+    assert (
+        lost["detail"]["lost_entries"]
+        == lost["detail"]["recorded_entries"] - (lost["detail"]["restored_entries"])
+        > 0
+    )
 
     assert restore(newer, tmp_path / "b", "--expect-checkpoint", str(recorded)) == 0
     assert "custodian private key was not in the backup" in capsys.readouterr().out
@@ -234,6 +252,19 @@ def test_a_backup_taken_while_the_ledger_grows_restores_consistent(
     assert 0 < result.manifest.ledger_size < site_ledger_size(data_dir)
     restored = restore_backup(tmp_path / "online", tmp_path / "restored")
     assert restored.ledger_size == result.manifest.ledger_size
+
+
+def last_entry(data_dir: GatewayDataDir) -> dict[str, Any]:
+    """The body of the ledger's last entry."""
+    storage = data_dir.storage()
+    try:
+        ledger = open_ledger(data_dir, storage)
+        entry = ledger.entry(ledger.size - 1)
+        assert entry.kind == "custody"
+        assert isinstance(entry.body, dict)
+        return dict(entry.body)
+    finally:
+        storage.close()
 
 
 def site_ledger_size(data_dir: GatewayDataDir) -> int:
