@@ -4,9 +4,7 @@ broker -> IntakeService -> Intake (stores, receipts) -> on_alert -> log line,
                                                          AlertChannel (console), AlertWebhooks
 
 ``run`` tells systemd READY=1 once the intake is connected and subscribed, and WATCHDOG=1
-while it stays so (decision 1002); SIGTERM or SIGINT stop it cleanly. ``/healthz`` and
-``/metrics`` are served on a listener of the daemon's own (``gateway.monitoring``,
-decision 2400). The console extends
+while it stays so (decision 1002); SIGTERM or SIGINT stop it cleanly. The console extends
 this class with its HTTP server: override ``start``/``stop`` and call the base versions.
 """
 
