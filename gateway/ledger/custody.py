@@ -30,10 +30,10 @@ CustodyAction = Literal[
     "key-rotation",
     "enrol",
     "revoke",
-    "restore",
     "acknowledge",
     "resolve",
     "user-change",
+    "restore",
 ]
 """What a custody entry records someone doing."""
 CUSTODY_ACTIONS: frozenset[str] = frozenset(get_args(CustodyAction))
