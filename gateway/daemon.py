@@ -75,6 +75,7 @@ class GatewayDaemon:
             shared_group=broker.shared_group,
             on_alert=self.on_alert,
             timestamps=config.timestamps,
+            limits=config.limits,
         )
         # Checkpoints at least every minute while the log grows, each time-stamped by the
         # configured TSA (the hospital's own by default), on a ledger connection of their

@@ -45,6 +45,7 @@ from evidence.segment import SegmentHeader
 from evidence.topics import badge_topic, gateway_topic, parse_badge_topic
 from gateway.alerts.alerts import AlertEvent, SignedAlert
 from gateway.broker.config import DEFAULT_MAX_PACKET_BYTES
+from gateway.config import IntakeLimits
 from gateway.datadir import GatewayDataDir
 from gateway.enrolment.registry import EnrolmentView
 from gateway.errors import EnrolmentError, IntakeError, Reason, RejectedMessageError
@@ -58,6 +59,7 @@ from gateway.ledger.ledger import Ledger, open_ledger
 from gateway.storage.badges import EnrolledBadge
 from gateway.storage.catalogue import StoredIncident, StoredSegment
 from gateway.storage.clock_samples import ClockSample
+from gateway.storage.reserve import DiskReserve
 from gateway.storage.vault import Vault
 from gateway.timestamping.timestamper import Timestamper
 
@@ -101,6 +103,7 @@ class Intake:
         timestamper: Timestamper | None = None,
         partials: Reassembly | None = None,
         verify_ledger: bool = True,
+        limits: IntakeLimits | None = None,
     ) -> None:
         """Open the data directory's storage, ledger, partial and quarantine directories.
 
@@ -110,6 +113,7 @@ class Intake:
         partial segments (a second stage's). A ledger that differs from its last checkpoint
         raises LedgerIntegrityError: the intake refuses to run on it (``verify_ledger``
         False skips that check, for a second stage opened just after an intake that made it).
+        ``limits`` bound what refused messages may cost (quarantine quotas, disk reserve).
         """
         data_dir.require_initialised()
         self._storage = data_dir.storage()
@@ -131,7 +135,14 @@ class Intake:
         self._clocks = BadgeClocks(self._storage.clock_samples)
         self.vault: Vault = self._storage.vault
         self._segments = SegmentStore(self._cataloguer, self.vault, self._clocks)
-        self.quarantine = Quarantine(data_dir.root / QUARANTINE_DIR, clock=clock)
+        limits = limits or IntakeLimits()
+        self.reserve = DiskReserve(data_dir.root, limits.reserve)
+        self.quarantine = Quarantine(
+            data_dir.root / QUARANTINE_DIR,
+            quotas=limits.quarantine,
+            reserve=self.reserve,
+            clock=clock,
+        )
         self.partials = partials or Reassembly(
             data_dir.root / PARTIAL_DIR, timeout_ns=partial_timeout_ns, clock=clock
         )
@@ -570,16 +581,30 @@ class Intake:
         detail: str,
         path: Path | None,
     ) -> None:
-        """Log and quarantine (the file at ``path`` if given, else ``payload``); never raises."""
+        """Log and quarantine (the file at ``path`` if given, else ``payload``); never raises.
+
+        An unknown or revoked badge's bytes are not kept, only their metadata.
+        """
         log.warning("refused (%s) from %s on %r: %s", reason, badge_id, topic[:200], detail)
+        wanted = reason != Reason.UNKNOWN_BADGE
         try:
             if path is not None and path.exists():
                 self.quarantine.keep_file(
-                    path, badge=badge_id, topic=topic, reason=reason, detail=detail
+                    path,
+                    badge=badge_id,
+                    topic=topic,
+                    reason=reason,
+                    detail=detail,
+                    bytes_wanted=wanted,
                 )
             else:
                 self.quarantine.keep(
-                    payload, badge=badge_id, topic=topic, reason=reason, detail=detail
+                    payload,
+                    badge=badge_id,
+                    topic=topic,
+                    reason=reason,
+                    detail=detail,
+                    bytes_wanted=wanted,
                 )
         except Exception:
             log.exception("could not quarantine a refused message on %r", topic[:200])

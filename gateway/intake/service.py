@@ -41,7 +41,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from evidence.topics import ALL_BADGES_FILTER, shared_subscription
 from gateway.alerts.alerts import AlertEvent
-from gateway.config import TimestampSettings
+from gateway.config import IntakeLimits, TimestampSettings
 from gateway.datadir import GatewayDataDir
 from gateway.intake.acks import OrderedAcks
 from gateway.intake.intake import AlertListener, Intake
@@ -101,12 +101,14 @@ class IntakeService:
         on_alert: AlertListener = _ignore_alert,
         timestamps: TimestampSettings | None = None,
         session_expiry_s: int = SESSION_EXPIRY_S,
+        limits: IntakeLimits | None = None,
     ) -> None:
         """Prepare the client (``start`` connects); ``tls_ca`` None means plain MQTT (loopback).
 
         ``shared_group`` subscribes as ``$share/<group>/medbadge/v1/badge/#`` so several
         intake processes split the load (read decision 0701 first). ``timestamps`` says
-        which TSA stamps the ledger checkpoints (None: they are not time-stamped).
+        which TSA stamps the ledger checkpoints (None: they are not time-stamped);
+        ``limits`` bound what refused messages may cost.
         """
         self.host = host
         self.port = port
@@ -139,12 +141,16 @@ class IntakeService:
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
         timestamper = None if timestamps is None else data_dir.configured_timestamper(timestamps)
-        self.intake = Intake(data_dir, self._publish, on_alert, timestamper=timestamper)
+        self.intake = Intake(
+            data_dir, self._publish, on_alert, timestamper=timestamper, limits=limits
+        )
         self._acks: OrderedAcks[Delivery] = OrderedAcks(self._acknowledge)
         self._ticket = -1
         """The ticket of the message the intake thread is handling."""
         self._handed_over = False
-        self._stage = StoreStage(data_dir, self._publish, self._acks.done, timestamps=timestamps)
+        self._stage = StoreStage(
+            data_dir, self._publish, self._acks.done, timestamps=timestamps, limits=limits
+        )
         self.intake.hand_off_to(self)
 
     def start(self) -> None:

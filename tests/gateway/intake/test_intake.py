@@ -271,7 +271,8 @@ def test_unknown_badge_and_garbage_topics_are_quarantined_without_an_answer(
     gateway.send("medbadge/v1/gateway/badge-a/receipt", b"x")
     assert gateway.published == []
     assert gateway.intake.counts() == {"malformed": 2, "unknown-badge": 1}
-    assert len(gateway.quarantined()) == 3
+    assert len(gateway.quarantined()) == 2  # an unknown badge's bytes are not kept
+    assert gateway.intake.quarantine.not_kept() == {"unknown-badge": 1}
 
 
 def test_revoked_badge_is_refused_without_an_answer(gateway: Gateway) -> None:
@@ -279,6 +280,8 @@ def test_revoked_badge_is_refused_without_an_answer(gateway: Gateway) -> None:
     gateway.send(gateway.a.topic("alert"), gateway.a.alert("inc-1"))
     assert gateway.published == [] and gateway.alerts == []
     assert gateway.intake.counts() == {"unknown-badge": 1}
+    assert gateway.quarantined() == []  # only the metadata of a revoked badge's message
+    assert gateway.intake.quarantine.not_kept() == {"unknown-badge": 1}
 
 
 def test_segment_no_incident_covers_is_unexpected(gateway: Gateway) -> None:
