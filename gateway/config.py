@@ -2,6 +2,9 @@
 
 Every key is optional; a missing file means every default. See docs/gateway-config.md for
 each key. Relative paths are taken relative to the data directory.
+
+This module is long because every table of the file is typed, defaulted and checked here,
+in one place, so that each key has one default and one error message.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ __all__ = [
     "checks",
     "clock",
     "intake",
+    "log_limit",
     "quarantine",
     "reassembly",
     "segments",

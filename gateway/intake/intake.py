@@ -52,6 +52,7 @@ from gateway.errors import EnrolmentError, IntakeError, Reason, RejectedMessageE
 from gateway.intake.catalogue import Cataloguer
 from gateway.intake.checks import opened, same_badge, within_int64
 from gateway.intake.clock import BadgeClocks
+from gateway.intake.log_limit import LogLimit
 from gateway.intake.quarantine import Quarantine
 from gateway.intake.reassembly import DEFAULT_TIMEOUT_NS, PartialSegment, Reassembly
 from gateway.intake.segments import SegmentStore
@@ -143,6 +144,7 @@ class Intake:
             reserve=self.reserve,
             clock=clock,
         )
+        self._log_limit = LogLimit()
         self.partials = partials or Reassembly(
             data_dir.root / PARTIAL_DIR, timeout_ns=partial_timeout_ns, clock=clock
         )
@@ -585,7 +587,12 @@ class Intake:
 
         An unknown or revoked badge's bytes are not kept, only their metadata.
         """
-        log.warning("refused (%s) from %s on %r: %s", reason, badge_id, topic[:200], detail)
+        allowed, unlogged = self._log_limit.allow(badge_id)
+        if allowed:
+            more = f" ({unlogged} refusals before this were not logged)" if unlogged else ""
+            log.warning(
+                "refused (%s) from %s on %r: %s%s", reason, badge_id, topic[:200], detail, more
+            )
         wanted = reason != Reason.UNKNOWN_BADGE
         try:
             if path is not None and path.exists():

@@ -8,12 +8,15 @@ every quarantined message.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.config import ReserveSettings
 from gateway.errors import StorageError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,14 @@ class DiskReserve:
         return DiskState(
             free_bytes=stats.f_bavail * stats.f_frsize, total_bytes=total, reserve_bytes=reserve
         )
+
+    def state_or_none(self) -> DiskState | None:
+        """``state()``, or None (logged) when the file system cannot be read: for pages."""
+        try:
+            return self.state()
+        except StorageError:
+            log.exception("cannot read the free space of the data directory")
+            return None
 
     def room_for(self, size: int) -> bool:
         """True when ``size`` more bytes still leave the reserve free."""

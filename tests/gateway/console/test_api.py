@@ -229,6 +229,21 @@ def test_enrolment_bundle_downloads_once_and_revocation_closes_the_broker_accoun
     ]
 
 
+@pytest.mark.parametrize(("reserve", "low"), [(2**60, True), (0, False)])
+def test_every_page_warns_when_the_disk_is_below_its_reserve(
+    tmp_path: Path, reserve: int, low: bool
+) -> None:
+    settings: dict[str, dict[str, object]] = {"reserve": {"bytes": reserve, "percent": 0.0}}
+    with running_console(tmp_path, settings) as harness:
+        for user, page in (("olga", "/alerts"), ("adam", "/badges"), ("carl", "/incidents")):
+            client = WebClient(harness.url)
+            client.login(user)
+            text = client.request(page).text
+            assert ('id="disk-low"' in text) is low, (user, page)
+        login_page = WebClient(harness.url).request("/login").text
+        assert 'id="disk-low"' not in login_page  # nothing about the gateway before login
+
+
 def test_the_live_stream_carries_a_press_to_an_open_console(console: ConsoleHarness) -> None:
     officer = WebClient(console.url)
     officer.login("olga")
