@@ -214,7 +214,7 @@ def _enroll(args: argparse.Namespace, data_dir: GatewayDataDir) -> int:
     print(f"copy {bundle} to the badge (it holds the badge's private key: keep it secret)")
     print(
         "then run 'gateway broker-config' so the broker accepts the badge's new login, "
-        "and reload mosquitto (systemctl reload mosquitto)"
+        "and restart mosquitto (systemctl restart mosquitto)"
     )
     return 0
 
@@ -256,8 +256,8 @@ def _broker_config(args: argparse.Namespace, data_dir: GatewayDataDir) -> int:
         )
     print(f"start the broker with: mosquitto -c {config_path}")
     print(
-        "a running broker reloads passwd and acl on SIGHUP (systemctl reload mosquitto, or "
-        "kill -HUP <pid>); restart it after changing ports or host names"
+        "a running broker reads its accounts only when it starts: restart it "
+        "(systemctl restart mosquitto); revocations and cut-offs reach it at once, without one"
     )
     return 0
 
