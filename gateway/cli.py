@@ -24,7 +24,7 @@ from gateway.console.server import ConsoleGateway
 from gateway.console.users import Role, UserDirectory, validate_password, validate_username
 from gateway.daemon import GatewayDaemon
 from gateway.datadir import GatewayDataDir
-from gateway.enrolment.enrolment import enroll_badge
+from gateway.enrolment.enrolment import enroll_badge, lift_cutoff, revoke_badge
 from gateway.errors import GatewayError
 from gateway.export.export import ExportRequest, export_incident
 from gateway.ledger.custody import CustodyLog
@@ -89,6 +89,18 @@ def _parser() -> argparse.ArgumentParser:
     enroll.add_argument("--broker-port", type=int, default=8883, help="broker TLS port")
     enroll.add_argument("--rotate", action="store_true", help="replace an enrolled badge's key")
     enroll.add_argument("--operator", default=getpass.getuser(), help="who enrols (recorded)")
+
+    revoke = commands.add_parser(
+        "revoke", help="revoke a badge: the running gateway closes its broker login at once"
+    )
+    revoke.add_argument("badge_id", help="the badge to revoke")
+    revoke.add_argument("--reason", required=True, help="why (lost, stolen, retired...; recorded)")
+    revoke.add_argument("--operator", default=getpass.getuser(), help="who revokes (recorded)")
+    lift = commands.add_parser(
+        "lift-cutoff", help="let a badge cut off for flooding log in to the broker again"
+    )
+    lift.add_argument("badge_id", help="the badge whose cut-off to lift")
+    lift.add_argument("--operator", default=getpass.getuser(), help="who lifts it (recorded)")
 
     broker = commands.add_parser(
         "broker-config", help="write the mosquitto configuration: accounts, ACL, TLS"
@@ -193,6 +205,14 @@ def _run(args: argparse.Namespace) -> int:
         return _run_daemon(args, data_dir)
     if args.command == "export":
         return _export(args, data_dir)
+    if args.command == "revoke":
+        revoke_badge(data_dir, args.badge_id, operator=args.operator, reason=args.reason)
+        print(f"revoked badge {args.badge_id}; a running gateway closes its broker login now")
+        return 0
+    if args.command == "lift-cutoff":
+        lift_cutoff(data_dir, args.badge_id, operator=args.operator)
+        print(f"lifted the cut-off of badge {args.badge_id}; it may log in to the broker again")
+        return 0
     return _enroll(args, data_dir)
 
 

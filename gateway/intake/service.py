@@ -41,6 +41,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from evidence.topics import ALL_BADGES_FILTER, shared_subscription
 from gateway.alerts.alerts import AlertEvent
+from gateway.broker.control import BrokerControl
+from gateway.broker.dynsec import RESPONSE_TOPIC
 from gateway.config import IntakeLimits, TimestampSettings
 from gateway.datadir import GatewayDataDir
 from gateway.intake.acks import OrderedAcks
@@ -140,6 +142,8 @@ class IntakeService:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
+        self.control = BrokerControl(self._publish)
+        """Dynamic security commands on this connection (the login is the client id)."""
         timestamper = None if timestamps is None else data_dir.configured_timestamper(timestamps)
         self.intake = Intake(
             data_dir, self._publish, on_alert, timestamper=timestamper, limits=limits
@@ -224,7 +228,7 @@ class IntakeService:
             self.port,
             flags.session_present,
         )
-        client.subscribe(self.topic_filter, qos=1)
+        client.subscribe([(self.topic_filter, 1), (RESPONSE_TOPIC, 0)])
 
     def _on_subscribe(
         self, _client: mqtt.Client, _userdata: Any, _mid: int, codes: list[ReasonCode], _props: Any
@@ -248,6 +252,9 @@ class IntakeService:
             topic = message.topic
         except UnicodeDecodeError:
             topic = "<topic is not UTF-8>"
+        if topic == RESPONSE_TOPIC:  # the broker's answer to a command, not a badge's message
+            self.control.answered(bytes(message.payload))
+            return
         delivery = Delivery(
             topic, bytes(message.payload), message.mid, message.qos, self._connection
         )
