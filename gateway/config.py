@@ -258,7 +258,7 @@ def _limits(quarantine: _Table, reserve: _Table, cutoff: _Table) -> IntakeLimits
             percent=reserve.number("percent", 5.0, 0.0, 50.0),
         ),
         cutoff=CutoffSettings(
-            refusals=cutoff.integer("refusals", 100, 1, 10**9),
+            refusals=cutoff.integer("refusals", 100, 1, 100_000),
             window_seconds=cutoff.number("window_seconds", 60.0, 1.0, 86_400.0),
         ),
     )

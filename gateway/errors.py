@@ -77,6 +77,8 @@ class Reason(enum.StrEnum):
     CONFLICT = "conflict"
     INTERNAL_ERROR = "internal-error"
     """The gateway failed, not the badge: logged and quarantined, never sent to the badge."""
+    CUT_OFF = "cut-off"
+    """The badge is cut off for sending too many refused messages: metadata kept, no answer."""
     PARTIAL_TIMEOUT = "partial-timeout"
     """A partial segment saw no chunk for too long; the badge resends it, so nothing is sent."""
 

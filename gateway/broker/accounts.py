@@ -12,15 +12,19 @@ def broker_accounts(
     """Every unrevoked enrolled badge's account, then the gateway process's account.
 
     A badge logs in with its id and the password from its enrolment bundle (the registry
-    holds only its hash); a revoked badge gets no account, so the broker refuses it.
+    holds only its hash); a revoked badge gets no account, so the broker refuses it, and a
+    cut-off badge's account is disabled (decision 1702).
     """
     storage = data_dir.storage()
     try:
         badges = storage.badges.all()
+        cut_off = storage.cutoffs.all()
     finally:
         storage.close()
     accounts = [
-        BrokerAccount(badge.badge_id, badge.broker_password_hash, "badge")
+        BrokerAccount(
+            badge.badge_id, badge.broker_password_hash, "badge", disabled=badge.badge_id in cut_off
+        )
         for badge in badges
         if badge.revoked_at_ns is None
     ]

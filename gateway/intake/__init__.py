@@ -5,6 +5,7 @@ __all__ = [
     "catalogue",
     "checks",
     "clock",
+    "cutoff",
     "intake",
     "log_limit",
     "quarantine",

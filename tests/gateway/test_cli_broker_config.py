@@ -15,6 +15,8 @@ from gateway.broker.config import CONFIG_FILE, SERVER_CERT_FILE
 from gateway.broker.dynsec import DYNSEC_FILE
 from gateway.cli import main
 from gateway.config import GATEWAY_PASSWORD_FILE
+from gateway.datadir import GatewayDataDir
+from gateway.storage.cutoffs import Cutoff
 from tests.gateway.generated_broker import (
     GeneratedBroker,
     badge_tls_session,
@@ -146,3 +148,18 @@ def test_a_new_badge_logs_in_after_regenerating_and_a_restart(data: Path, tmp_pa
         old = badge_tls_session(broker, tmp_path / "bundles" / "er-badge-01")
         old.close()
         assert old.connack is not None and old.connack.value == 0
+
+
+def test_a_cut_off_badge_is_written_disabled_and_a_revoked_one_not_at_all(data: Path) -> None:
+    storage = GatewayDataDir(data).storage()
+    try:
+        storage.cutoffs.cut_off(Cutoff("er-badge-01", 1, 101, 60 * 10**9, "malformed"))
+        storage.badges.revoke("er-badge-02", operator="adam", reason="lost")
+    finally:
+        storage.close()
+    write_config(data)
+    clients = json.loads((data / "broker" / DYNSEC_FILE).read_text())["clients"]
+    assert [(client["username"], client["disabled"]) for client in clients] == [
+        ("er-badge-01", True),
+        ("gateway", False),
+    ]

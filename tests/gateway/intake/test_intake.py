@@ -19,6 +19,7 @@ from evidence.keys import BadgeIdentity
 from evidence.messages import Receipt, Rejection, SegmentChunk
 from evidence.segment import SealedSegment
 from gateway.alerts.alerts import AlertEvent
+from gateway.config import CutoffSettings, IntakeLimits
 from gateway.intake.intake import MAX_PAYLOAD_BYTES, PARTIAL_DIR, Intake
 from gateway.intake.reassembly import DEFAULT_TIMEOUT_NS, Reassembly
 from gateway.storage.badge_states import BadgeState
@@ -59,6 +60,7 @@ class Gateway:
         self.clock = SteppingClock(BASE_WALL_NS + CLOCK_OFFSET_NS)
         self.published: list[tuple[str, bytes]] = []
         self.alerts: list[AlertEvent] = []
+        self.limits = IntakeLimits()
         self.intake = self.open()
         self.a = BadgeMessages.of(self.hospital.bundles["badge-a"])
         self.b = BadgeMessages.of(self.hospital.bundles["badge-b"])
@@ -69,6 +71,7 @@ class Gateway:
             lambda topic, payload: self.published.append((topic, payload)),
             self.alerts.append,
             clock=self.clock,
+            limits=self.limits,
         )
 
     def restart(self) -> None:
@@ -557,6 +560,9 @@ def _canonical_maps() -> st.SearchStrategy[bytes]:
 def test_random_garbage_is_refused_and_counted_and_the_intake_keeps_working(
     gateway: Gateway,
 ) -> None:
+    # the checks are under test here, not the cut-off that would stop the flood (test_cutoff)
+    gateway.limits = IntakeLimits(cutoff=CutoffSettings(refusals=100_000))
+    gateway.restart()
     a = gateway.a
     gateway.send(a.topic("incident"), a.incident("inc-1", 0, 0))
     samples = [
