@@ -8,6 +8,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from evidence.bundle import BrokerCredentials, EnrolmentBundle
 from evidence.keys import BadgeIdentity
+from gateway.broker.accounts import refuse_reserved
 from gateway.broker.config import hash_broker_password, new_broker_password
 from gateway.datadir import GatewayDataDir
 from gateway.errors import EnrolmentError
@@ -30,12 +31,14 @@ def enroll_badge(
 ) -> EnrolledBadge:
     """Create ``badge_id``'s key and broker password, register them, write its bundle.
 
+    An id the gateway's own broker accounts use is refused (``refuse_reserved``).
     Re-enrolling an enrolled badge is refused unless ``rotate``; a rotation is recorded
     and the old key stays on file so the footage it signed still verifies. The new key is
     also a custody entry (``enrol`` or ``key-rotation``) in the ledger, by ``operator``.
     """
     if not operator.strip():
         raise EnrolmentError("say who enrols the badge (--operator): the custody log records it")
+    refuse_reserved(data_dir, badge_id)
     identity = BadgeIdentity.generate(badge_id)
     password = new_broker_password()
     storage = data_dir.storage()
