@@ -292,22 +292,32 @@ def _check_reason(reason: str) -> None:
 
 
 def _scan(directory: Path) -> QuarantineUsage:
-    """The running totals, read once from the sidecars of every kept entry."""
+    """The running totals, read once: every kept entry's bytes and sidecar, by the badge
+    its sidecar names (an entry whose sidecar is missing or unreadable counts as no badge's)."""
     usage = QuarantineUsage()
     try:
         days = [entry for entry in directory.iterdir() if _DAY.fullmatch(entry.name)]
         for day in days:
-            for sidecar in day.glob("*.json"):
-                try:
-                    text = sidecar.read_bytes()
-                    badge = json.loads(text).get("badge")
-                    size = sidecar.with_suffix(".bin").stat().st_size
-                except (OSError, ValueError, AttributeError):
-                    continue  # a half-written or foreign file: not ours to count
-                usage.add(badge if isinstance(badge, str) else None, size + len(text))
+            for kept in day.glob("*.bin"):
+                badge, size = _entry_usage(kept)
+                usage.add(badge, size)
     except OSError as error:
         raise QuarantineError(f"cannot read quarantine directory {directory}: {error}") from None
     return usage
+
+
+def _entry_usage(kept: Path) -> tuple[str | None, int]:
+    """The badge an entry belongs to and the bytes it takes, bytes and sidecar together."""
+    try:
+        size = kept.stat().st_size
+    except FileNotFoundError:
+        return None, 0  # removed by an operator while we looked
+    try:
+        text = kept.with_suffix(".json").read_bytes()
+        badge = json.loads(text).get("badge")
+    except (OSError, ValueError, AttributeError):
+        return None, size
+    return (badge if isinstance(badge, str) else None), size + len(text)
 
 
 def _add_to_tally(path: Path) -> None:

@@ -180,3 +180,13 @@ def test_counts_from_before_counts_were_numbers_carry_on(tmp_path: Path) -> None
     _flood(quarantine, 1, 1)
     assert quarantine.counts() == {"malformed": 71}
     assert (tmp_path / "q" / "counts" / "malformed").read_bytes() == b"71"
+
+
+def test_an_entry_without_its_sidecar_still_counts_at_start(tmp_path: Path) -> None:
+    quotas = QuarantineSettings(total_bytes=2000, badge_bytes=2000)
+    kept = _flood(Quarantine(tmp_path / "q", quotas=quotas), 1, 1000)[0]
+    assert kept is not None
+    kept.with_suffix(".json").unlink()  # a crash between the two files
+    again = Quarantine(tmp_path / "q", quotas=quotas)
+    assert again.usage.total.size == 1000 and again.badge_usage(None) == (1000, 1)
+    assert _flood(again, 1, 1000, badge="badge-b") == [None]  # the total is full
