@@ -620,7 +620,8 @@ class Intake:
     ) -> None:
         """Log and quarantine (the file at ``path`` if given, else ``payload``); never raises.
 
-        An unknown, revoked or cut-off badge's bytes are not kept, only their metadata.
+        An unknown, revoked or cut-off badge's bytes are not kept, only their metadata,
+        which names the badge its topic claims.
         """
         allowed, unlogged = self._log_limit.allow(badge_id)
         if allowed:
@@ -629,6 +630,8 @@ class Intake:
                 "refused (%s) from %s on %r: %s%s", reason, badge_id, topic[:200], detail, more
             )
         wanted = reason not in (Reason.UNKNOWN_BADGE, Reason.CUT_OFF)
+        if badge_id is None and not wanted:
+            badge_id = _claimed_badge(topic)
         try:
             if path is not None and path.exists():
                 self.quarantine.keep_file(
@@ -657,3 +660,11 @@ class Intake:
         except Exception:
             # the badge keeps the item and sends it again; the duplicate gets this answer
             log.exception("could not publish on %s", topic)
+
+
+def _claimed_badge(topic: str) -> str | None:
+    """The badge a topic names, if it is a well-formed badge topic."""
+    try:
+        return parse_badge_topic(topic)[0]
+    except EvidenceError:
+        return None

@@ -3,6 +3,7 @@ without an answer or kept bytes, while other badges' alerts go on; lifting lets 
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from gateway.config import CutoffSettings, IntakeLimits
 from gateway.enrolment.enrolment import lift_cutoff
 from gateway.intake.cutoff import RefusalWindow
 from gateway.intake.intake import Intake
+from gateway.intake.quarantine import LOG_FILE
 from tests.gateway.badge_messages import BadgeMessages, make_hospital
 
 
@@ -62,6 +64,8 @@ def test_a_flooding_badge_is_cut_off_and_another_badges_alert_still_arrives(
         assert published == [] and alerts == []
         assert intake.counts()["cut-off"] == 2
         assert intake.quarantine.not_kept()["cut-off"] == 2
+        last = (intake.quarantine.directory / LOG_FILE).read_text().splitlines()[-1]
+        assert json.loads(last)["badge"] == "badge-a"  # the metadata says who was cut off
         kept = list(intake.quarantine.directory.glob("*/*.bin"))
         assert len(kept) == 6  # only the refusals from before the cut-off kept their bytes
 
