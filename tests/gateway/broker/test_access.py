@@ -21,7 +21,7 @@ from tests.mosquitto import MqttSession
 
 NOT_AUTHORIZED = 0x87
 AT_ONCE_S = 1.0
-"""The brief's bound: the badge is off the broker within a second of the change."""
+"""Revocation takes effect at once: the badge is off the broker within a second."""
 
 
 @dataclass
