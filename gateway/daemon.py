@@ -19,6 +19,7 @@ from evidence.sd_notify import sd_notify, watchdog_interval_s
 from gateway.alerts.alerts import AlertEvent
 from gateway.alerts.live import AlertChannel
 from gateway.alerts.webhooks import AlertWebhooks
+from gateway.broker.access import BrokerAccess
 from gateway.config import GatewayConfig
 from gateway.datadir import GatewayDataDir
 from gateway.errors import GatewayError, MonitoringError
@@ -78,7 +79,10 @@ class GatewayDaemon:
             shared_group=broker.shared_group,
             on_alert=self.on_alert,
             timestamps=config.timestamps,
+            limits=config.limits,
         )
+        # revocations and cut-offs reach the broker at once, on the intake's connection
+        self.access = BrokerAccess(data_dir, self.intake.control, lambda: self.connected)
         # Checkpoints at least every minute while the log grows, each time-stamped by the
         # configured TSA (the hospital's own by default), on a ledger connection of their
         # own: the intake keeps its own connection and stamps its incident checkpoints.
@@ -114,6 +118,7 @@ class GatewayDaemon:
         """Start the webhooks, then the intake (which connects in the background)."""
         self.webhooks.start()
         self.intake.start()
+        self.access.start()
         self.checkpoints.start()
         if self.monitoring is not None:
             self.monitoring.start()
@@ -135,6 +140,7 @@ class GatewayDaemon:
         self._started = False
         if self.monitoring is not None:
             self.monitoring.stop()
+        self.access.stop()
         self.intake.stop()
         self.checkpoints.stop()
         self.checkpoints.tick()  # what arrived since the last tick is checkpointed before exit

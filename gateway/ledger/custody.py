@@ -30,6 +30,8 @@ CustodyAction = Literal[
     "key-rotation",
     "enrol",
     "revoke",
+    "cut-off",
+    "lift-cut-off",
     "acknowledge",
     "resolve",
     "user-change",

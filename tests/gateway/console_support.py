@@ -132,8 +132,11 @@ class ConsoleHarness:
 
 
 @contextmanager
-def running_console(root: Path) -> Iterator[ConsoleHarness]:
-    """A hospital with USERS and badges badge-a and badge-b, its intake and its console."""
+def running_console(
+    root: Path, settings: dict[str, dict[str, object]] | None = None
+) -> Iterator[ConsoleHarness]:
+    """A hospital with USERS and badges badge-a and badge-b, its intake and its console;
+    ``settings`` are more tables of ``gateway.toml``."""
     hospital = make_hospital(root)
     add_users(hospital)
     channel = AlertChannel()
@@ -145,7 +148,7 @@ def running_console(root: Path) -> Iterator[ConsoleHarness]:
     )
     config = GatewayConfig.from_mapping(
         hospital.data_dir.root,
-        {"console": {"tls": False, "host": "127.0.0.1", "port": free_port()}},
+        {"console": {"tls": False, "host": "127.0.0.1", "port": free_port()}, **(settings or {})},
     )
     server = ConsoleServer(hospital.data_dir, config, channel)
     server.start()
