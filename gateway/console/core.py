@@ -37,10 +37,10 @@ from gateway.console.auth import (
     SECURE_SESSION_COOKIE,
     SESSION_COOKIE,
     ConsoleSession,
-    LoginLimiter,
     SessionStore,
     tokens_match,
 )
+from gateway.console.login_limits import LoginLimiter
 from gateway.console.users import ROLE_TITLES, Role, UserDirectory
 from gateway.datadir import GatewayDataDir
 from gateway.errors import ConsoleError, CustodyError, EnrolmentError
@@ -189,7 +189,7 @@ class Console:
         self.sessions = SessionStore(
             storage.sessions, idle_s=options.session_idle_s, maximum_s=options.session_max_s
         )
-        self.limiter = LoginLimiter()
+        self.limiter = LoginLimiter(storage.login_failures)
         self.index = storage.incident_index
         self.desk = AlertDesk(self.custody)
         self.registry = storage.badges

@@ -242,5 +242,16 @@ MIGRATIONS: Sequence[str] = (
     DELETE FROM incident_index_sync;
     ALTER TABLE incident_index_sync RENAME COLUMN last_rowid TO last_arrival;
     """,
+    # failed console logins per (name, address), shared by every console process (decision 1760)
+    """
+    CREATE TABLE console_login_failures (
+        username TEXT NOT NULL,
+        client TEXT NOT NULL,
+        failures INTEGER NOT NULL,
+        last_failure_ns INTEGER NOT NULL,
+        PRIMARY KEY (username, client)
+    );
+    CREATE INDEX console_login_failures_by_time ON console_login_failures (last_failure_ns);
+    """,
 )
 """Each entry moves the schema one version up; never edit one that has shipped."""

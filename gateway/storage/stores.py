@@ -16,6 +16,7 @@ from gateway.storage.custody import CustodyEntries
 from gateway.storage.database import Database, open_database
 from gateway.storage.incident_index import IncidentIndex
 from gateway.storage.leaves import Leaves
+from gateway.storage.login_failures import LoginFailures
 from gateway.storage.retention import RetentionRecords
 from gateway.storage.sessions import ConsoleSessions
 from gateway.storage.users import ConsoleUsers
@@ -53,6 +54,7 @@ class Storage:
         self.clock_samples = ClockSamples(database)
         self.users = ConsoleUsers(database)
         self.sessions = ConsoleSessions(database)
+        self.login_failures = LoginFailures(database)
         self.alert_actions = AlertActions(database)
         self.incident_index = IncidentIndex(database)
         self.retention = RetentionRecords(database)

@@ -3,6 +3,7 @@ an in-process console on a free port fed by a real intake, and a small cookie-ke
 
 from __future__ import annotations
 
+import http.client
 import http.cookiejar
 import re
 import urllib.error
@@ -12,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.message import Message
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 
 from badge.capture import CaptureLoop, CaptureSettings
@@ -175,15 +176,33 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
+class _FromAddress(urllib.request.HTTPHandler):
+    """Plain HTTP connections made from one local address."""
+
+    def __init__(self, source: str) -> None:
+        super().__init__()
+        self._source = source
+
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        connection = partial(http.client.HTTPConnection, source_address=(self._source, 0))
+        return self.do_open(connection, req)
+
+
 class WebClient:
     """A cookie-keeping HTTP client that logs in through the login form, as a browser does."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, source: str | None = None) -> None:
+        """A client of ``base_url``; ``source`` is a loopback address to connect from
+        (127.0.0.2, ...), so that tests can be several client addresses at once."""
         self.base_url = base_url
         self.cookies = http.cookiejar.CookieJar()
-        self._opener = urllib.request.build_opener(
-            urllib.request.HTTPCookieProcessor(self.cookies), _NoRedirect()
-        )
+        handlers: list[urllib.request.BaseHandler] = [
+            urllib.request.HTTPCookieProcessor(self.cookies),
+            _NoRedirect(),
+        ]
+        if source is not None:
+            handlers.append(_FromAddress(source))
+        self._opener = urllib.request.build_opener(*handlers)
 
     def request(
         self, path: str, form: dict[str, str] | None = None, headers: dict[str, str] | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from functools import partial
 
 import anyio
@@ -58,12 +59,15 @@ def _login(console: Console, request: Request, form: dict[str, str]) -> Response
     username = form.get("username", "").strip().lower()[:64]
     password = form.get("password", "")[:MAX_PASSWORD]
     client = client_address(request)
-    wait = console.limiter.retry_after(username, client)
+    with console.lock:
+        wait = console.limiter.retry_after(username, client)
     if wait > 0:
-        log.warning("console login for %r from %s refused: too many failures", username, client)
-        minutes = max(1, round(wait / 60))
-        message = f"Too many failed logins. Try again in about {minutes} minute(s)."
-        return _login_form(console, request, message, 429)
+        log.warning("console login for %r from %s delayed: recent failures", username, client)
+        seconds = max(1, math.ceil(wait))
+        message = f"Too many failed logins from here. Try again in {seconds} second(s)."
+        response = _login_form(console, request, message, 429)
+        response.headers["retry-after"] = str(seconds)
+        return response
     user = console.users.authenticate(username, password) if username else None
     with console.lock:
         if user is None:
@@ -73,7 +77,7 @@ def _login(console: Console, request: Request, form: dict[str, str]) -> Response
                     username, "login", username, detail={"outcome": "refused", "client": client}
                 )
             return _login_form(console, request, "Wrong user name or password.", 401)
-        console.limiter.succeeded(username)
+        console.limiter.succeeded(username, client)
         console.custody.record(
             username, "login", username, detail={"outcome": "accepted", "client": client}
         )
