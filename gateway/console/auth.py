@@ -39,6 +39,8 @@ class ConsoleSession:
     client: str
     created_at_ns: int
     expires_at_ns: int
+    second_factor_pending: bool = False
+    """Until the user sets up a second factor, the session opens the set-up page only."""
 
 
 def new_token() -> str:
@@ -74,12 +76,22 @@ class SessionStore:
         self._max_ns = int(maximum_s * _NS)
         self._clock = clock
 
-    def open(self, user: ConsoleUser, client: str) -> tuple[str, ConsoleSession]:
-        """Start a session for ``user``; return its cookie token (never stored) and itself."""
+    def open(
+        self, user: ConsoleUser, client: str, *, second_factor_pending: bool = False
+    ) -> tuple[str, ConsoleSession]:
+        """Start a session for ``user``; return its cookie token (never stored) and itself.
+
+        With ``second_factor_pending`` the session may only set up the second factor.
+        """
         token, csrf, now = new_token(), new_token(), self._clock()
         expires = now + min(self._idle_ns, self._max_ns)
-        self._sessions.add(_digest(token), user.username, csrf, client[:200], now, expires)
-        return token, ConsoleSession(user.username, user.role, csrf, client, now, expires)
+        self._sessions.add(
+            _digest(token), user.username, csrf, client[:200], now, expires, second_factor_pending
+        )
+        session = ConsoleSession(
+            user.username, user.role, csrf, client, now, expires, second_factor_pending
+        )
+        return token, session
 
     def find(self, token: str | None) -> ConsoleSession | None:
         """The live session of ``token`` (extending its idle expiry), or None."""
@@ -101,7 +113,12 @@ class SessionStore:
             found.client,
             found.created_at_ns,
             expires,
+            found.second_factor_pending,
         )
+
+    def second_factor_done(self, token: str) -> None:
+        """The session's user has set up the second factor: the session may do what the role may."""
+        self._sessions.second_factor_done(_digest(token))
 
     def close(self, token: str) -> None:
         """End the session of ``token`` (logout)."""

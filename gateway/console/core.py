@@ -41,6 +41,7 @@ from gateway.console.auth import (
     tokens_match,
 )
 from gateway.console.login_limits import LoginLimiter
+from gateway.console.second_factor import SecondFactor, SecretBox, second_factor_key_path
 from gateway.console.users import ROLE_TITLES, Role, UserDirectory
 from gateway.datadir import GatewayDataDir
 from gateway.errors import ConsoleError, CustodyError, EnrolmentError
@@ -58,6 +59,7 @@ DOWNLOAD_SECONDS = 600.0
 
 PERMISSIONS: dict[str, frozenset[Role]] = {
     "session": frozenset(Role),
+    "account": frozenset(Role),
     "alerts": frozenset({Role.OFFICER}),
     "badges.read": frozenset({Role.OFFICER, Role.ADMIN}),
     "badges.manage": frozenset({Role.ADMIN}),
@@ -79,6 +81,8 @@ HOME = {
     Role.ADMIN: "/badges",
 }
 """Where each role lands after logging in."""
+SECOND_FACTOR_SETUP = "/account/second-factor"
+"""Where a user whose role needs a second factor, and who has none yet, sets one up."""
 
 SECURITY_HEADERS = (
     (
@@ -132,6 +136,10 @@ class RoleRefusedError(ConsoleError):
 
 class LoginRequiredError(ConsoleError):
     """No live session: the user must log in (again)."""
+
+
+class SecondFactorSetupRequiredError(ConsoleError):
+    """The session's user must set up a second factor before anything else."""
 
 
 @dataclass
@@ -209,6 +217,11 @@ class Console:
         self.badge_states = storage.badge_states
         self.vault = storage.vault
         self.hospital = data_dir.evidence_ca().hospital_name
+        self.second_factor = SecondFactor(
+            storage.second_factors,
+            SecretBox(second_factor_key_path(data_dir.keys)),
+            issuer=f"medbadge {self.hospital}",
+        )
         self.templates = Environment(
             loader=PackageLoader("gateway.console", "templates"),
             autoescape=select_autoescape(default=True),
@@ -248,6 +261,8 @@ class Console:
                 session = self.sessions.find(request.cookies.get(self.session_cookie))
                 if session is None:
                     raise LoginRequiredError("no live session")
+                if session.second_factor_pending and permission != "account":
+                    raise SecondFactorSetupRequiredError("set up the second factor first")
                 if session.role not in PERMISSIONS[permission]:
                     raise RoleRefusedError(permission)
                 if request.method == "POST":
@@ -265,6 +280,11 @@ class Console:
             if request.url.query:
                 target += "?" + request.url.query
             return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
+        except SecondFactorSetupRequiredError:
+            if api:
+                message = "set up two-step login in the console first"
+                return JSONResponse({"error": message}, status_code=403)
+            return RedirectResponse(SECOND_FACTOR_SETUP, status_code=303)
         except RoleRefusedError as refusal:
             return self.forbidden(request, refusal.permission, api)
         except (ConsoleError, EnrolmentError, CustodyError) as error:

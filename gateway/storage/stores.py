@@ -18,6 +18,7 @@ from gateway.storage.incident_index import IncidentIndex
 from gateway.storage.leaves import Leaves
 from gateway.storage.login_failures import LoginFailures
 from gateway.storage.retention import RetentionRecords
+from gateway.storage.second_factors import SecondFactors
 from gateway.storage.sessions import ConsoleSessions
 from gateway.storage.users import ConsoleUsers
 from gateway.storage.vault import DirectoryVault, Vault
@@ -55,6 +56,7 @@ class Storage:
         self.users = ConsoleUsers(database)
         self.sessions = ConsoleSessions(database)
         self.login_failures = LoginFailures(database)
+        self.second_factors = SecondFactors(database)
         self.alert_actions = AlertActions(database)
         self.incident_index = IncidentIndex(database)
         self.retention = RetentionRecords(database)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import http.cookiejar
 import re
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -16,6 +17,8 @@ from email.message import Message
 from functools import cache, partial
 from pathlib import Path
 
+import pyotp
+
 from badge.capture import CaptureLoop, CaptureSettings
 from badge.media import EncodedSegment
 from badge.sources.audio import SyntheticMicrophone
@@ -23,6 +26,7 @@ from badge.sources.synthetic import SyntheticCamera
 from evidence.segment import SealedSegment, SegmentFacts, seal_segment
 from gateway.alerts.live import AlertChannel
 from gateway.config import GatewayConfig
+from gateway.console.second_factor import SecondFactor, SecretBox, second_factor_key_path
 from gateway.console.server import ConsoleServer
 from gateway.console.users import Role, UserDirectory
 from gateway.intake.intake import Intake
@@ -94,15 +98,41 @@ def incident_messages(
     return messages
 
 
-def add_users(hospital: Hospital) -> None:
-    """Create USERS in the hospital's database."""
+SECRETS: dict[str, dict[str, str]] = {}
+"""The TOTP secret of each user who has one, by the console's base URL."""
+_LAST_STEP: dict[str, int] = {}
+
+
+def one_time_code(secret: str) -> str:
+    """The code of the earliest step not used yet with ``secret`` (waiting if it is ahead)."""
+    step = max(int(time.time()) // 30, _LAST_STEP.get(secret, -1) + 1)
+    while step > int(time.time()) // 30 + 1:
+        time.sleep(0.2)
+    _LAST_STEP[secret] = step
+    return str(pyotp.TOTP(secret).generate_otp(step))
+
+
+def add_users(hospital: Hospital) -> dict[str, str]:
+    """Create USERS in the hospital's database; those whose role needs a second factor get
+    a TOTP secret set up, as they would at their first login. Returns the secrets."""
     storage = hospital.data_dir.storage()
+    found: dict[str, str] = {}
     try:
         directory = UserDirectory(storage.users)
+        factors = SecondFactor(
+            storage.second_factors, SecretBox(second_factor_key_path(hospital.data_dir.keys))
+        )
         for name, role in USERS.items():
             directory.create(name, PASSWORD, role, created_by="test")
+            if factors.required(role):
+                secret = factors.begin(name).secret
+                step = int(time.time()) // 30 - 1  # the window's oldest: leaves two for logins
+                factors.confirm(name, str(pyotp.TOTP(secret).generate_otp(step)))
+                _LAST_STEP[secret] = step
+                found[name] = secret
     finally:
         storage.close()
+    return found
 
 
 @dataclass
@@ -136,7 +166,7 @@ class ConsoleHarness:
 def running_console(root: Path) -> Iterator[ConsoleHarness]:
     """A hospital with USERS and badges badge-a and badge-b, its intake and its console."""
     hospital = make_hospital(root)
-    add_users(hospital)
+    secrets = add_users(hospital)
     channel = AlertChannel()
     published: list[tuple[str, bytes]] = []
     intake = Intake(
@@ -151,9 +181,11 @@ def running_console(root: Path) -> Iterator[ConsoleHarness]:
     server = ConsoleServer(hospital.data_dir, config, channel)
     server.start()
     harness = ConsoleHarness(hospital, channel, intake, server, published)
+    SECRETS[harness.url] = secrets
     try:
         yield harness
     finally:
+        del SECRETS[harness.url]
         harness.close()
 
 
@@ -218,11 +250,16 @@ class WebClient:
         except urllib.error.HTTPError as error:
             return Answer(error.code, _headers(error.headers), error.read())
 
-    def login(self, username: str, password: str = PASSWORD) -> Answer:
-        """Fill in the login form (its CSRF token comes with it) and send it."""
+    def login(self, username: str, password: str = PASSWORD, code: str | None = None) -> Answer:
+        """Fill in the login form (its CSRF token comes with it) and send it; the one-time
+        code is the user's next one when the console set up a secret for them."""
         page = self.request("/login")
         token = csrf_of(page.text)
-        return self.request("/login", {"csrf": token, "username": username, "password": password})
+        if code is None:
+            secret = SECRETS.get(self.base_url, {}).get(username)
+            code = "" if secret is None else one_time_code(secret)
+        form = {"csrf": token, "username": username, "password": password, "code": code}
+        return self.request("/login", form)
 
     def csrf(self, path: str) -> str:
         """The CSRF token on the page at ``path``."""

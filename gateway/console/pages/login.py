@@ -13,7 +13,16 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from gateway.console.auth import CSRF_FIELD, LOGIN_CSRF_COOKIE, new_token, tokens_match
-from gateway.console.core import HOME, Call, Console, client_address, handler, read_form, safe_next
+from gateway.console.core import (
+    HOME,
+    SECOND_FACTOR_SETUP,
+    Call,
+    Console,
+    client_address,
+    handler,
+    read_form,
+    safe_next,
+)
 from gateway.console.users import MAX_PASSWORD
 
 log = logging.getLogger(__name__)
@@ -70,19 +79,29 @@ def _login(console: Console, request: Request, form: dict[str, str]) -> Response
         return response
     user = console.users.authenticate(username, password) if username else None
     with console.lock:
+        factor = "none"
+        if user is not None and console.second_factor.enrolled(user.username):
+            factor = console.second_factor.verify(user.username, form.get("code", "")) or ""
+            if not factor:
+                user = None
         if user is None:
             console.limiter.failed(username, client)
             if username:
                 console.custody.record(
                     username, "login", username, detail={"outcome": "refused", "client": client}
                 )
-            return _login_form(console, request, "Wrong user name or password.", 401)
+            message = "Wrong user name, password or one-time code."
+            return _login_form(console, request, message, 401)
+        setup = factor == "none" and console.second_factor.required(user.role)
         console.limiter.succeeded(username, client)
-        console.custody.record(
-            username, "login", username, detail={"outcome": "accepted", "client": client}
-        )
-        token, session = console.sessions.open(user, client)
+        detail = {"outcome": "accepted", "client": client, "second_factor": factor}
+        if setup:
+            detail["second_factor"] = "to be set up"
+        console.custody.record(username, "login", username, detail=detail)
+        token, session = console.sessions.open(user, client, second_factor_pending=setup)
     target = safe_next(form.get("next", "")) or HOME[session.role]
+    if setup:
+        target = SECOND_FACTOR_SETUP
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(
         console.session_cookie,

@@ -13,11 +13,15 @@ from gateway.errors import ConsoleError
 @handler("users.manage")
 def users_page(console: Console, call: Call) -> Response:
     """Console users: add, change role, disable, reset password."""
+    users = console.users.all()
     return console.page(
         call,
         "users.html",
-        users=console.users.all(),
-        locks={user.username: console.limiter.locks(user.username) for user in console.users.all()},
+        users=users,
+        locks={user.username: console.limiter.locks(user.username) for user in users},
+        factors={
+            user.username: console.second_factor.state(user.username, user.role) for user in users
+        },
         roles=[(role.value, ROLE_TITLES[role]) for role in Role],
         csrf=call.session.csrf_token,
     )
@@ -57,6 +61,8 @@ def change_user(console: Console, call: Call) -> Response:
         console.users.set_disabled(username, change == "disable")
     elif change == "password":
         console.users.set_password(username, call.form.get("password", ""))
+    elif change == "reset-second-factor":
+        console.second_factor.reset(username)
     elif change == "unlock":
         detail["addresses"] = console.limiter.unlock(username)
     else:

@@ -60,7 +60,7 @@ def record_incident(console: ConsoleHarness, incident_id: str = "inc-1") -> None
 def test_login_sets_a_strict_http_only_session_and_is_recorded(console: ConsoleHarness) -> None:
     client = WebClient(console.url)
     refused = client.login("olga", "not the password at all")
-    assert refused.status == 401 and "Wrong user name or password" in refused.text
+    assert refused.status == 401 and "Wrong user name, password or one-time code" in refused.text
     accepted = client.login("olga")
     assert accepted.status == 303 and accepted.headers["location"] == "/alerts"
     cookie = accepted.headers["set-cookie"]
