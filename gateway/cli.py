@@ -1,4 +1,5 @@
-"""The ``gateway`` command: initialise a hospital, enrol badges, configure the broker, run."""
+"""The ``gateway`` command: initialise a hospital, enrol badges, configure the broker, run,
+and administer console users."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from gateway.broker.config import (
 )
 from gateway.config import GatewayConfig
 from gateway.console.server import ConsoleGateway
+from gateway.console.user_command import add_user_command, run_user_command
 from gateway.console.users import Role, UserDirectory, validate_password, validate_username
 from gateway.daemon import GatewayDaemon
 from gateway.datadir import GatewayDataDir
@@ -127,6 +129,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--config", type=Path, help="configuration (default: DATA/gateway.toml)")
     _add_export_command(commands)
+    add_user_command(commands)
     return parser
 
 
@@ -193,6 +196,8 @@ def _run(args: argparse.Namespace) -> int:
         return _run_daemon(args, data_dir)
     if args.command == "export":
         return _export(args, data_dir)
+    if args.command == "user":
+        return run_user_command(args, data_dir)
     return _enroll(args, data_dir)
 
 
