@@ -32,6 +32,7 @@ from gateway.export.export import ExportRequest, export_incident
 from gateway.ledger.custody import CustodyLog
 from gateway.ledger.ledger import open_ledger
 from gateway.logging_setup import configure_logging
+from gateway.naming import check_name
 
 DEFAULT_DATA_DIR = Path(os.environ.get("MEDBADGE_GATEWAY_DATA", "/var/lib/medbadge-gateway"))
 _SUITES = {"x25519": HpkeSuite.X25519, "mlkem768-x25519": HpkeSuite.MLKEM768_X25519}
@@ -183,6 +184,7 @@ def create_first_admin(data_dir: GatewayDataDir, username: str, password: str) -
 def _run(args: argparse.Namespace) -> int:
     data_dir = GatewayDataDir(args.data)
     if args.command == "init":
+        check_name(args.hospital, "hospital name")
         admin_password = _admin_password(args)
         data_dir.initialise(args.hospital, _SUITES[args.suite], _custodian_passphrase(args))
         print(f"initialised gateway data directory {data_dir.root} for {args.hospital}")

@@ -15,7 +15,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.alerts.live import AlertChannel
 from gateway.console import api, pages
-from gateway.console.core import SECURITY_HEADERS, TLS_HEADERS, Console, ConsoleOptions
+from gateway.console.core import Console, ConsoleOptions
+from gateway.console.headers import SECURITY_HEADERS, TLS_HEADERS
 from gateway.console.origin import SameOriginWrites
 from gateway.datadir import GatewayDataDir
 from gateway.ledger.ledger import open_ledger

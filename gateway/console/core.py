@@ -41,12 +41,13 @@ from gateway.console.auth import (
     tokens_match,
 )
 from gateway.console.login_limits import LoginLimiter
-from gateway.console.second_factor import SecondFactor, SecretBox, second_factor_key_path
+from gateway.console.second_factor import open_second_factor
 from gateway.console.users import ROLE_TITLES, Role, UserDirectory
 from gateway.datadir import GatewayDataDir
-from gateway.errors import ConsoleError, CustodyError, EnrolmentError
+from gateway.errors import ConsoleError, CustodyError, EnrolmentError, InvalidTextError
 from gateway.ledger.custody import CustodyLog
 from gateway.ledger.ledger import Ledger
+from gateway.naming import shown
 from gateway.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -83,32 +84,6 @@ HOME = {
 """Where each role lands after logging in."""
 SECOND_FACTOR_SETUP = "/account/second-factor"
 """Where a user whose role needs a second factor, and who has none yet, sets one up."""
-
-SECURITY_HEADERS = (
-    (
-        b"content-security-policy",
-        b"default-src 'self'; img-src 'self' data:; media-src 'self'; object-src 'none'; "
-        b"base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
-    ),
-    (b"x-content-type-options", b"nosniff"),
-    (b"x-frame-options", b"DENY"),
-    # same-origin, not no-referrer: under no-referrer a browser sends "Origin: null" even on
-    # the console's own forms, and the Origin check (gateway.console.origin) needs the real one
-    (b"referrer-policy", b"same-origin"),
-    (b"cache-control", b"no-store"),
-    (
-        b"permissions-policy",
-        b"camera=(), microphone=(), geolocation=(), usb=(), serial=(), bluetooth=(), hid=(), "
-        b"payment=(), midi=(), magnetometer=(), gyroscope=(), accelerometer=(), "
-        b"display-capture=(), screen-wake-lock=(), publickey-credentials-get=()",
-    ),
-)
-"""Headers on every console response."""
-TLS_HEADERS = (
-    (b"strict-transport-security", b"max-age=31536000"),
-)
-"""Headers only on responses served over TLS (a browser ignores HSTS over plain HTTP)."""
-
 
 @dataclass(frozen=True)
 class ConsoleOptions:
@@ -217,16 +192,13 @@ class Console:
         self.badge_states = storage.badge_states
         self.vault = storage.vault
         self.hospital = data_dir.evidence_ca().hospital_name
-        self.second_factor = SecondFactor(
-            storage.second_factors,
-            SecretBox(second_factor_key_path(data_dir.keys)),
-            issuer=f"medbadge {self.hospital}",
-        )
+        self.second_factor = open_second_factor(storage, data_dir.keys, self.hospital)
         self.templates = Environment(
             loader=PackageLoader("gateway.console", "templates"),
             autoescape=select_autoescape(default=True),
             trim_blocks=True,
             lstrip_blocks=True,
+            finalize=shown,  # every printed value, its unsafe characters escaped
         )
         self.templates.filters["when"] = _when
         self._grants: dict[str, _Grant] = {}
@@ -282,12 +254,11 @@ class Console:
             return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
         except SecondFactorSetupRequiredError:
             if api:
-                message = "set up two-step login in the console first"
-                return JSONResponse({"error": message}, status_code=403)
+                return JSONResponse({"error": "set up two-step login first"}, status_code=403)
             return RedirectResponse(SECOND_FACTOR_SETUP, status_code=303)
         except RoleRefusedError as refusal:
             return self.forbidden(request, refusal.permission, api)
-        except (ConsoleError, EnrolmentError, CustodyError) as error:
+        except (ConsoleError, EnrolmentError, CustodyError, InvalidTextError) as error:
             return self.error_page(request, 400, "That did not work", str(error), api)
 
     def forbidden(self, request: Request, permission: str, api: bool) -> Response:

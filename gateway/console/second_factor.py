@@ -34,6 +34,7 @@ from evidence.errors import KeyFileError
 from evidence.keyfiles import read_secret_file
 from gateway.console.users import Role
 from gateway.errors import ConsoleError
+from gateway.storage import Storage
 from gateway.storage.second_factors import SecondFactors
 
 REQUIRED_ROLES = frozenset({Role.CUSTODIAN, Role.ADMIN})
@@ -227,6 +228,12 @@ class SecondFactor:
     def reset(self, username: str) -> None:
         """Remove the user's second factor (a lost phone): they set one up at next login."""
         self._store.clear(username)
+
+
+def open_second_factor(storage: Storage, keys_dir: Path, hospital: str) -> SecondFactor:
+    """The second factor over ``storage``, its secrets sealed under the key in ``keys_dir``."""
+    box = SecretBox(second_factor_key_path(keys_dir))
+    return SecondFactor(storage.second_factors, box, issuer=f"medbadge {hospital}")
 
 
 def second_factor_key_path(keys_dir: Path) -> Path:

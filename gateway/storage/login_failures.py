@@ -74,12 +74,16 @@ class LoginFailures:
         dropped = self._db.execute(
             "DELETE FROM console_login_failures WHERE last_failure_ns < ?", (before_ns,)
         )
-        row = self._db.fetch_one("SELECT COUNT(*) FROM console_login_failures")
-        excess = (0 if row is None else int(row[0])) - keep
-        if excess > 0:
+        if keep <= 0:
+            return dropped + self._db.execute("DELETE FROM console_login_failures")
+        # the keep-th latest failure time: everything quieter than it goes (ties stay)
+        row = self._db.fetch_one(
+            "SELECT last_failure_ns FROM console_login_failures"
+            " ORDER BY last_failure_ns DESC LIMIT 1 OFFSET ?",
+            (keep - 1,),
+        )
+        if row is not None:
             dropped += self._db.execute(
-                "DELETE FROM console_login_failures WHERE rowid IN (SELECT rowid FROM"
-                " console_login_failures ORDER BY last_failure_ns, rowid LIMIT ?)",
-                (excess,),
+                "DELETE FROM console_login_failures WHERE last_failure_ns < ?", (int(row[0]),)
             )
         return dropped

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from evidence.text import escape_unsafe
 from gateway.console.auth import CSRF_FIELD, LOGIN_CSRF_COOKIE, new_token, tokens_match
 from gateway.console.core import (
     HOME,
@@ -87,8 +88,9 @@ def _login(console: Console, request: Request, form: dict[str, str]) -> Response
         if user is None:
             console.limiter.failed(username, client)
             if username:
+                named = escape_unsafe(username)  # whatever was typed, shown safely
                 console.custody.record(
-                    username, "login", username, detail={"outcome": "refused", "client": client}
+                    named, "login", named, detail={"outcome": "refused", "client": client}
                 )
             message = "Wrong user name, password or one-time code."
             return _login_form(console, request, message, 401)
