@@ -71,6 +71,10 @@ def _login(console: Console, request: Request, form: dict[str, str]) -> Response
     client = client_address(request)
     with console.lock:
         wait = console.limiter.retry_after(username, client)
+        if wait <= 0:
+            # counted before the password is checked, so that tries sent at once cannot all
+            # pass the delay; a good login clears the count again
+            console.limiter.failed(username, client)
     if wait > 0:
         log.warning("console login for %r from %s delayed: recent failures", username, client)
         seconds = max(1, math.ceil(wait))
@@ -86,7 +90,6 @@ def _login(console: Console, request: Request, form: dict[str, str]) -> Response
             if not factor:
                 user = None
         if user is None:
-            console.limiter.failed(username, client)
             if username:
                 named = escape_unsafe(username)  # whatever was typed, shown safely
                 console.custody.record(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,19 @@ def test_a_login_flood_slows_its_own_address_only_and_an_admin_unlocks(
     finally:
         connection.close()
     assert ("adam", "user-change", "olga") in actions
+
+
+def test_tries_sent_at_once_cannot_all_pass_the_delay(console: ConsoleHarness) -> None:
+    clients = [WebClient(console.url, source="127.0.0.4") for _ in range(24)]
+    forms = [client.csrf("/login") for client in clients]
+
+    def attempt(number: int) -> int:
+        form = {"csrf": forms[number], "username": "olga", "password": f"guess number {number}"}
+        return clients[number].request("/login", form).status
+
+    with ThreadPoolExecutor(len(clients)) as pool:
+        statuses = list(pool.map(attempt, range(len(clients))))
+    checked = statuses.count(401)
+    # five free tries, then one a second at most (the batch takes a few seconds at most)
+    assert 5 <= checked <= 8, statuses
+    assert statuses.count(429) == len(clients) - checked
