@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import unicodedata
 
-__all__ = ["escape_unsafe", "is_unsafe", "unsafe_characters"]
+__all__ = ["escape_unsafe", "is_unsafe", "json_escape_unsafe", "unsafe_characters"]
 
+_JSON_SPACE = frozenset("\n\r\t")
 _UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Zl", "Zp"})
 _NAMED = {
     "\u061c": "ARABIC LETTER MARK",
@@ -68,3 +69,24 @@ def escape_unsafe(text: str) -> str:
     if not any(is_unsafe(character) for character in text):
         return text
     return "".join(_code(character) if is_unsafe(character) else character for character in text)
+
+
+def json_escape_unsafe(document: str) -> str:
+    """JSON text (``ensure_ascii=False``) with each unsafe character as a ``\\uXXXX``
+    escape: the same JSON value, which a terminal cannot show reordered or split."""
+    # JSON escapes every C0 control inside its strings itself: one left raw is the layout's
+    # own whitespace (indent=2), and stays
+    if not any(is_unsafe(character) and character not in _JSON_SPACE for character in document):
+        return document
+    out = []
+    for character in document:
+        if character in _JSON_SPACE or not is_unsafe(character):
+            out.append(character)
+            continue
+        point = ord(character)
+        if point > 0xFFFF:  # a UTF-16 surrogate pair, as JSON writes one
+            point -= 0x10000
+            out.append(f"\\u{0xD800 + (point >> 10):04x}\\u{0xDC00 + (point & 0x3FF):04x}")
+        else:
+            out.append(f"\\u{point:04x}")
+    return "".join(out)

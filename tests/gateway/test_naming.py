@@ -4,10 +4,12 @@ package holds."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from evidence.package.layout import Check
-from evidence.text import escape_unsafe, unsafe_characters
+from evidence.text import escape_unsafe, json_escape_unsafe, unsafe_characters
 from evidence.verify.findings import Finding
 from evidence.verify.report import Summary, VerificationReport
 from gateway.errors import InvalidTextError
@@ -81,3 +83,11 @@ def test_the_verifier_report_shows_an_old_packages_characters_escaped() -> None:
     ).human()
     assert "a\\u202eb.ts" in failed and "\u202e" not in failed
     assert escape_unsafe("plain") == "plain" and unsafe_characters("plain") == []
+
+
+def test_the_json_report_escapes_them_and_keeps_the_same_value() -> None:
+    value = {"wearer": "Ivan\u202evokaB \U000e0041 Айгерим", "note": "a\u2066b\x00\x85\x7f"}
+    text = json_escape_unsafe(json.dumps(value, ensure_ascii=False, indent=2))
+    assert json.loads(text) == value
+    assert unsafe_characters(text.replace("\n", "")) == []
+    assert "Айгерим" in text and "\\u202e" in text
