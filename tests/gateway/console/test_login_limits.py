@@ -96,9 +96,17 @@ def test_a_login_flood_slows_its_own_address_only_and_an_admin_unlocks(
     attacker = WebClient(console.url, source="127.0.0.2")
     for _ in range(5):
         assert attacker.login("olga", "wrong password here").status == 401
+    storage = console.hospital.data_dir.storage()
+    try:
+        limiter = LoginLimiter(storage.login_failures)
+        assert [lock.failures for lock in limiter.locks("olga")] == [5]
+        for _ in range(4):  # the flood goes on (16 s to wait: no race with a slow machine)
+            limiter.failed("olga", "127.0.0.2")
+    finally:
+        storage.close()
     delayed = attacker.login("olga")  # the right password, from the flooding address
     assert delayed.status == 429 and "Try again in" in delayed.text
-    assert 1 <= int(delayed.headers["retry-after"]) <= 60
+    assert 10 <= int(delayed.headers["retry-after"]) <= 16
     # the officer at her own desk logs in; a colleague behind the same address too
     assert WebClient(console.url, source="127.0.0.3").login("olga").status == 303
     assert WebClient(console.url, source="127.0.0.2").login("aida").status == 303
@@ -131,6 +139,6 @@ def test_tries_sent_at_once_cannot_all_pass_the_delay(console: ConsoleHarness) -
     with ThreadPoolExecutor(len(clients)) as pool:
         statuses = list(pool.map(attempt, range(len(clients))))
     checked = statuses.count(401)
-    # five free tries, then one a second at most (the batch takes a few seconds at most)
-    assert 5 <= checked <= 8, statuses
+    # five free tries, then after 1, 2, 4 s one more each (the batch takes a few seconds)
+    assert 5 <= checked <= 9, statuses
     assert statuses.count(429) == len(clients) - checked
