@@ -68,7 +68,10 @@ def confirm(console: Console, call: Call) -> Response:
 def renew_recovery_codes(console: Console, call: Call) -> Response:
     """New recovery codes (the old ones stop working), after a current one-time code."""
     username = call.session.username
+    if console.limiter.retry_after(username, call.client) > 0:
+        raise ConsoleError("too many wrong codes from here; wait a minute and try again")
     if console.second_factor.verify(username, call.field("code")) != "totp":
+        console.limiter.failed(username, call.client)  # a wrong code counts as at the login
         raise ConsoleError("type the current six-digit code of your authenticator app")
     codes = console.second_factor.new_recovery_codes(username)
     console.custody.record(

@@ -18,9 +18,11 @@ from gateway.errors import ConsoleError
 from gateway.storage import Storage, StorageSettings, open_storage
 from tests.gateway.console_support import (
     PASSWORD,
+    SECRETS,
     ConsoleHarness,
     WebClient,
     csrf_of,
+    one_time_code,
     running_console,
 )
 
@@ -181,3 +183,20 @@ def test_an_officer_may_log_in_without_one_and_set_one_up(console: ConsoleHarnes
     confirm = {"csrf": csrf_of(scan.text), "code": now_code(secret)}
     assert officer.request("/account/second-factor/confirm", confirm).status == 200
     assert WebClient(console.url).login("olga").status == 401
+
+
+def test_new_recovery_codes_need_a_code_and_wrong_ones_are_slowed(console: ConsoleHarness) -> None:
+    custodian = WebClient(console.url)
+    assert custodian.login("carl").status == 303
+    token = custodian.csrf("/account/second-factor")
+    code_now = one_time_code(SECRETS[console.url]["carl"])
+    renewed = custodian.request("/account/recovery-codes", {"csrf": token, "code": code_now})
+    assert renewed.status == 200
+    assert len(re.findall(r"<li><code>([a-z2-9-]+)</code></li>", renewed.text)) == 10
+    for number in range(5):
+        wrong = custodian.request(
+            "/account/recovery-codes", {"csrf": token, "code": f"00000{number}"}
+        )
+        assert wrong.status == 400 and "six-digit code" in wrong.text
+    slowed = custodian.request("/account/recovery-codes", {"csrf": token, "code": "123456"})
+    assert slowed.status == 400 and "too many wrong codes" in slowed.text
