@@ -306,7 +306,8 @@ def _csrf(page: str) -> str:
 def _playback_figure(client: _Client) -> Figure:
     incident = "/incidents/bench-badge/real-1"
     page = client.post(
-        incident + "/view", {"csrf": _csrf(client.get(incident)), "justification": "benchmark"}
+        incident + "/view",
+        {"csrf": _csrf(client.get(incident)), "justification": "benchmark playback"},
     )
     found = re.search(r'src="(/incidents/bench-badge/real-1/video/[^"]+)"', page)
     if found is None:

@@ -454,7 +454,8 @@ def _keep_running(demo: Demo) -> None:
     """Leave the console up until Ctrl-C, saying where it is and how to log in."""
     print(f"\nsecurity console: http://127.0.0.1:{demo.console_port}/")
     print(f"  log in as {DEMO_OFFICER} (security officer) or {DEMO_ADMIN} (administrator),")
-    print(f"  password {DEMO_PASSWORD!r}; press Ctrl-C to stop everything", flush=True)
+    print(f"  password {DEMO_PASSWORD!r} (the administrator first sets up two-step login with")
+    print("  an authenticator app); press Ctrl-C to stop everything", flush=True)
     try:
         while demo.process("gateway").poll() is None:
             time.sleep(0.5)

@@ -1,4 +1,5 @@
-"""The ``gateway`` command: initialise a hospital, enrol badges, configure the broker, run."""
+"""The ``gateway`` command: initialise a hospital, enrol badges, configure the broker, run,
+and administer console users."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from gateway.broker.config import (
 )
 from gateway.config import GatewayConfig
 from gateway.console.server import ConsoleGateway
+from gateway.console.user_command import add_user_command, run_user_command
 from gateway.console.users import Role, UserDirectory, validate_password, validate_username
 from gateway.daemon import GatewayDaemon
 from gateway.datadir import GatewayDataDir
@@ -31,6 +33,7 @@ from gateway.ledger.custody import CustodyLog
 from gateway.ledger.ledger import open_ledger
 from gateway.logging_setup import configure_logging
 from gateway.maintenance import cli as maintenance
+from gateway.naming import check_name
 
 DEFAULT_DATA_DIR = Path(os.environ.get("MEDBADGE_GATEWAY_DATA", "/var/lib/medbadge-gateway"))
 _SUITES = {"x25519": HpkeSuite.X25519, "mlkem768-x25519": HpkeSuite.MLKEM768_X25519}
@@ -141,6 +144,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--config", type=Path, help="configuration (default: DATA/gateway.toml)")
     _add_export_command(commands)
     maintenance.add_commands(commands)
+    add_user_command(commands)
     return parser
 
 
@@ -194,6 +198,7 @@ def create_first_admin(data_dir: GatewayDataDir, username: str, password: str) -
 def _run(args: argparse.Namespace) -> int:
     data_dir = GatewayDataDir(args.data)
     if args.command == "init":
+        check_name(args.hospital, "hospital name")
         admin_password = _admin_password(args)
         data_dir.initialise(args.hospital, _SUITES[args.suite], _custodian_passphrase(args))
         print(f"initialised gateway data directory {data_dir.root} for {args.hospital}")
@@ -217,6 +222,8 @@ def _run(args: argparse.Namespace) -> int:
         lift_cutoff(data_dir, args.badge_id, operator=args.operator)
         print(f"lifted the cut-off of badge {args.badge_id}; it may log in to the broker again")
         return 0
+    if args.command == "user":
+        return run_user_command(args, data_dir)
     return _enroll(args, data_dir)
 
 

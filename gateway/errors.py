@@ -144,3 +144,7 @@ class ExportError(GatewayError):
 
 class RetentionError(GatewayError):
     """Footage cannot be deleted under retention (held, not yet due, or already deleted)."""
+
+
+class InvalidTextError(GatewayError):
+    """A name or a reason is refused: unsafe characters, or too little to say anything."""

@@ -14,6 +14,7 @@ from gateway.datadir import GatewayDataDir
 from gateway.errors import EnrolmentError
 from gateway.ledger.custody import CustodyLog
 from gateway.ledger.ledger import open_ledger
+from gateway.naming import check_name
 from gateway.storage.badges import EnrolledBadge
 
 
@@ -39,6 +40,8 @@ def enroll_badge(
     if not operator.strip():
         raise EnrolmentError("say who enrols the badge (--operator): the custody log records it")
     refuse_reserved(data_dir, badge_id)
+    wearer, location = check_name(wearer, "wearer"), check_name(location, "location")
+    check_name(operator, "operator")
     identity = BadgeIdentity.generate(badge_id)
     password = new_broker_password()
     storage = data_dir.storage()

@@ -17,7 +17,9 @@ from gateway.storage.cutoffs import BadgeCutoffs
 from gateway.storage.database import Database, open_database
 from gateway.storage.incident_index import IncidentIndex
 from gateway.storage.leaves import Leaves
+from gateway.storage.login_failures import LoginFailures
 from gateway.storage.retention import RetentionRecords
+from gateway.storage.second_factors import SecondFactors
 from gateway.storage.sessions import ConsoleSessions
 from gateway.storage.users import ConsoleUsers
 from gateway.storage.vault import DirectoryVault, Vault
@@ -55,6 +57,8 @@ class Storage:
         self.clock_samples = ClockSamples(database)
         self.users = ConsoleUsers(database)
         self.sessions = ConsoleSessions(database)
+        self.login_failures = LoginFailures(database)
+        self.second_factors = SecondFactors(database)
         self.alert_actions = AlertActions(database)
         self.incident_index = IncidentIndex(database)
         self.retention = RetentionRecords(database)

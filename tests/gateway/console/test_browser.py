@@ -23,6 +23,7 @@ from tests.gateway.badge_messages import BadgeMessages, Hospital, make_hospital
 from tests.gateway.console_support import (
     PASSWORD,
     add_users,
+    one_time_code,
     recorded_segments,
     seal_recording,
 )
@@ -110,11 +111,13 @@ def shot(page: Page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
-def log_in(browser: Browser, url: str, username: str) -> Page:
+def log_in(browser: Browser, url: str, username: str, secret: str | None = None) -> Page:
     page = browser.new_context(accept_downloads=True).new_page()
     page.goto(url + "/login")
     page.fill("input[name=username]", username)
     page.fill("input[name=password]", PASSWORD)
+    if secret is not None:
+        page.fill("input[name=code]", one_time_code(secret))
     page.click("button[type=submit]")
     page.wait_for_load_state()
     return page
@@ -122,7 +125,7 @@ def log_in(browser: Browser, url: str, username: str) -> Page:
 
 def test_press_to_playback_to_export_in_a_real_browser(browser: Browser, tmp_path: Path) -> None:
     hospital = make_hospital(tmp_path)
-    add_users(hospital)
+    secrets = add_users(hospital)
     tls_port, plain_port = write_config(hospital.data_dir.root)
     badge = BadgeMessages.of(hospital.bundles["badge-a"])
     segments = seal_recording(badge, recorded_segments())
@@ -183,7 +186,7 @@ def test_press_to_playback_to_export_in_a_real_browser(browser: Browser, tmp_pat
             )
             assert forbidden.status == 403 and "evidence custodian" in forbidden.text()
 
-            custodian = log_in(browser, gateway.url, "carl")
+            custodian = log_in(browser, gateway.url, "carl", secrets["carl"])
             custodian.goto(incident_url)
             custodian.fill("#export-form input[name=justification]", "court order 7/2026")
             custodian.click("#export-form button")
@@ -213,7 +216,7 @@ def test_press_to_playback_to_export_in_a_real_browser(browser: Browser, tmp_pat
             auditor.goto(gateway.url + "/incidents")
             shot(auditor, "09-incidents")
 
-            admin = log_in(browser, gateway.url, "adam")
+            admin = log_in(browser, gateway.url, "adam", secrets["adam"])
             expect(admin.locator("#badges")).to_contain_text("badge-a")
             shot(admin, "10-badges")
             admin.goto(gateway.url + "/users")
