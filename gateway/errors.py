@@ -138,6 +138,10 @@ class ConsoleError(GatewayError):
     """The security console cannot start, or refuses an operation (a bad user, a bad request)."""
 
 
+class SecondFactorSetupRequiredError(ConsoleError):
+    """The session's user must set up a second factor before anything else."""
+
+
 class ExportError(GatewayError):
     """An evidence package cannot be made (incident incomplete, vault altered, TSA down, ...)."""
 

@@ -5,6 +5,9 @@ Every page and API call goes through ``Console.run`` on a worker thread: find th
 needed), check the CSRF token of a POST, then run the handler with the database lock held.
 A ``ConsoleError`` becomes a 400 page that says what was wrong; anything unexpected becomes
 a plain 500 page, logged, never a stack trace.
+
+It is long because that pipeline (session, second factor, role, CSRF, error pages) is one
+sequence, read top to bottom in one place.
 """
 
 from __future__ import annotations
@@ -45,7 +48,13 @@ from gateway.console.login_limits import LoginLimiter
 from gateway.console.second_factor import open_second_factor
 from gateway.console.users import ROLE_TITLES, Role, UserDirectory
 from gateway.datadir import GatewayDataDir
-from gateway.errors import ConsoleError, CustodyError, EnrolmentError, InvalidTextError
+from gateway.errors import (
+    ConsoleError,
+    CustodyError,
+    EnrolmentError,
+    InvalidTextError,
+    SecondFactorSetupRequiredError,
+)
 from gateway.ledger.custody import CustodyLog
 from gateway.ledger.ledger import Ledger
 from gateway.naming import shown
@@ -114,10 +123,6 @@ class RoleRefusedError(ConsoleError):
 
 class LoginRequiredError(ConsoleError):
     """No live session: the user must log in (again)."""
-
-
-class SecondFactorSetupRequiredError(ConsoleError):
-    """The session's user must set up a second factor before anything else."""
 
 
 @dataclass
