@@ -33,6 +33,8 @@ from gateway.config import ConsoleLimits
 log = logging.getLogger(__name__)
 
 _HEADERS_END = b"\r\n\r\n"
+_EARLY_LIMIT = 64 * 1024
+"""The most kept of what arrives with the end of a handshake (a request's headers fit)."""
 
 
 @dataclass
@@ -124,6 +126,8 @@ class GuardedConnection(asyncio.Protocol):
         self._attached = False
         self._deadline: asyncio.TimerHandle | None = None
         self._tail = b""
+        self._early = bytearray()
+        """Bytes that came with the end of the TLS handshake, before the handover."""
         self.requested = False
         """True once the headers of a first request have arrived."""
 
@@ -163,6 +167,9 @@ class GuardedConnection(asyncio.Protocol):
     def _attach(self, transport: asyncio.BaseTransport) -> None:
         self._attached = True
         self._inner.connection_made(transport)  # type: ignore[arg-type]
+        if self._early:
+            early, self._early = bytes(self._early), bytearray()
+            self._inner.data_received(early)
 
     def data_received(self, data: bytes) -> None:
         """Watch for the end of the first request's headers, then pass the bytes on."""
@@ -175,6 +182,10 @@ class GuardedConnection(asyncio.Protocol):
             self._tail = seen[-3:]
         if self._attached:
             self._inner.data_received(data)
+        elif len(self._early) + len(data) <= _EARLY_LIMIT:
+            self._early += data
+        else:
+            self.close()
 
     def eof_received(self) -> None:
         """Pass the end of the client's stream on (the transport then closes)."""

@@ -1,0 +1,215 @@
+"""``gateway console`` as a real process: READY for systemd, alerts the intake stores in
+another process reach its live stream, and idle sockets and slow-header clients on its port
+cannot keep an officer's page from loading."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from gateway.intake.intake import Intake
+from tests.gateway.badge_messages import BadgeMessages, Hospital, make_hospital
+from tests.gateway.console_support import WebClient, add_users
+from tests.gateway.test_daemon import NotifySocket
+from tests.mosquitto import free_port
+
+REPO = Path(__file__).resolve().parents[3]
+WAIT_S = 20.0
+PAGE_BOUND_S = 3.0
+"""How soon the officer's login page must load while the port is under attack."""
+HEADER_TIMEOUT_S = 1.0
+IDLE_SOCKETS = 2000
+CONSOLE_FILES = 1024
+"""The console's file limit here, as systemd's default LimitNOFILE would leave it: fewer
+handles than the sockets held, so unguarded they would starve it."""
+
+
+@dataclass
+class ConsoleProcess:
+    """``python -m gateway.cli --data DATA console`` with systemd's notification socket."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(WAIT_S)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+            raise
+
+
+@pytest.fixture
+def hospital(tmp_path: Path) -> Hospital:
+    hospital = make_hospital(tmp_path)
+    add_users(hospital)
+    return hospital
+
+
+@pytest.fixture
+def notify() -> Iterator[NotifySocket]:
+    listener = NotifySocket()
+    yield listener
+    listener.close()
+
+
+@pytest.fixture
+def console(hospital: Hospital, notify: NotifySocket, tmp_path: Path) -> Iterator[ConsoleProcess]:
+    port = free_port()
+    root = hospital.data_dir.root
+    (root / "gateway.toml").write_text(
+        f'[console]\nhost = "127.0.0.1"\nport = {port}\ntls = false\nlive_poll_ms = 5\n'
+        f"max_connections = 256\nmax_connections_per_address = 16\n"
+        f"header_timeout_seconds = {HEADER_TIMEOUT_S}\nidle_timeout_seconds = 2\n"
+    )
+    environment = {k: v for k, v in os.environ.items() if k not in ("WATCHDOG_PID",)}
+    environment |= {"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "1000000"}
+    log = tmp_path / "console.log"
+    with log.open("ab") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "--data", str(root), "console"],
+            cwd=REPO,
+            env=environment,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_console_file_limit,  # noqa: PLW1509 - only sets a limit, no threads touched
+        )
+    running = ConsoleProcess(process, port, log)
+    try:
+        notify.wait_for("READY=1")
+        yield running
+    finally:
+        running.stop()
+    assert "Traceback" not in log.read_text(errors="replace")
+
+
+def test_an_alert_stored_by_another_process_reaches_the_console_stream(
+    hospital: Hospital, console: ConsoleProcess, notify: NotifySocket
+) -> None:
+    officer = WebClient(console.url)
+    assert officer.login("olga").status == 303
+    cookie = "; ".join(f"{c.name}={c.value}" for c in officer.cookies)
+    connection = http.client.HTTPConnection("127.0.0.1", console.port, timeout=WAIT_S)
+    connection.request("GET", "/alerts/stream", headers={"Cookie": cookie})
+    stream = connection.getresponse()
+    assert stream.status == 200
+    assert stream.readline() == b"retry: 1000\n"
+    stream.readline()
+    # the intake is not in the console's process: it only shares the data directory
+    intake = Intake(hospital.data_dir, lambda _topic, _payload: None, lambda _event: None)
+    try:
+        badge = BadgeMessages.of(hospital.bundles["badge-b"])
+        intake.handle(badge.topic("alert"), badge.alert("cross-1"))
+        assert stream.readline() == b"event: alert\n"
+        document = json.loads(stream.readline().removeprefix(b"data: "))
+    finally:
+        intake.close()
+        connection.close()
+    assert (document["badge"], document["incident"]) == ("badge-b", "cross-1")
+    assert document["wearer"] == "Nurse badge-b"
+    notify.wait_for("WATCHDOG=1")
+    assert console.stop() == 0
+    notify.wait_for("STOPPING=1")
+
+
+def _console_file_limit() -> None:
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (CONSOLE_FILES, hard))
+
+
+def _raise_file_limit(needed: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < needed:
+        if hard != resource.RLIM_INFINITY and hard < needed:
+            pytest.fail(f"this test holds {needed} sockets; the hard file limit is {hard}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+
+
+def _idle_socket(port: int, source: str) -> socket.socket | None:
+    """A connection from ``source`` that never sends a byte (None if not connected)."""
+    held = socket.socket()
+    held.settimeout(0.5)  # a full backlog must not stall the attack itself
+    try:
+        held.bind((source, 0))
+        held.connect(("127.0.0.1", port))
+    except OSError:
+        held.close()
+        return None
+    return held
+
+
+def _slow_header_client(port: int, stop: threading.Event, sent: list[int]) -> None:
+    """Sends a request's headers a byte every 0.1 s and never finishes them."""
+    request = b"GET /login HTTP/1.1\r\nHost: x\r\n" + b"X-Slow: " + b"a" * 10_000
+    with socket.create_connection(("127.0.0.1", port), source_address=("127.0.0.3", 0)) as slow:
+        for byte in request:
+            if stop.wait(0.1):
+                return
+            try:
+                slow.send(bytes([byte]))
+            except OSError:
+                return  # closed by the console: its headers took too long
+            sent.append(byte)
+
+
+def test_idle_sockets_and_a_slow_header_client_cannot_keep_the_officer_out(
+    console: ConsoleProcess,
+) -> None:
+    _raise_file_limit(IDLE_SOCKETS + 500)
+    stop = threading.Event()
+    sent: list[int] = []
+    slow = threading.Thread(target=_slow_header_client, args=(console.port, stop, sent))
+    with ExitStack() as held:
+        slow.start()
+        held.callback(slow.join)
+        held.callback(stop.set)
+        # one address tries the lot; a hundred others hold twenty each
+        sources = ["127.0.0.2"] * (IDLE_SOCKETS // 2) + [
+            f"127.0.1.{1 + number % 100}" for number in range(IDLE_SOCKETS // 2)
+        ]
+        stalled = 0
+        for source in sources:
+            connection = _idle_socket(console.port, source)
+            if connection is not None:
+                held.enter_context(connection)
+            else:
+                stalled += 1
+            if stalled > 20:
+                break  # the port no longer takes connections: the attack has done its worst
+        started = time.monotonic()
+        with urllib.request.urlopen(console.url + "/login", timeout=PAGE_BOUND_S) as page:  # noqa: S310
+            assert page.status == 200 and b"csrf" in page.read()
+        took = time.monotonic() - started
+        officer = WebClient(console.url)
+        assert took < PAGE_BOUND_S, f"the login page took {took:.2f} s under attack"
+        assert officer.login("olga").status == 303
+        # the slow client is cut off once its header deadline passes
+        deadline = time.monotonic() + HEADER_TIMEOUT_S + 5
+        while slow.is_alive() and time.monotonic() < deadline:
+            slow.join(0.1)
+        assert not slow.is_alive(), "the slow-header client was never cut off"
+        assert 0 < len(sent) < 10_000 / 2
