@@ -14,11 +14,14 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
+from dataclasses import replace
 from types import FrameType
 
 from evidence.sd_notify import sd_notify, watchdog_interval_s
 from gateway.alerts.live import AlertChannel
 from gateway.config import GatewayConfig
+from gateway.console.guard import GuardStats
 from gateway.console.live_feed import AlertFollower
 from gateway.console.server import ConsoleServer
 from gateway.datadir import GatewayDataDir
@@ -33,6 +36,8 @@ EXIT_FAILED = 1
 """Could not start, or the server or the alert follower stopped while running."""
 HEALTH_POLL_S = 1.0
 """How often ``run`` checks that the server and the follower run (and pings the watchdog)."""
+REFUSALS_LOG_S = 10.0
+"""At most this often, the log says how many connections the guard has turned away."""
 
 
 class ConsoleDaemon:
@@ -53,6 +58,8 @@ class ConsoleDaemon:
         self._follower_storage: Storage | None = None
         self.follower: AlertFollower | None = None
         self._stopping = threading.Event()
+        self._refusals_logged = GuardStats()
+        self._refusals_logged_at = 0.0
 
     @property
     def url(self) -> str:
@@ -110,6 +117,7 @@ class ConsoleDaemon:
                     failed = True
                     break
                 sd_notify("WATCHDOG=1")
+                self.log_refusals()
         finally:
             sd_notify("STOPPING=1")
             self.stop()
@@ -117,6 +125,28 @@ class ConsoleDaemon:
             log.error("console stopped: its server or its alert follower is no longer running")
             return EXIT_FAILED
         return EXIT_OK
+
+    def log_refusals(self) -> None:
+        """Say in the log what the guard has turned away since it last said so (rate-limited:
+        a flood of connections must not become a flood of log lines)."""
+        guard = self.server.guard
+        now = time.monotonic()
+        if guard is None or now - self._refusals_logged_at < REFUSALS_LOG_S:
+            return
+        stats, before = replace(guard.stats), self._refusals_logged
+        if stats == before:
+            return
+        log.warning(
+            "console turned connections away: %d over the per-address cap, %d with the "
+            "server full, %d closed to make way, %d too slow to send a request (in all since "
+            "start; %d open now)",
+            stats.refused_per_address,
+            stats.refused_full,
+            stats.evicted,
+            stats.timed_out,
+            guard.open_connections,
+        )
+        self._refusals_logged, self._refusals_logged_at = stats, now
 
     def _on_signal(self, number: int, _frame: FrameType | None) -> None:
         log.info("received %s: stopping", signal.Signals(number).name)

@@ -213,3 +213,10 @@ def test_idle_sockets_and_a_slow_header_client_cannot_keep_the_officer_out(
             slow.join(0.1)
         assert not slow.is_alive(), "the slow-header client was never cut off"
         assert 0 < len(sent) < 10_000 / 2
+    # the operator is told, in one line rather than one per connection
+    deadline = time.monotonic() + 10
+    while "console turned connections away" not in console.log.read_text(errors="replace"):
+        assert time.monotonic() < deadline, "the refusals were never logged"
+        time.sleep(0.1)
+    lines = console.log.read_text(errors="replace").splitlines()
+    assert len([line for line in lines if "turned connections away" in line]) <= 2
