@@ -125,6 +125,7 @@ class GuardedConnection(asyncio.Protocol):
         self._raw: asyncio.BaseTransport | None = None
         self._attached = False
         self._deadline: asyncio.TimerHandle | None = None
+        self._handshake: asyncio.Task[None] | None = None
         self._tail = b""
         self._early = bytearray()
         """Bytes that came with the end of the TLS handshake, before the handover."""
@@ -144,7 +145,8 @@ class GuardedConnection(asyncio.Protocol):
         if self._guard.tls is None:
             self._attach(transport)
         else:
-            self._loop.create_task(self._begin_tls(transport, self._guard.tls))
+            # held here: the loop keeps only a weak reference to a task
+            self._handshake = self._loop.create_task(self._begin_tls(transport, self._guard.tls))
 
     async def _begin_tls(self, transport: asyncio.BaseTransport, context: ssl.SSLContext) -> None:
         try:
