@@ -10,6 +10,7 @@ import os
 import resource
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -46,10 +47,13 @@ class ConsoleProcess:
     process: subprocess.Popen[bytes]
     port: int
     log: Path
+    tls: ssl.SSLContext | None
+    """What a browser trusting the evidence CA uses, when the console serves HTTPS."""
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     def stop(self) -> int:
         if self.process.poll() is None:
@@ -77,11 +81,19 @@ def notify() -> Iterator[NotifySocket]:
 
 
 @pytest.fixture
-def console(hospital: Hospital, notify: NotifySocket, tmp_path: Path) -> Iterator[ConsoleProcess]:
+def console_tls() -> bool:
+    return False
+
+
+@pytest.fixture
+def console(
+    hospital: Hospital, notify: NotifySocket, tmp_path: Path, console_tls: bool
+) -> Iterator[ConsoleProcess]:
     port = free_port()
     root = hospital.data_dir.root
     (root / "gateway.toml").write_text(
-        f'[console]\nhost = "127.0.0.1"\nport = {port}\ntls = false\nlive_poll_ms = 5\n'
+        f'[console]\nhost = "127.0.0.1"\nport = {port}\nlive_poll_ms = 5\n'
+        f"tls = {'true' if console_tls else 'false'}\n"
         f"max_connections = 256\nmax_connections_per_address = 16\n"
         f"header_timeout_seconds = {HEADER_TIMEOUT_S}\nidle_timeout_seconds = 2\n"
     )
@@ -98,7 +110,10 @@ def console(hospital: Hospital, notify: NotifySocket, tmp_path: Path) -> Iterato
             stderr=subprocess.STDOUT,
             preexec_fn=_console_file_limit,  # noqa: PLW1509 - only sets a limit, no threads touched
         )
-    running = ConsoleProcess(process, port, log)
+    context = None
+    if console_tls:
+        context = ssl.create_default_context(cafile=str(hospital.data_dir.ca_dir / "ca.crt"))
+    running = ConsoleProcess(process, port, log, context)
     try:
         notify.wait_for("READY=1")
         yield running
@@ -162,10 +177,14 @@ def _idle_socket(port: int, source: str) -> socket.socket | None:
     return held
 
 
-def _slow_header_client(port: int, stop: threading.Event, sent: list[int]) -> None:
-    """Sends a request's headers a byte every 0.1 s and never finishes them."""
+def _slow_header_client(
+    port: int, tls: ssl.SSLContext | None, stop: threading.Event, sent: list[int]
+) -> None:
+    """Sends a request's headers a byte every 0.1 s and never finishes them (after a prompt
+    TLS handshake, under TLS)."""
     request = b"GET /login HTTP/1.1\r\nHost: x\r\n" + b"X-Slow: " + b"a" * 10_000
-    with socket.create_connection(("127.0.0.1", port), source_address=("127.0.0.3", 0)) as slow:
+    raw = socket.create_connection(("127.0.0.1", port), source_address=("127.0.0.3", 0))
+    with tls.wrap_socket(raw, server_hostname="127.0.0.1") if tls is not None else raw as slow:
         for byte in request:
             if stop.wait(0.1):
                 return
@@ -176,13 +195,16 @@ def _slow_header_client(port: int, stop: threading.Event, sent: list[int]) -> No
             sent.append(byte)
 
 
+@pytest.mark.parametrize("console_tls", [False, True], ids=["http", "https"])
 def test_idle_sockets_and_a_slow_header_client_cannot_keep_the_officer_out(
     console: ConsoleProcess,
 ) -> None:
     _raise_file_limit(IDLE_SOCKETS + 500)
     stop = threading.Event()
     sent: list[int] = []
-    slow = threading.Thread(target=_slow_header_client, args=(console.port, stop, sent))
+    slow = threading.Thread(
+        target=_slow_header_client, args=(console.port, console.tls, stop, sent)
+    )
     with ExitStack() as held:
         slow.start()
         held.callback(slow.join)
@@ -201,12 +223,14 @@ def test_idle_sockets_and_a_slow_header_client_cannot_keep_the_officer_out(
             if stalled > 20:
                 break  # the port no longer takes connections: the attack has done its worst
         started = time.monotonic()
-        with urllib.request.urlopen(console.url + "/login", timeout=PAGE_BOUND_S) as page:  # noqa: S310
+        with urllib.request.urlopen(  # noqa: S310 - the console's own URL
+            console.url + "/login", timeout=PAGE_BOUND_S, context=console.tls
+        ) as page:
             assert page.status == 200 and b"csrf" in page.read()
         took = time.monotonic() - started
-        officer = WebClient(console.url)
         assert took < PAGE_BOUND_S, f"the login page took {took:.2f} s under attack"
-        assert officer.login("olga").status == 303
+        if console.tls is None:  # the test client speaks plain HTTP only
+            assert WebClient(console.url).login("olga").status == 303
         # the slow client is cut off once its header deadline passes
         deadline = time.monotonic() + HEADER_TIMEOUT_S + 5
         while slow.is_alive() and time.monotonic() < deadline:

@@ -105,3 +105,24 @@ def test_an_address_past_its_cap_is_closed_and_a_full_server_makes_way(
         for connection in held:
             connection.close()
         server.stop()
+
+
+def test_a_kept_alive_connection_left_idle_is_closed(hospital: Hospital) -> None:
+    server = serve(hospital, tls=False, idle_timeout_seconds=1)
+    port = int(server.url.rsplit(":", 1)[1].rstrip("/"))
+    try:
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            client.sendall(b"GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            answer = client.makefile("rb")
+            assert answer.readline().startswith(b"HTTP/1.1 200")
+            length = 0
+            while (line := answer.readline()) not in (b"\r\n", b""):
+                name, _, value = line.partition(b":")
+                if name.lower() == b"content-length":
+                    length = int(value)
+            assert len(answer.read(length)) == length > 0
+            started = time.monotonic()
+            assert closed_by_server(client, 5), "an idle kept-alive connection stayed open"
+            assert time.monotonic() - started >= 0.8
+    finally:
+        server.stop()
