@@ -190,7 +190,9 @@ class ConsoleServer:
                 backlog=min(limits.max_connections, 2048),
             )
         )
-        thread = threading.Thread(target=server.run, name="console-http", daemon=True)
+        thread = threading.Thread(
+            target=_serve_until_stopped, args=(server,), name="console-http", daemon=True
+        )
         thread.start()
         deadline = time.monotonic() + START_TIMEOUT_S
         while not server.started:
@@ -215,3 +217,12 @@ class ConsoleServer:
         if self._storage is not None:
             self._storage.close()
             self._storage = None
+
+
+def _serve_until_stopped(server: uvicorn.Server) -> None:
+    """Run ``server`` on this thread; a failed start (uvicorn exits on a taken port) ends
+    the thread quietly, for ``ConsoleServer.start`` to report."""
+    try:
+        server.run()
+    except SystemExit as stopped:
+        log.debug("console server exited with %s", stopped.code)

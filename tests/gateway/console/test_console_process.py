@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.cli import main
 from gateway.intake.intake import Intake
 from tests.gateway.badge_messages import BadgeMessages, Hospital, make_hospital
 from tests.gateway.console_support import WebClient, add_users
@@ -244,3 +245,19 @@ def test_idle_sockets_and_a_slow_header_client_cannot_keep_the_officer_out(
         time.sleep(0.1)
     lines = console.log.read_text(errors="replace").splitlines()
     assert len([line for line in lines if "turned connections away" in line]) <= 2
+
+
+def test_a_console_that_cannot_serve_says_why_and_exits_1(
+    hospital: Hospital, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = hospital.data_dir.root
+    (root / "gateway.toml").write_text("[console]\nenabled = false\n")
+    assert main(["--data", str(root), "console"]) == 1
+    assert "[console] enabled = false" in capsys.readouterr().err
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        (root / "gateway.toml").write_text(f"[console]\nport = {port}\ntls = false\n")
+        assert main(["--data", str(root), "console"]) == 1
+    assert f"could not listen on 127.0.0.1:{port}" in capsys.readouterr().err
