@@ -106,7 +106,8 @@ class ConsoleSettings:
 
     enabled: bool = True
     host: str = "127.0.0.1"
-    """The listening address; "0.0.0.0" for every interface (then use TLS)."""
+    """The listening address: the gateway's address on the security desks' network ("0.0.0.0"
+    listens on every interface, reachable from every ward)."""
     port: int = 8443
     tls: bool = True
     """Serve HTTPS with a server certificate from the hospital evidence CA."""
