@@ -25,12 +25,13 @@ from gateway.console.daemon import ConsoleDaemon
 from gateway.console.users import Role, UserDirectory, validate_password, validate_username
 from gateway.daemon import GatewayDaemon
 from gateway.datadir import GatewayDataDir
-from gateway.enrolment.enrolment import enroll_badge
+from gateway.enrolment.enrolment import enroll_badge, lift_cutoff, revoke_badge
 from gateway.errors import GatewayError
 from gateway.export.export import ExportRequest, export_incident
 from gateway.ledger.custody import CustodyLog
 from gateway.ledger.ledger import open_ledger
 from gateway.logging_setup import configure_logging
+from gateway.maintenance import cli as maintenance
 
 DEFAULT_DATA_DIR = Path(os.environ.get("MEDBADGE_GATEWAY_DATA", "/var/lib/medbadge-gateway"))
 _SUITES = {"x25519": HpkeSuite.X25519, "mlkem768-x25519": HpkeSuite.MLKEM768_X25519}
@@ -91,6 +92,18 @@ def _parser() -> argparse.ArgumentParser:
     enroll.add_argument("--rotate", action="store_true", help="replace an enrolled badge's key")
     enroll.add_argument("--operator", default=getpass.getuser(), help="who enrols (recorded)")
 
+    revoke = commands.add_parser(
+        "revoke", help="revoke a badge: the running gateway closes its broker login at once"
+    )
+    revoke.add_argument("badge_id", help="the badge to revoke")
+    revoke.add_argument("--reason", required=True, help="why (lost, stolen, retired...; recorded)")
+    revoke.add_argument("--operator", default=getpass.getuser(), help="who revokes (recorded)")
+    lift = commands.add_parser(
+        "lift-cutoff", help="let a badge cut off for flooding log in to the broker again"
+    )
+    lift.add_argument("badge_id", help="the badge whose cut-off to lift")
+    lift.add_argument("--operator", default=getpass.getuser(), help="who lifts it (recorded)")
+
     broker = commands.add_parser(
         "broker-config", help="write the mosquitto configuration: accounts, ACL, TLS"
     )
@@ -130,6 +143,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     console.add_argument("--config", type=Path, help="configuration (default: DATA/gateway.toml)")
     _add_export_command(commands)
+    maintenance.add_commands(commands)
     return parser
 
 
@@ -198,6 +212,16 @@ def _run(args: argparse.Namespace) -> int:
         return _run_console(args, data_dir)
     if args.command == "export":
         return _export(args, data_dir)
+    if args.command in maintenance.COMMANDS:
+        return maintenance.run(args, data_dir)
+    if args.command == "revoke":
+        revoke_badge(data_dir, args.badge_id, operator=args.operator, reason=args.reason)
+        print(f"revoked badge {args.badge_id}; a running gateway closes its broker login now")
+        return 0
+    if args.command == "lift-cutoff":
+        lift_cutoff(data_dir, args.badge_id, operator=args.operator)
+        print(f"lifted the cut-off of badge {args.badge_id}; it may log in to the broker again")
+        return 0
     return _enroll(args, data_dir)
 
 
@@ -219,7 +243,7 @@ def _enroll(args: argparse.Namespace, data_dir: GatewayDataDir) -> int:
     print(f"copy {bundle} to the badge (it holds the badge's private key: keep it secret)")
     print(
         "then run 'gateway broker-config' so the broker accepts the badge's new login, "
-        "and reload mosquitto (systemctl reload mosquitto)"
+        "and restart mosquitto (systemctl restart mosquitto)"
     )
     return 0
 
@@ -261,8 +285,8 @@ def _broker_config(args: argparse.Namespace, data_dir: GatewayDataDir) -> int:
         )
     print(f"start the broker with: mosquitto -c {config_path}")
     print(
-        "a running broker reloads passwd and acl on SIGHUP (systemctl reload mosquitto, or "
-        "kill -HUP <pid>); restart it after changing ports or host names"
+        "a running broker reads its accounts only when it starts: restart it "
+        "(systemctl restart mosquitto); revocations and cut-offs reach it at once, without one"
     )
     return 0
 

@@ -19,6 +19,7 @@ from gateway.console.core import SECURITY_HEADERS, Console, ConsoleOptions
 from gateway.datadir import GatewayDataDir
 from gateway.ledger.ledger import open_ledger
 from gateway.storage import Storage
+from gateway.storage.reserve import DiskReserve
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,9 @@ def create_app(
     """
     ledger = open_ledger(data_dir, storage, verify=False)
     console = Console(data_dir, ledger, channel, options or ConsoleOptions())
+    # every signed-in page shows "disk low" below the reserve (base.html)
+    reserve = DiskReserve(data_dir.root, console.options.reserve)
+    console.templates.globals["disk_state"] = reserve.state_or_none
     routes: list[BaseRoute] = [*pages.routes(), *api.routes()]
 
     async def not_found(request: Request, _error: Exception) -> Response:

@@ -30,6 +30,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from evidence.errors import EvidenceError
 from evidence.keys import CustodianPrivateKey
 from gateway.alerts.live import AlertChannel, iso_time
+from gateway.config import ReserveSettings
 from gateway.console.actions import AlertDesk
 from gateway.console.auth import (
     CSRF_FIELD,
@@ -107,6 +108,8 @@ class ConsoleOptions:
     broker_port: int = 8883
     retention_days: int = 365
     """Footage last received longer ago than this may be deleted (``[retention] days``)."""
+    reserve: ReserveSettings | None = None
+    """The free-space reserve below which every page warns "disk low" (``[reserve]``)."""
 
 
 class RoleRefusedError(ConsoleError):

@@ -30,9 +30,12 @@ CustodyAction = Literal[
     "key-rotation",
     "enrol",
     "revoke",
+    "cut-off",
+    "lift-cut-off",
     "acknowledge",
     "resolve",
     "user-change",
+    "restore",
 ]
 """What a custody entry records someone doing."""
 CUSTODY_ACTIONS: frozenset[str] = frozenset(get_args(CustodyAction))

@@ -242,5 +242,15 @@ MIGRATIONS: Sequence[str] = (
     DELETE FROM incident_index_sync;
     ALTER TABLE incident_index_sync RENAME COLUMN last_rowid TO last_arrival;
     """,
+    # badges cut off at the broker for flooding refused messages (decision 1702)
+    """
+    CREATE TABLE badge_cutoffs (
+        badge_id TEXT PRIMARY KEY REFERENCES badges(badge_id),
+        cut_off_at_ns INTEGER NOT NULL,
+        refusals INTEGER NOT NULL,
+        window_ns INTEGER NOT NULL,
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    """,
 )
 """Each entry moves the schema one version up; never edit one that has shipped."""

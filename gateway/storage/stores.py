@@ -14,6 +14,7 @@ from gateway.storage.catalogue import Catalogue
 from gateway.storage.checkpoints import Checkpoints
 from gateway.storage.clock_samples import ClockSamples
 from gateway.storage.custody import CustodyEntries
+from gateway.storage.cutoffs import BadgeCutoffs
 from gateway.storage.database import Database, open_database
 from gateway.storage.incident_index import IncidentIndex
 from gateway.storage.leaves import Leaves
@@ -51,6 +52,7 @@ class Storage:
         self.custody = CustodyEntries(database)
         self.badges = BadgeRegistry(database)
         self.badge_states = BadgeStates(database)
+        self.cutoffs = BadgeCutoffs(database)
         self.clock_samples = ClockSamples(database)
         self.users = ConsoleUsers(database)
         self.sessions = ConsoleSessions(database)

@@ -139,8 +139,11 @@ class ConsoleHarness:
 
 
 @contextmanager
-def running_console(root: Path) -> Iterator[ConsoleHarness]:
-    """A hospital with USERS and badges badge-a and badge-b, its intake and its console."""
+def running_console(
+    root: Path, settings: dict[str, dict[str, object]] | None = None
+) -> Iterator[ConsoleHarness]:
+    """A hospital with USERS and badges badge-a and badge-b, its intake and its console;
+    ``settings`` are more tables of ``gateway.toml``."""
     hospital = make_hospital(root)
     add_users(hospital)
     channel = AlertChannel()
@@ -152,7 +155,10 @@ def running_console(root: Path) -> Iterator[ConsoleHarness]:
     )
     config = GatewayConfig.from_mapping(
         hospital.data_dir.root,
-        {"console": {"tls": False, "host": "127.0.0.1", "port": free_port(), "live_poll_ms": 5}},
+        {
+            "console": {"tls": False, "host": "127.0.0.1", "port": free_port(), "live_poll_ms": 5},
+            **(settings or {}),
+        },
     )
     follower_storage = hospital.data_dir.storage()
     follower = AlertFollower(follower_storage, channel, config.console.limits.live_poll_ms / 1000)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import GatewayConfig, WebhookSettings
+from gateway.config import GatewayConfig, IntakeLimits, WebhookSettings
 from gateway.errors import GatewayConfigError, GatewayError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -187,3 +187,21 @@ def test_an_external_tsa_needs_its_ca(tmp_path: Path) -> None:
         tmp_path, {"timestamps": {"tsa_url": "http://127.0.0.1:9/", "tsa_ca_file": "pki.crt"}}
     )
     assert config.timestamps.tsa_ca_file == tmp_path / "pki.crt"
+
+
+def test_the_intake_limits(tmp_path: Path) -> None:
+    assert GatewayConfig.from_mapping(tmp_path, {}).limits == IntakeLimits()
+    raw = {
+        "quarantine": {"badge_bytes": 1000, "badge_entries": 5, "total_bytes": 4000},
+        "reserve": {"bytes": 10, "percent": 1.5},
+        "cutoff": {"refusals": 7, "window_seconds": 2.5},
+    }
+    limits = GatewayConfig.from_mapping(tmp_path, raw).limits
+    assert limits.quarantine.badge_bytes == 1000 and limits.quarantine.total_bytes == 4000
+    assert limits.quarantine.total_entries == 20_000
+    assert limits.reserve.bytes == 10 and limits.reserve.percent == 1.5
+    assert limits.cutoff.refusals == 7 and limits.cutoff.window_seconds == 2.5
+    with pytest.raises(GatewayConfigError, match=r"quarantine.total_bytes = 10 is not in"):
+        GatewayConfig.from_mapping(tmp_path, {"quarantine": {"total_bytes": 10}})
+    with pytest.raises(GatewayConfigError, match=r"unknown key\(s\) cutoff.after"):
+        GatewayConfig.from_mapping(tmp_path, {"cutoff": {"after": 1}})
