@@ -1,5 +1,5 @@
 """The ``gateway`` command: initialise a hospital, enrol badges, configure the broker, run,
-and administer console users."""
+serve the console and administer its users."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from gateway.broker.config import (
     write_broker_config,
 )
 from gateway.config import GatewayConfig
-from gateway.console.server import ConsoleGateway
+from gateway.console.daemon import ConsoleDaemon
 from gateway.console.user_command import add_user_command, run_user_command
 from gateway.console.users import Role, UserDirectory, validate_password, validate_username
 from gateway.daemon import GatewayDaemon
@@ -138,10 +138,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     broker.add_argument("--config", type=Path, help="configuration (default: DATA/gateway.toml)")
 
-    run = commands.add_parser(
-        "run", help="run the gateway daemon (intake, alerts, webhooks, the console)"
-    )
+    run = commands.add_parser("run", help="run the gateway daemon (intake, alerts, webhooks)")
     run.add_argument("--config", type=Path, help="configuration (default: DATA/gateway.toml)")
+    console = commands.add_parser(
+        "console", help="serve the security console (its own process, beside 'gateway run')"
+    )
+    console.add_argument("--config", type=Path, help="configuration (default: DATA/gateway.toml)")
     _add_export_command(commands)
     maintenance.add_commands(commands)
     add_user_command(commands)
@@ -210,6 +212,8 @@ def _run(args: argparse.Namespace) -> int:
         return _broker_config(args, data_dir)
     if args.command == "run":
         return _run_daemon(args, data_dir)
+    if args.command == "console":
+        return _run_console(args, data_dir)
     if args.command == "export":
         return _export(args, data_dir)
     if args.command in maintenance.COMMANDS:
@@ -322,9 +326,14 @@ def _run_daemon(args: argparse.Namespace, data_dir: GatewayDataDir) -> int:
     """``gateway run``: the daemon, until SIGTERM."""
     config = GatewayConfig.load(data_dir.root, args.config)
     configure_logging(config.log_level)
-    if config.console.enabled:
-        return ConsoleGateway(data_dir, config).run()
     return GatewayDaemon(data_dir, config).run()
+
+
+def _run_console(args: argparse.Namespace, data_dir: GatewayDataDir) -> int:
+    """``gateway console``: the console, until SIGTERM."""
+    config = GatewayConfig.load(data_dir.root, args.config)
+    configure_logging(config.log_level)
+    return ConsoleDaemon(data_dir, config).run()
 
 
 def _add_export_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.storage.alert_actions import AlertActions
+from gateway.storage.alert_feed import AlertFeed
 from gateway.storage.badge_states import BadgeStates
 from gateway.storage.badges import BadgeRegistry
 from gateway.storage.catalogue import Catalogue
@@ -60,6 +61,7 @@ class Storage:
         self.login_failures = LoginFailures(database)
         self.second_factors = SecondFactors(database)
         self.alert_actions = AlertActions(database)
+        self.alert_feed = AlertFeed(database)
         self.incident_index = IncidentIndex(database)
         self.retention = RetentionRecords(database)
 

@@ -1,5 +1,6 @@
 """Console test support: real recorded video sealed by a badge, a hospital with console users,
-an in-process console on a free port fed by a real intake, and a small cookie-keeping client."""
+an in-process console on a free port following what a real intake stores (as the ``gateway
+console`` process does), and a small cookie-keeping client."""
 
 from __future__ import annotations
 
@@ -26,10 +27,12 @@ from badge.sources.synthetic import SyntheticCamera
 from evidence.segment import SealedSegment, SegmentFacts, seal_segment
 from gateway.alerts.live import AlertChannel
 from gateway.config import GatewayConfig
+from gateway.console.live_feed import AlertFollower
 from gateway.console.second_factor import SecondFactor, SecretBox, second_factor_key_path
 from gateway.console.server import ConsoleServer
 from gateway.console.users import Role, UserDirectory
 from gateway.intake.intake import Intake
+from gateway.storage import Storage
 from tests.gateway.badge_messages import BOOT_MONO_NS, BadgeMessages, Hospital, make_hospital
 from tests.mosquitto import free_port
 
@@ -137,12 +140,14 @@ def add_users(hospital: Hospital) -> dict[str, str]:
 
 @dataclass
 class ConsoleHarness:
-    """A hospital, a real intake feeding a live channel, and the console serving both over HTTP."""
+    """A hospital, a real intake, and the console following its alerts and serving over HTTP."""
 
     hospital: Hospital
     channel: AlertChannel
     intake: Intake
     server: ConsoleServer
+    follower: AlertFollower
+    follower_storage: Storage
     published: list[tuple[str, bytes]] = field(default_factory=list)
 
     @property
@@ -157,6 +162,8 @@ class ConsoleHarness:
 
     def close(self) -> None:
         """Stop serving and close the intake."""
+        self.follower.stop()
+        self.follower_storage.close()
         self.channel.close()
         self.server.stop()
         self.intake.close()
@@ -175,15 +182,23 @@ def running_console(
     intake = Intake(
         hospital.data_dir,
         lambda topic, payload: published.append((topic, payload)),
-        channel.publish,
+        lambda _event: None,  # the console hears of alerts from the database, not from here
     )
     config = GatewayConfig.from_mapping(
         hospital.data_dir.root,
-        {"console": {"tls": False, "host": "127.0.0.1", "port": free_port()}, **(settings or {})},
+        {
+            "console": {"tls": False, "host": "127.0.0.1", "port": free_port(), "live_poll_ms": 5},
+            **(settings or {}),
+        },
     )
+    follower_storage = hospital.data_dir.storage()
+    follower = AlertFollower(follower_storage, channel, config.console.limits.live_poll_ms / 1000)
+    follower.start()
     server = ConsoleServer(hospital.data_dir, config, channel)
     server.start()
-    harness = ConsoleHarness(hospital, channel, intake, server, published)
+    harness = ConsoleHarness(
+        hospital, channel, intake, server, follower, follower_storage, published
+    )
     SECRETS[harness.url] = secrets
     try:
         yield harness
