@@ -82,8 +82,10 @@ HOME = {
 
 SECURITY_HEADERS = (
     (
+        # media-src blob: lets the player hand its MediaSource (footage it fetched from
+        # here) to the <video>; nothing else may be loaded from anywhere but the console
         b"content-security-policy",
-        b"default-src 'self'; img-src 'self' data:; media-src 'self'; object-src 'none'; "
+        b"default-src 'self'; img-src 'self' data:; media-src 'self' blob:; object-src 'none'; "
         b"base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
     ),
     (b"x-content-type-options", b"nosniff"),
