@@ -16,6 +16,7 @@
   const AHEAD_S = 60; // fetch this far ahead of the playhead
   const LIVE_S = 12; // within this of the wearer, the player calls itself live
   const POLL_MS = 1000;
+  const FAST_MS = 250;
   const RETRY_MS = 2000;
 
   let plan = null;
@@ -230,6 +231,12 @@
     return !plan || plan.recording || plan.missing.length > 0 || plan.origin === null || broken !== null;
   }
 
+  function nextPollMs() {
+    // nothing stored yet, or the playhead waits at the newest segment: look again soon
+    if (plan.origin === null || (plan.recording && video.currentTime >= plan.end - 0.5)) return FAST_MS;
+    return needsPlan() ? POLL_MS : 5 * POLL_MS;
+  }
+
   async function tick() {
     clearTimeout(timer);
     try {
@@ -245,7 +252,7 @@
       retry.hidden = true;
       return say("Your view has expired: reload the page and state why you view it again.", "error");
     }
-    timer = setTimeout(tick, broken ? RETRY_MS : needsPlan() ? POLL_MS : 5 * POLL_MS);
+    timer = setTimeout(tick, broken ? RETRY_MS : nextPollMs());
   }
 
   function seekBar(event) {
