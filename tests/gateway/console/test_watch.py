@@ -216,3 +216,23 @@ def test_the_plan_and_segments_need_the_grant_and_sit_on_the_timeline(
     assert moved.status == 400 and "reload the player" in json.loads(moved.body)["error"]
     absent = officer.request(f"{base}/{grant}/2/4")
     assert absent.status == 400 and "not reached the gateway" in json.loads(absent.body)["error"]
+
+
+def test_a_player_opened_before_any_footage_says_so_and_plays_when_it_comes(
+    browser: Browser, console: ConsoleHarness
+) -> None:
+    badge = BadgeMessages.of(console.hospital.bundles["badge-a"])
+    segments = seal_recording(badge, recorded_segments(10.0))
+    console.send([(badge.topic("alert"), badge.alert("inc-early", 1, first_seq=0))])
+    officer = watch(browser, console, "inc-early")
+    state = officer.locator("#player-state")
+    expect(state).to_contain_text("No footage has reached the gateway yet", timeout=WAIT_MS)
+    expect(officer.locator("#segments")).to_have_text(
+        "0 stored so far; the badge is still recording"
+    )
+    assert officer.evaluate(f"{VIDEO}.error") is None
+    shot(officer, "04-waiting-for-the-pre-roll")
+    upload(console, badge, "inc-early", *segments[:2])
+    wait_until_true(officer, f"{VIDEO}.currentTime > 0.3")
+    expect(state).to_contain_text("live")
+    assert officer.evaluate(f"{VIDEO}.error") is None
