@@ -216,7 +216,7 @@
       parts.push(`pre-roll 0:00–${clockText(press)}`, `press at ${clockText(press)}`);
       parts.push(`post-roll ${clockText(press)}–${clockText(plan.end)}${plan.recording ? " so far, recording" : ""}`);
     } else {
-      parts.push(`${clockText(plan.end)} stored`);
+      parts.push(plan.origin === null ? "nothing stored yet" : `${clockText(plan.end)} stored`);
     }
     if (plan.missing.length) parts.push(`${plan.missing.length} segments not stored yet`);
     legend.textContent = parts.join(" · ");

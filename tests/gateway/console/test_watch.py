@@ -228,8 +228,9 @@ def test_a_player_opened_before_any_footage_says_so_and_plays_when_it_comes(
     state = officer.locator("#player-state")
     expect(state).to_contain_text("No footage has reached the gateway yet", timeout=WAIT_MS)
     expect(officer.locator("#segments")).to_have_text(
-        "0 stored so far; the badge is still recording"
+        "none stored so far; the badge is still recording"
     )
+    expect(officer.locator("#bar-legend")).to_have_text("nothing stored yet")
     assert officer.evaluate(f"{VIDEO}.error") is None
     shot(officer, "04-waiting-for-the-pre-roll")
     upload(console, badge, "inc-early", *segments[:2])
