@@ -134,7 +134,7 @@ def test_footage_plays_only_after_a_recorded_justification(
     )
     assert granted.status == 303
     player = officer.request(granted.headers["location"].split("#")[0]).text
-    found = re.search(r'src="(/incidents/badge-a/inc-1/video/[^"]+)"', player)
+    found = re.search(r'data-stream="(/incidents/badge-a/inc-1/video/[^"]+)"', player)
     assert found is not None
     video = officer.request(found.group(1))
     assert video.status == 200 and video.headers["content-type"] == "video/mp4"
