@@ -182,7 +182,7 @@ def test_the_plan_and_segments_need_the_grant_and_sit_on_the_timeline(
     assert refused.status == 400 and "state why" in json.loads(refused.body)["error"]
     token = officer.csrf("/incidents/badge-a/inc-api")
     granted = officer.request(
-        "/incidents/badge-a/inc-api/view", {"csrf": token, "justification": "alert 7"}
+        "/incidents/badge-a/inc-api/view", {"csrf": token, "justification": "answering alert 7"}
     )
     grant = granted.headers["location"].split("grant=")[1].split("#")[0]
     plan = json.loads(officer.request(f"{base}/{grant}/plan").body)
