@@ -31,8 +31,10 @@ log = logging.getLogger(__name__)
 
 POLL_S: Final = 0.2
 """How often the registry is looked at (one cheap query when nothing changed)."""
-BATCH: Final = 256
-"""Badges handled in one control message."""
+BATCH: Final = 64
+"""Badges handled in one control message (up to four commands each)."""
+LIST_PAGE: Final = 500
+"""Clients asked for in one ``listClients`` (the answer stays far below a packet's limit)."""
 _COMMANDS: Final = {
     "revoked": "deleteClient",
     "cut-off": "disableClient",
@@ -79,8 +81,15 @@ class BrokerAccess:
     def reconcile(self, accounts: Sequence[BrokerStanding]) -> int:
         """Compare the broker's clients (``listClients``) with ``accounts`` and send every
         command that brings it in step; return how many the broker accepted."""
-        answer = self._control.command({"command": "listClients", "verbose": True})
-        held = _listed(answer)
+        held: dict[str, str] = {}
+        while True:
+            answer = self._control.command(
+                {"command": "listClients", "verbose": True, "count": LIST_PAGE, "offset": len(held)}
+            )
+            page = _listed(answer)
+            held.update(page)
+            if len(page) < LIST_PAGE:
+                break
         self._applied.clear()
         for account in accounts:
             description = held.get(account.badge_id)
@@ -160,7 +169,7 @@ class BrokerAccess:
             account.badge_id,
             "random",
             "broker: badge %s was enrolled with a password the gateway cannot give the broker: "
-            "rotate it (gateway enrol %s --rotate) so that its login follows the registry",
+            "rotate it (gateway enroll %s --rotate) so that its login follows the registry",
         )
         return None
 
@@ -181,8 +190,8 @@ class BrokerAccess:
                 accepted += error is None
                 credentials_set = credentials_set or name == "modifyClient"
                 continue
-            if name == "deleteClient" and error == NOT_FOUND:
-                continue  # deleted before, or never given an account
+            if error == NOT_FOUND and (name == "deleteClient" or (badge, "random") in self._warned):
+                continue  # deleted before, never given an account, or named already
             self._warn(
                 badge,
                 f"{name}:{error}",

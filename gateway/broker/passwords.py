@@ -38,8 +38,7 @@ class BadgePasswords:
         """Use ``secret`` (``SECRET_BYTES`` random bytes)."""
         if len(secret) != SECRET_BYTES:
             raise BrokerConfigError(
-                f"the badge broker password secret must be {SECRET_BYTES} bytes, "
-                f"not {len(secret)}"
+                f"the badge broker password secret must be {SECRET_BYTES} bytes, not {len(secret)}"
             )
         self._secret = secret
 

@@ -42,9 +42,7 @@ def enroll_badge(
     refuse_reserved(data_dir, badge_id)
     identity = BadgeIdentity.generate(badge_id)
     # derived, so the running gateway can give the broker this login (decision 1704)
-    password = BadgePasswords.of(data_dir).password(
-        badge_id, identity.signing_key.public_key.raw
-    )
+    password = BadgePasswords.of(data_dir).password(badge_id, identity.signing_key.public_key.raw)
     storage = data_dir.storage()
     try:
         custody = CustodyLog(open_ledger(data_dir, storage))

@@ -5,6 +5,7 @@ the generated mosquitto (dynamic security plugin), no broker-config and no resta
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from evidence.bundle import EnrolmentBundle
+from evidence.keys import BadgeIdentity
+from gateway.broker.config import hash_broker_password, new_broker_password
 from gateway.broker.dynsec import DYNSEC_FILE
 from gateway.cli import main
 from gateway.config import GatewayConfig
@@ -207,3 +210,34 @@ def test_a_gateway_restarted_with_nothing_changed_sends_no_credentials(
         kept.close()
     # the fingerprints matched: no badge was given its password again (nor kicked)
     assert gateway.broker.log_text().count("modifyClient") == before
+
+
+def test_a_badge_whose_password_the_gateway_cannot_know_is_named_once(
+    gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    # enrolled with a random password, as before passwords were derived, while the gateway
+    # was stopped: the broker has no account for it and the gateway cannot make one
+    storage = gateway.hospital.data_dir.storage()
+    try:
+        storage.badges.enroll(
+            "badge-old",
+            BadgeIdentity.generate("badge-old").signing_key.public_key,
+            hash_broker_password(new_broker_password()),
+            wearer="",
+            location="",
+            operator="adam",
+            rotate=False,
+        )
+    finally:
+        storage.close()
+    new_bundle = gateway.enrol("badge-c")
+    with caplog.at_level(logging.WARNING, logger="gateway.broker.access"):
+        gateway.start_daemon()
+        # the others are not held back by it
+        gateway.login_within(new_bundle, AT_ONCE_S)[0].close()
+        gateway.enrol("badge-d")  # another poll, another apply: still named only once
+        gateway.login_within(gateway.bundles / "badge-d", AT_ONCE_S)[0].close()
+    named = [record for record in caplog.records if "badge-old" in record.getMessage()]
+    assert len(named) == 1
+    assert "gateway enroll badge-old --rotate" in named[0].getMessage()
+    assert "createClient | username=badge-old" not in gateway.broker.log_text()
