@@ -95,8 +95,11 @@ class BrokerAccess:
             description = held.get(account.badge_id)
             if description is None and account.state == "revoked":
                 self._applied[account.badge_id] = (account.state, account.password_hash)
-            elif description == fingerprint(account.password_hash):
-                # its password is current: only its state may need sending
+            elif description == fingerprint(account.password_hash) or (
+                description == "" and self._derived(account) is None
+            ):
+                # its password is current (or, written by broker-config before fingerprints,
+                # one the gateway could not set anyway): only its state may need sending
                 self._applied[account.badge_id] = ("", account.password_hash)
         return self.apply(accounts)
 
@@ -155,6 +158,19 @@ class BrokerAccess:
 
     def _password(self, account: BrokerStanding) -> str | None:
         """The badge's broker password, or None (warned once) if the gateway cannot know it."""
+        password = self._derived(account)
+        if password is None:
+            self._warn(
+                account.badge_id,
+                "random",
+                "broker: badge %s was enrolled with a password the gateway cannot give the "
+                "broker: rotate it (gateway enroll %s --rotate) so that its login follows the "
+                "registry",
+            )
+        return password
+
+    def _derived(self, account: BrokerStanding) -> str | None:
+        """The badge's derived broker password, or None if its registry hash is of another."""
         if self._passwords is None and (self._data_dir.keys / SECRET_FILE).exists():
             try:
                 self._passwords = BadgePasswords.of(self._data_dir)
@@ -165,12 +181,6 @@ class BrokerAccess:
             account.badge_id, account.public_key, account.password_hash
         ):
             return passwords.password(account.badge_id, account.public_key)
-        self._warn(
-            account.badge_id,
-            "random",
-            "broker: badge %s was enrolled with a password the gateway cannot give the broker: "
-            "rotate it (gateway enroll %s --rotate) so that its login follows the registry",
-        )
         return None
 
     def _applied_one(

@@ -21,7 +21,12 @@ from gateway.cli import main
 from gateway.config import GatewayConfig
 from gateway.daemon import GatewayDaemon
 from tests.gateway.badge_messages import BadgeMessages, Hospital, make_hospital
-from tests.gateway.generated_broker import GeneratedBroker, badge_tls_session, write_config
+from tests.gateway.generated_broker import (
+    GeneratedBroker,
+    badge_tls_session,
+    tls_session,
+    write_config,
+)
 from tests.mosquitto import MqttSession
 
 NOT_AUTHORIZED = 0x87
@@ -241,3 +246,53 @@ def test_a_badge_whose_password_the_gateway_cannot_know_is_named_once(
     assert len(named) == 1
     assert "gateway enroll badge-old --rotate" in named[0].getMessage()
     assert "createClient | username=badge-old" not in gateway.broker.log_text()
+
+
+def test_accounts_written_before_fingerprints_keep_working(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    hospital = make_hospital(tmp_path, ("badge-a",))
+    legacy_password = new_broker_password()
+    storage = hospital.data_dir.storage()
+    try:
+        storage.badges.enroll(
+            "badge-old",
+            BadgeIdentity.generate("badge-old").signing_key.public_key,
+            hash_broker_password(legacy_password),
+            wearer="",
+            location="",
+            operator="adam",
+            rotate=False,
+        )
+    finally:
+        storage.close()
+    root = hospital.data_dir.root
+    tls_port, plain_port = write_config(root)
+    (root / "gateway.toml").write_text(
+        f"[broker]\nport = {plain_port}\ntls = false\n[console]\nenabled = false\n"
+    )
+    # as an older broker-config wrote it: no fingerprints
+    accounts = root / "broker" / DYNSEC_FILE
+    document = json.loads(accounts.read_text())
+    for client in document["clients"]:
+        client.pop("textdescription", None)
+    accounts.write_text(json.dumps(document))
+    with GeneratedBroker(root / "broker", tls_port, plain_port) as broker:
+        gateway = Gateway(hospital, broker, tmp_path / "bundles")
+        try:
+            with caplog.at_level(logging.WARNING, logger="gateway.broker.access"):
+                gateway.start_daemon()
+                # badge-a's password is derived: it is given again, with its fingerprint
+                deadline = time.monotonic() + START_S
+                while "modifyClient | username=badge-a" not in broker.log_text():
+                    assert time.monotonic() < deadline, "badge-a was not brought up to date"
+                    time.sleep(0.02)
+                gateway.login_within(gateway.bundles / "badge-a", AT_ONCE_S)[0].close()
+            old = tls_session(broker, "badge-old", legacy_password, broker.ca_file)
+            old.close()
+            assert _connected(old), "a badge from before derived passwords lost its login"
+            assert "modifyClient | username=badge-old" not in broker.log_text()
+            assert not [r for r in caplog.records if "badge-old" in r.getMessage()]
+        finally:
+            if gateway.daemon is not None:
+                gateway.daemon.stop()
