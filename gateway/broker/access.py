@@ -166,6 +166,8 @@ class BrokerAccess:
                 "broker: badge %s was enrolled with a password the gateway cannot give the "
                 "broker: rotate it (gateway enroll %s --rotate) so that its login follows the "
                 "registry",
+                account.badge_id,
+                account.badge_id,
             )
         return password
 
@@ -192,6 +194,7 @@ class BrokerAccess:
         """Remember what the broker now holds for the badge; log a refusal once."""
         badge, state = account.badge_id, account.state
         accepted = 0
+        failed = False
         credentials_set = len(plan) == 1
         for command, answer in zip(plan, answers, strict=True):
             error = answer.get("error")
@@ -205,9 +208,16 @@ class BrokerAccess:
             self._warn(
                 badge,
                 f"{name}:{error}",
-                f"broker refused {name} for badge %s ({error}); "
-                "the gateway tries again when it reconnects",
+                "broker refused %s for badge %s (%s); the gateway tries again when it reconnects",
+                name,
+                badge,
+                error,
             )
+            failed = True
+        if not failed:  # a later refusal is worth a line again
+            self._warned = {
+                item for item in self._warned if item[0] != badge or item[1] == "random"
+            }
         if credentials_set or state == "revoked":
             self._applied[badge] = (state, account.password_hash)
             if state != "enrolled" and accepted:
@@ -216,11 +226,11 @@ class BrokerAccess:
                 log.info("broker: badge %s may log in with its current password", badge)
         return accepted
 
-    def _warn(self, badge: str, what: str, message: str) -> None:
-        """Log ``message`` (``%s`` placeholders take the badge id) once per badge and cause."""
+    def _warn(self, badge: str, what: str, message: str, *args: object) -> None:
+        """Log ``message % args`` once per badge and cause (``what``)."""
         if (badge, what) not in self._warned:
             self._warned.add((badge, what))
-            log.warning(message, *([badge] * message.count("%s")))
+            log.warning(message, *args)
 
     def _run(self) -> None:
         storage = self._data_dir.storage()
