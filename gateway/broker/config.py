@@ -71,8 +71,8 @@ def hash_broker_password(
     The result is ``$7$<iterations>$<base64 salt>$<base64 PBKDF2-HMAC-SHA512>``, the same
     string ``mosquitto_passwd`` writes. ``salt`` (12 bytes) is drawn at random unless given.
     The broker re-derives the hash on every CONNECT, so the iteration count is kept at
-    mosquitto's default: our passwords are 256-bit random tokens, which no iteration count
-    makes easier or harder to guess.
+    mosquitto's default: our passwords carry 256 bits (random or HMAC-derived), which no
+    iteration count makes easier or harder to guess.
     """
     if not isinstance(password, str) or not password or "\x00" in password:
         raise BrokerConfigError(

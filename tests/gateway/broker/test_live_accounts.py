@@ -296,3 +296,23 @@ def test_accounts_written_before_fingerprints_keep_working(
         finally:
             if gateway.daemon is not None:
                 gateway.daemon.stop()
+
+
+def test_a_badge_enrolled_while_the_broker_is_down_logs_in_once_it_is_back(
+    gateway: Gateway,
+) -> None:
+    gateway.start_daemon()
+    assert gateway.daemon is not None
+    gateway.broker.stop()
+    bundle = gateway.enrol("badge-c")
+    gateway.broker.start()
+    deadline = time.monotonic() + START_S
+    while not gateway.daemon.connected:
+        assert time.monotonic() < deadline, "the gateway did not reconnect"
+        time.sleep(0.02)
+    session, took = gateway.login_within(bundle, AT_ONCE_S)
+    try:
+        assert took < AT_ONCE_S
+        assert gateway.reaches_the_gateway(session, bundle, AT_ONCE_S) < AT_ONCE_S
+    finally:
+        session.close()
