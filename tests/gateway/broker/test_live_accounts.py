@@ -146,7 +146,10 @@ def test_a_badge_enrolled_while_everything_runs_logs_in_within_a_second(
     assert "badge-c" in [client["username"] for client in saved["clients"]]
 
 
-def test_a_rotated_badge_logs_in_with_its_new_password_only(gateway: Gateway) -> None:
+def test_a_rotated_badge_logs_in_with_its_new_password_only(
+    gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="gateway.broker.access")
     gateway.start_daemon()
     old_bundle = gateway.bundles / "badge-a"
     old = gateway.login(old_bundle)
@@ -166,6 +169,9 @@ def test_a_rotated_badge_logs_in_with_its_new_password_only(gateway: Gateway) ->
             session.close()
     finally:
         old.close()
+    # the creates answered "already exists", which is no refusal worth a line
+    assert not [r for r in caplog.records if "refused" in r.getMessage()]
+    assert "modifyClient | username=badge-a" in gateway.broker.log_text()
 
 
 def test_a_gateway_started_later_brings_the_broker_in_step(gateway: Gateway) -> None:
