@@ -1,4 +1,5 @@
-"""The ``gateway`` command: initialise a hospital, enrol badges, configure the broker, run."""
+"""The ``gateway`` command: initialise a hospital, enrol badges, configure the broker, run,
+serve the console and administer its users."""
 
 from __future__ import annotations
 
@@ -15,24 +16,26 @@ from evidence.keys import HpkeSuite
 from gateway.broker.accounts import broker_accounts
 from gateway.broker.config import (
     BrokerSettings,
-    broker_listening,
     hash_broker_password,
     new_broker_password,
+    refuse_while_running,
     write_broker_config,
 )
 from gateway.broker.dynsec import DYNSEC_FILE
 from gateway.config import GatewayConfig
-from gateway.console.server import ConsoleGateway
+from gateway.console.daemon import ConsoleDaemon
+from gateway.console.user_command import add_user_command, run_user_command
 from gateway.console.users import Role, UserDirectory, validate_password, validate_username
 from gateway.daemon import GatewayDaemon
 from gateway.datadir import GatewayDataDir
 from gateway.enrolment.enrolment import enroll_badge, lift_cutoff, revoke_badge
-from gateway.errors import BrokerConfigError, GatewayError
+from gateway.errors import GatewayError
 from gateway.export.export import ExportRequest, export_incident
 from gateway.ledger.custody import CustodyLog
 from gateway.ledger.ledger import open_ledger
 from gateway.logging_setup import configure_logging
 from gateway.maintenance import cli as maintenance
+from gateway.naming import check_name
 
 DEFAULT_DATA_DIR = Path(os.environ.get("MEDBADGE_GATEWAY_DATA", "/var/lib/medbadge-gateway"))
 _SUITES = {"x25519": HpkeSuite.X25519, "mlkem768-x25519": HpkeSuite.MLKEM768_X25519}
@@ -143,12 +146,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     broker.add_argument("--config", type=Path, help="configuration (default: DATA/gateway.toml)")
 
-    run = commands.add_parser(
-        "run", help="run the gateway daemon (intake, alerts, webhooks, the console)"
-    )
+    run = commands.add_parser("run", help="run the gateway daemon (intake, alerts, webhooks)")
     run.add_argument("--config", type=Path, help="configuration (default: DATA/gateway.toml)")
+    console = commands.add_parser(
+        "console", help="serve the security console (its own process, beside 'gateway run')"
+    )
+    console.add_argument("--config", type=Path, help="configuration (default: DATA/gateway.toml)")
     _add_export_command(commands)
     maintenance.add_commands(commands)
+    add_user_command(commands)
     return parser
 
 
@@ -202,6 +208,7 @@ def create_first_admin(data_dir: GatewayDataDir, username: str, password: str) -
 def _run(args: argparse.Namespace) -> int:
     data_dir = GatewayDataDir(args.data)
     if args.command == "init":
+        check_name(args.hospital, "hospital name")
         admin_password = _admin_password(args)
         data_dir.initialise(args.hospital, _SUITES[args.suite], _custodian_passphrase(args))
         print(f"initialised gateway data directory {data_dir.root} for {args.hospital}")
@@ -213,6 +220,8 @@ def _run(args: argparse.Namespace) -> int:
         return _broker_config(args, data_dir)
     if args.command == "run":
         return _run_daemon(args, data_dir)
+    if args.command == "console":
+        return _run_console(args, data_dir)
     if args.command == "export":
         return _export(args, data_dir)
     if args.command in maintenance.COMMANDS:
@@ -225,6 +234,8 @@ def _run(args: argparse.Namespace) -> int:
         lift_cutoff(data_dir, args.badge_id, operator=args.operator)
         print(f"lifted the cut-off of badge {args.badge_id}; it may log in to the broker again")
         return 0
+    if args.command == "user":
+        return run_user_command(args, data_dir)
     return _enroll(args, data_dir)
 
 
@@ -270,14 +281,7 @@ def _broker_config(args: argparse.Namespace, data_dir: GatewayDataDir) -> int:
     )
     kept = (out / DYNSEC_FILE).exists() and not args.reset_accounts
     if args.reset_accounts:
-        answering = broker_listening(out, settings)
-        if answering:
-            ports = ", ".join(str(port) for port in answering)
-            raise BrokerConfigError(
-                f"a broker answers on port {ports}: stop it (systemctl stop mosquitto) before "
-                "--reset-accounts, or it saves its own accounts over the new file at its next "
-                "change; while it runs, 'gateway run' keeps its accounts in step by itself"
-            )
+        refuse_while_running(out, settings)
     config_path = write_broker_config(
         out,
         accounts,
@@ -342,9 +346,14 @@ def _run_daemon(args: argparse.Namespace, data_dir: GatewayDataDir) -> int:
     """``gateway run``: the daemon, until SIGTERM."""
     config = GatewayConfig.load(data_dir.root, args.config)
     configure_logging(config.log_level)
-    if config.console.enabled:
-        return ConsoleGateway(data_dir, config).run()
     return GatewayDaemon(data_dir, config).run()
+
+
+def _run_console(args: argparse.Namespace, data_dir: GatewayDataDir) -> int:
+    """``gateway console``: the console, until SIGTERM."""
+    config = GatewayConfig.load(data_dir.root, args.config)
+    configure_logging(config.log_level)
+    return ConsoleDaemon(data_dir, config).run()
 
 
 def _add_export_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

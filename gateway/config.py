@@ -89,12 +89,30 @@ class GatewayPaths:
 
 
 @dataclass(frozen=True)
+class ConsoleLimits:
+    """The bounds of ``gateway console``: connections, the time to send a request, idling."""
+
+    max_connections: int = 512
+    """Open connections in all; past it the newest connection still waiting for its first
+    request, from the address holding the most, makes way (or the new one is refused)."""
+    max_connections_per_address: int = 32
+    """Open connections from one client address (a desk behind one NAT shares one)."""
+    header_timeout_seconds: float = 10.0
+    """A new connection must finish its TLS handshake and first request headers this soon."""
+    idle_timeout_seconds: int = 5
+    """A kept-alive connection with no new request this long is closed."""
+    live_poll_ms: int = 20
+    """How often the console looks in the database for alerts the intake has stored."""
+
+
+@dataclass(frozen=True)
 class ConsoleSettings:
-    """Where and how ``gateway run`` serves the security console (HTTP API and pages)."""
+    """Where and how ``gateway console`` serves the security console (HTTP API and pages)."""
 
     enabled: bool = True
     host: str = "127.0.0.1"
-    """The listening address; "0.0.0.0" for every interface (then use TLS)."""
+    """The listening address: the gateway's address on the security desks' network ("0.0.0.0"
+    listens on every interface, reachable from every ward)."""
     port: int = 8443
     tls: bool = True
     """Serve HTTPS with a server certificate from the hospital evidence CA."""
@@ -108,6 +126,8 @@ class ConsoleSettings:
     """No session lasts longer than this, however busy."""
     custodian_passphrase_file: Path | None = None
     """The custodian key's passphrase, when the key is protected (playback decrypts with it)."""
+    limits: ConsoleLimits = ConsoleLimits()
+    """What one client, and all of them together, may hold of the console process."""
 
 
 @dataclass(frozen=True)
@@ -346,6 +366,17 @@ def _console(table: _Table) -> ConsoleSettings:
         session_idle_minutes=table.integer("session_idle_minutes", 30, 1, 24 * 60),
         session_max_hours=table.integer("session_max_hours", 12, 1, 7 * 24),
         custodian_passphrase_file=table.optional_path("custodian_passphrase_file"),
+        limits=_console_limits(table),
+    )
+
+
+def _console_limits(table: _Table) -> ConsoleLimits:
+    return ConsoleLimits(
+        max_connections=table.integer("max_connections", 512, 2, 100_000),
+        max_connections_per_address=table.integer("max_connections_per_address", 32, 1, 100_000),
+        header_timeout_seconds=table.number("header_timeout_seconds", 10.0, 0.1, 300),
+        idle_timeout_seconds=table.integer("idle_timeout_seconds", 5, 1, 3600),
+        live_poll_ms=table.integer("live_poll_ms", 20, 1, 10_000),
     )
 
 

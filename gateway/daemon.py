@@ -1,11 +1,13 @@
 """The gateway daemon: intake on the broker, each alert to the live channel and the webhooks.
 
 broker -> IntakeService -> Intake (stores, receipts) -> on_alert -> log line,
-                                                         AlertChannel (console), AlertWebhooks
+                                                         AlertChannel (in-process), AlertWebhooks
 
 ``run`` tells systemd READY=1 once the intake is connected and subscribed, and WATCHDOG=1
-while it stays so (decision 1002); SIGTERM or SIGINT stop it cleanly. The console extends
-this class with its HTTP server: override ``start``/``stop`` and call the base versions.
+while it stays so (decision 1002); SIGTERM or SIGINT stop it cleanly. The daemon serves no
+console (only its loopback health and metrics listener): the console is a process of its own
+(``gateway console``, decision 1740) that follows the stored alerts from the database, so
+nothing it does can reach the intake or the webhooks.
 """
 
 from __future__ import annotations

@@ -138,9 +138,17 @@ class ConsoleError(GatewayError):
     """The security console cannot start, or refuses an operation (a bad user, a bad request)."""
 
 
+class SecondFactorSetupRequiredError(ConsoleError):
+    """The session's user must set up a second factor before anything else."""
+
+
 class ExportError(GatewayError):
     """An evidence package cannot be made (incident incomplete, vault altered, TSA down, ...)."""
 
 
 class RetentionError(GatewayError):
     """Footage cannot be deleted under retention (held, not yet due, or already deleted)."""
+
+
+class InvalidTextError(GatewayError):
+    """A name or a reason is refused: unsafe characters, or too little to say anything."""

@@ -240,6 +240,18 @@ def broker_listening(out_dir: Path, settings: BrokerSettings) -> list[int]:
     return sorted(set(answering))
 
 
+def refuse_while_running(out_dir: Path, settings: BrokerSettings) -> None:
+    """BrokerConfigError if a broker answers (its accounts must not be reset under it)."""
+    answering = broker_listening(out_dir, settings)
+    if answering:
+        ports = ", ".join(str(port) for port in answering)
+        raise BrokerConfigError(
+            f"a broker answers on port {ports}: stop it (systemctl stop mosquitto) before "
+            "--reset-accounts, or it saves its own accounts over the new file at its next "
+            "change; while it runs, 'gateway run' keeps its accounts in step by itself"
+        )
+
+
 def _reachable(address: str) -> str:
     """Where to look for a listener bound to ``address`` from this machine."""
     return {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(address, address)  # noqa: S104

@@ -15,6 +15,7 @@ from gateway.datadir import GatewayDataDir
 from gateway.errors import EnrolmentError
 from gateway.ledger.custody import CustodyLog
 from gateway.ledger.ledger import open_ledger
+from gateway.naming import check_name
 from gateway.storage.badges import EnrolledBadge
 
 
@@ -40,6 +41,8 @@ def enroll_badge(
     if not operator.strip():
         raise EnrolmentError("say who enrols the badge (--operator): the custody log records it")
     refuse_reserved(data_dir, badge_id)
+    wearer, location = check_name(wearer, "wearer"), check_name(location, "location")
+    check_name(operator, "operator")
     identity = BadgeIdentity.generate(badge_id)
     # derived, so the running gateway can give the broker this login (decision 1704)
     password = BadgePasswords.of(data_dir).password(badge_id, identity.signing_key.public_key.raw)

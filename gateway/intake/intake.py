@@ -43,7 +43,7 @@ from evidence.incident import SignedIncident
 from evidence.messages import Heartbeat, Receipt, Rejection, SegmentChunk, Status
 from evidence.segment import SegmentHeader
 from evidence.topics import badge_topic, gateway_topic, parse_badge_topic
-from gateway.alerts.alerts import AlertEvent, SignedAlert
+from gateway.alerts.alerts import AlertEvent, SignedAlert, alert_event
 from gateway.broker.config import DEFAULT_MAX_PACKET_BYTES
 from gateway.config import IntakeLimits
 from gateway.datadir import GatewayDataDir
@@ -261,10 +261,10 @@ class Intake:
         """Give the console the alert, with the press in gateway time when the clock is known."""
         estimate = self._clocks.estimate(badge.badge_id, alert.press.boot)
         press = alert.press
-        pressed = error = None
+        pressed = None
         if estimate is not None and estimate.boot == press.boot:
-            pressed, error = estimate.gateway_time(press.wall_ns, press.mono_ns)
-        event = AlertEvent(
+            pressed = estimate.gateway_time(press.wall_ns, press.mono_ns)
+        event = alert_event(
             badge_id=badge.badge_id,
             wearer=badge.wearer,
             registered_location=badge.location,
@@ -272,10 +272,7 @@ class Intake:
             incident_id=alert.incident_id,
             press=press,
             received_wall_ns=received,
-            claimed_latency_ns=received - press.wall_ns,
-            estimated_press_wall_ns=pressed,
-            estimated_latency_ns=None if pressed is None else received - pressed,
-            latency_error_ns=error,
+            press_estimate=pressed,
         )
         try:
             self._on_alert(event)

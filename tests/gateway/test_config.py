@@ -120,6 +120,10 @@ secret_file = "pager.secret"
         ),
         ("[[webhook]]\nurl = 'http://x/'\nsecret_file = 's'\ntimeout_seconds = 0", "timeout"),
         ("broker = [", "cannot be read"),
+        ("[console]\nmax_connections_per_address = 0", "console.max_connections_per_address = 0"),
+        ("[console]\nmax_connections = 1", "console.max_connections = 1 is not in 2..100000"),
+        ("[console]\nheader_timeout_seconds = 0", "console.header_timeout_seconds = 0"),
+        ("[console]\nidle_timeout_seconds = 0.5", "console.idle_timeout_seconds must be a whole"),
     ],
 )
 def test_bad_values_name_the_file_and_the_key(tmp_path: Path, text: str, message: str) -> None:
@@ -127,6 +131,20 @@ def test_bad_values_name_the_file_and_the_key(tmp_path: Path, text: str, message
         load(tmp_path, text)
     assert str(tmp_path / "gateway.toml") in str(caught.value)
     assert isinstance(caught.value, GatewayError)
+
+
+def test_console_limits_have_bounded_defaults_and_can_be_set(tmp_path: Path) -> None:
+    limits = GatewayConfig.load(tmp_path).console.limits
+    assert limits.max_connections_per_address < limits.max_connections
+    assert 0 < limits.header_timeout_seconds <= 30 and 0 < limits.idle_timeout_seconds <= 30
+    text = (
+        "[console]\nmax_connections = 40\nmax_connections_per_address = 4\n"
+        "header_timeout_seconds = 2.5\nidle_timeout_seconds = 3\nlive_poll_ms = 7\n"
+    )
+    limits = load(tmp_path, text).console.limits
+    assert (limits.max_connections, limits.max_connections_per_address) == (40, 4)
+    assert (limits.header_timeout_seconds, limits.idle_timeout_seconds) == (2.5, 3)
+    assert limits.live_poll_ms == 7
 
 
 def test_an_explicit_file_must_exist(tmp_path: Path) -> None:

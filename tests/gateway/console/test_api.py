@@ -61,7 +61,7 @@ def record_incident(console: ConsoleHarness, incident_id: str = "inc-1") -> None
 def test_login_sets_a_strict_http_only_session_and_is_recorded(console: ConsoleHarness) -> None:
     client = WebClient(console.url)
     refused = client.login("olga", "not the password at all")
-    assert refused.status == 401 and "Wrong user name or password" in refused.text
+    assert refused.status == 401 and "Wrong user name, password or one-time code" in refused.text
     accepted = client.login("olga")
     assert accepted.status == 303 and accepted.headers["location"] == "/alerts"
     cookie = accepted.headers["set-cookie"]
@@ -74,17 +74,6 @@ def test_login_sets_a_strict_http_only_session_and_is_recorded(console: ConsoleH
     token = client.csrf("/alerts")
     assert client.request("/logout", {"csrf": token}).status == 303
     assert client.request("/alerts").headers["location"].startswith("/login")
-
-
-def test_repeated_failures_lock_the_name_even_for_the_right_password(
-    console: ConsoleHarness,
-) -> None:
-    client = WebClient(console.url)
-    for _ in range(5):
-        assert client.login("carl", "wrong password here").status == 401
-    locked = client.login("carl")
-    assert locked.status == 429 and "Too many failed logins" in locked.text
-    assert WebClient(console.url).login("aida").status == 303  # another name is not locked
 
 
 def test_each_role_sees_what_it_needs_and_is_told_which_role_it_lacks(
