@@ -18,8 +18,10 @@ from gateway.broker.config import (
     BrokerSettings,
     hash_broker_password,
     new_broker_password,
+    refuse_while_running,
     write_broker_config,
 )
+from gateway.broker.dynsec import DYNSEC_FILE
 from gateway.config import GatewayConfig
 from gateway.console.daemon import ConsoleDaemon
 from gateway.console.user_command import add_user_command, run_user_command
@@ -136,6 +138,12 @@ def _parser() -> argparse.ArgumentParser:
         default="mosquitto",
         help="account mosquitto runs as; when run as root, its files are handed to it",
     )
+    broker.add_argument(
+        "--reset-accounts",
+        action="store_true",
+        help="rewrite the broker's accounts from the registry (only while mosquitto is stopped; "
+        "otherwise they are written only when there are none yet)",
+    )
     broker.add_argument("--config", type=Path, help="configuration (default: DATA/gateway.toml)")
 
     run = commands.add_parser("run", help="run the gateway daemon (intake, alerts, webhooks)")
@@ -248,8 +256,8 @@ def _enroll(args: argparse.Namespace, data_dir: GatewayDataDir) -> int:
     print(f"{verb} badge {enrolled.badge_id} (key generation {enrolled.key_generation});")
     print(f"copy {bundle} to the badge (it holds the badge's private key: keep it secret)")
     print(
-        "then run 'gateway broker-config' so the broker accepts the badge's new login, "
-        "and restart mosquitto (systemctl restart mosquitto)"
+        "a running gateway gives the broker the badge's login within a second (no broker "
+        "restart); if the gateway is stopped, it does so when 'gateway run' starts"
     )
     return 0
 
@@ -271,6 +279,9 @@ def _broker_config(args: argparse.Namespace, data_dir: GatewayDataDir) -> int:
         bind_tls=args.bind,
         run_as_user=args.broker_user,
     )
+    kept = (out / DYNSEC_FILE).exists() and not args.reset_accounts
+    if args.reset_accounts:
+        refuse_while_running(out, settings)
     config_path = write_broker_config(
         out,
         accounts,
@@ -278,12 +289,20 @@ def _broker_config(args: argparse.Namespace, data_dir: GatewayDataDir) -> int:
         data_dir.evidence_ca(),
         server_hostnames=_unique([*_LOOPBACK_NAMES, *args.hostname]),
         server_ips=_unique([*_LOOPBACK_IPS, *args.ip]),
+        reset_accounts=args.reset_accounts,
     )
-    badges = len(accounts) - 1
-    print(
-        f"wrote {config_path}: {badges} badge account(s) and the gateway account "
-        f"{account.username!r} (password in {account.password_file})"
-    )
+    if kept:
+        print(
+            f"wrote {config_path}; kept the broker's accounts in {out / DYNSEC_FILE}: the "
+            "broker owns them now and 'gateway run' keeps them in step with the registry "
+            "(--reset-accounts rewrites them, with the broker stopped)"
+        )
+    else:
+        badges = len(accounts) - 1
+        print(
+            f"wrote {config_path}: {badges} badge account(s) and the gateway account "
+            f"{account.username!r} (password in {account.password_file})"
+        )
     if not args.hostname and not args.ip:
         print(
             "note: the server certificate names only this machine; badges on the network "
@@ -291,8 +310,9 @@ def _broker_config(args: argparse.Namespace, data_dir: GatewayDataDir) -> int:
         )
     print(f"start the broker with: mosquitto -c {config_path}")
     print(
-        "a running broker reads its accounts only when it starts: restart it "
-        "(systemctl restart mosquitto); revocations and cut-offs reach it at once, without one"
+        "restart a running broker only for a changed listener or certificate "
+        "(systemctl restart mosquitto): enrolments, rotations, revocations and cut-offs "
+        "reach it at once through the running gateway, without one"
     )
     return 0
 

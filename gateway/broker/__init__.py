@@ -6,5 +6,6 @@ __all__ = [
     "config",
     "control",
     "dynsec",
+    "passwords",
 ]
 """The modules of this package."""

@@ -9,7 +9,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from evidence.bundle import BrokerCredentials, EnrolmentBundle
 from evidence.keys import BadgeIdentity
 from gateway.broker.accounts import refuse_reserved
-from gateway.broker.config import hash_broker_password, new_broker_password
+from gateway.broker.config import hash_broker_password
+from gateway.broker.passwords import BadgePasswords
 from gateway.datadir import GatewayDataDir
 from gateway.errors import EnrolmentError
 from gateway.ledger.custody import CustodyLog
@@ -43,7 +44,8 @@ def enroll_badge(
     wearer, location = check_name(wearer, "wearer"), check_name(location, "location")
     check_name(operator, "operator")
     identity = BadgeIdentity.generate(badge_id)
-    password = new_broker_password()
+    # derived, so the running gateway can give the broker this login (decision 1704)
+    password = BadgePasswords.of(data_dir).password(badge_id, identity.signing_key.public_key.raw)
     storage = data_dir.storage()
     try:
         custody = CustodyLog(open_ledger(data_dir, storage))

@@ -122,9 +122,9 @@ class BadgeRegistry:
     def revoke(self, badge_id: str, *, operator: str, reason: str) -> EnrolledBadge:
         """Mark ``badge_id`` revoked, recorded as an enrolment event.
 
-        The intake refuses a revoked badge at once; the broker refuses its login once
-        ``gateway broker-config`` has run again (it writes no account for it). Enrolling
-        it again with ``rotate`` issues a new key and lifts the revocation.
+        The intake refuses a revoked badge at once, and a running gateway deletes its broker
+        account within a poll. Enrolling it again with ``rotate`` issues a new key and lifts
+        the revocation.
         """
         now = time.time_ns()
         with self._db.transaction():
