@@ -9,6 +9,8 @@ __all__ = [
     "daemon",
     "encoder",
     "errors",
+    "fuel_gauge",
+    "health",
     "heartbeat",
     "incident",
     "media",

@@ -107,6 +107,12 @@ class ConsoleOptions:
     broker_port: int = 8883
     retention_days: int = 365
     """Footage last received longer ago than this may be deleted (``[retention] days``)."""
+    low_battery_percent: int = 20
+    """The badge list warns of a battery charge below this (``[console] low_battery_percent``)."""
+
+    def low_battery(self, battery_percent: int | None) -> bool:
+        """Whether a badge reporting ``battery_percent`` gets the low-battery warning."""
+        return battery_percent is not None and battery_percent < self.low_battery_percent
 
 
 class RoleRefusedError(ConsoleError):

@@ -242,5 +242,12 @@ MIGRATIONS: Sequence[str] = (
     DELETE FROM incident_index_sync;
     ALTER TABLE incident_index_sync RENAME COLUMN last_rowid TO last_arrival;
     """,
+    # heartbeats carry the battery's voltage and rate, the SoC temperature, the clock's sync
+    """
+    ALTER TABLE badge_state ADD COLUMN battery_millivolts INTEGER;
+    ALTER TABLE badge_state ADD COLUMN battery_rate_millipercent_per_hour INTEGER;
+    ALTER TABLE badge_state ADD COLUMN soc_temperature_millicelsius INTEGER;
+    ALTER TABLE badge_state ADD COLUMN clock_synchronised INTEGER;
+    """,
 )
 """Each entry moves the schema one version up; never edit one that has shipped."""
