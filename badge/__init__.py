@@ -10,6 +10,7 @@ __all__ = [
     "encoder",
     "errors",
     "fuel_gauge",
+    "glyphs",
     "health",
     "heartbeat",
     "incident",
