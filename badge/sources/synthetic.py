@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -179,7 +180,7 @@ def _bgr_to_i420(bgr: Image) -> Image:
     u = 128 - 37.797 * r - 74.203 * g + 112.0 * b
     v = 128 + 112.0 * r - 93.786 * g - 18.214 * b
 
-    def half(plane: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    def half(plane: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.floating[Any]]:
         return np.asarray(plane.reshape(height // 2, 2, width // 2, 2).mean(axis=(1, 3)))
 
     planar = np.empty((height * 3 // 2, width), dtype=np.uint8)
