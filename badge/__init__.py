@@ -1,6 +1,7 @@
 """The medbadge badge: camera, segments, sealing, pre-event ring, alert button and uplink."""
 
 __all__ = [
+    "bounded",
     "button",
     "capture",
     "cli",
