@@ -101,8 +101,11 @@ class SyntheticCamera:
         if pixel_format not in ("yuv420p", "bgr24"):
             raise SourceError(f"synthetic camera pixel format {pixel_format!r} is unknown")
         self.pixel_format: PixelFormat = pixel_format
-        bars = _colour_bars(width, height)
-        self._background = bars if pixel_format == "bgr24" else _bgr_to_i420(bars)
+        self._background = (
+            _colour_bars(width, height)
+            if pixel_format == "bgr24"
+            else _stacked(_bgr_to_i420(_colour_bars(width, 2)), width, height)
+        )
         self._block = max(8, height // 6)
         self._block_top = (height - self._block) // 2
         travel = width - self._block
@@ -188,4 +191,16 @@ def _bgr_to_i420(bgr: Image) -> Image:
     luma[:] = np.clip(np.rint(y), 0, 255)
     u_plane[:] = np.clip(np.rint(half(u)), 0, 255)
     v_plane[:] = np.clip(np.rint(half(v)), 0, 255)
+    return planar
+
+
+def _stacked(two_rows: Image, width: int, height: int) -> Image:
+    """An I420 picture of ``height`` rows each like the two of ``two_rows`` (the bars do
+    not change down the picture), made without a full-size temporary."""
+    luma_row, u_row, v_row = (plane[0] for plane in _planes(two_rows, width, 2))
+    planar = np.empty((height * 3 // 2, width), dtype=np.uint8)
+    luma, u, v = _planes(planar, width, height)
+    luma[:] = luma_row
+    u[:] = u_row
+    v[:] = v_row
     return planar
