@@ -165,10 +165,27 @@ def ensure_binfmt() -> None:
         raise Arm64CheckError("qemu-aarch64 did not register with binfmt_misc (flag F)")
 
 
+HOSTS = "127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n"
+"""What every installed Debian has in /etc/hosts and debootstrap does not write: the
+enrolment bundle names the broker ``localhost`` here."""
+
+
+def needs_hosts(text: str | None) -> bool:
+    """Whether an /etc/hosts (None: absent) lacks a ``localhost`` line."""
+    if text is None:
+        return True
+    return not any(
+        "localhost" in line.split("#", 1)[0].split()[1:] for line in text.splitlines()
+    )
+
+
 def ensure_root(root: Path) -> None:
     """Build the arm64 root with debootstrap unless a finished one is cached."""
+    hosts = root / "etc" / "hosts"
     if root_is_ready(root):
         print(f"    cached: {root}")
+        if needs_hosts(hosts.read_text() if hosts.exists() else None):
+            hosts.write_text(HOSTS)
         return
     partial = root.with_name(root.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
@@ -178,6 +195,7 @@ def ensure_root(root: Path) -> None:
         subprocess.run(["umount", "-l", str(partial / mounted)], capture_output=True, check=False)
     shutil.rmtree(root, ignore_errors=True)
     partial.rename(root)
+    hosts.write_text(HOSTS)
     (root / READY_STAMP).write_text(f"debootstrap {SUITE} arm64 from {MIRROR}\n")
 
 

@@ -11,6 +11,7 @@ from demo.arm64 import (
     chroot_command,
     debootstrap_command,
     install_commands,
+    needs_hosts,
     root_env,
     root_is_ready,
 )
@@ -63,3 +64,10 @@ def test_the_install_is_the_runbooks_venv_with_system_site_packages() -> None:
     assert f"python3 -m venv --system-site-packages {VENV}" in venv[-1]
     assert replace[-1].endswith("medbadge-0.1.0-py3-none-any.whl") and "--no-deps" in replace
     assert extra[0] == f"{VENV}/bin/pip" and extra[-1].endswith(".whl[badge]")
+
+
+def test_a_root_without_localhost_in_its_hosts_gets_one() -> None:
+    assert needs_hosts(None) and needs_hosts("") and needs_hosts("# localhost\n")
+    assert needs_hosts("127.0.1.1 localhost-not\n")
+    assert not needs_hosts("127.0.0.1\tlocalhost\n")
+    assert not needs_hosts("::1 ip6-localhost localhost # loopback\n")
