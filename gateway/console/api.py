@@ -108,8 +108,10 @@ def badges(console: Console, call: Call) -> Response:
                 "battery_rate_millipercent_per_hour": (
                     state.battery_rate_millipercent_per_hour if state else None
                 ),
-                "low_battery": console.options.low_battery(
-                    state.battery_percent if state else None
+                "low_battery": bool(
+                    state
+                    and state.battery_percent is not None
+                    and state.battery_percent < console.options.low_battery_percent
                 ),
                 "soc_temperature_millicelsius": (
                     state.soc_temperature_millicelsius if state else None

@@ -110,10 +110,6 @@ class ConsoleOptions:
     low_battery_percent: int = 20
     """The badge list warns of a battery charge below this (``[console] low_battery_percent``)."""
 
-    def low_battery(self, battery_percent: int | None) -> bool:
-        """Whether a badge reporting ``battery_percent`` gets the low-battery warning."""
-        return battery_percent is not None and battery_percent < self.low_battery_percent
-
 
 class RoleRefusedError(ConsoleError):
     """The signed-in user's role may not do this; carries the permission that was needed."""
