@@ -109,6 +109,7 @@ secret_file = "pager.secret"
         ("[brokers]\nhost = 'x'", r"unknown section\(s\) \['brokers'\]"),
         ("[log]\nlevel = 'loud'", "log.level = 'loud' is not one of"),
         ("[live]\nqueue_limit = 0", "live.queue_limit = 0"),
+        ("[console]\nlow_battery_percent = 101", "console.low_battery_percent = 101"),
         ("webhook = 3", r"\[\[webhook\]\] must be an array of tables"),
         ("[[webhook]]\nurl = 'ftp://x/'\nsecret_file = 's'", "must be an http"),
         ("[[webhook]]\nurl = 'http://x/'", r"webhook\[0\].secret_file is required"),
@@ -169,3 +170,9 @@ def test_an_external_tsa_needs_its_ca(tmp_path: Path) -> None:
         tmp_path, {"timestamps": {"tsa_url": "http://127.0.0.1:9/", "tsa_ca_file": "pki.crt"}}
     )
     assert config.timestamps.tsa_ca_file == tmp_path / "pki.crt"
+
+
+def test_the_low_battery_threshold_is_read(tmp_path: Path) -> None:
+    assert load(tmp_path, "").console.low_battery_percent == 20
+    config = load(tmp_path, "[console]\nlow_battery_percent = 35\n")
+    assert config.console.low_battery_percent == 35
