@@ -149,6 +149,17 @@ class BadgeDaemon:
         )
         self._button: AlertButton | None = None
 
+    def _battery_status(self) -> dict[str, Any]:
+        reading = self.battery.latest()
+        return {
+            "gauge": self.config.battery.gauge,
+            "percent": None if reading is None else reading.percent,
+            "millivolts": None if reading is None else reading.millivolts,
+            "rate_millipercent_per_hour": (
+                None if reading is None else reading.rate_millipercent_per_hour
+            ),
+        }
+
     def _battery_percent(self) -> int | None:
         reading = self.battery.latest()
         return None if reading is None else reading.percent
@@ -221,6 +232,7 @@ class BadgeDaemon:
                 "segments_emitted": capture.segments_emitted if capture else 0,
             },
             "outbox_pending": len(self.outbox.pending()),
+            "battery": self._battery_status(),
             "uplink": (
                 {"enabled": True, **self.uplink.stats.to_dict()}
                 if self.uplink is not None

@@ -223,6 +223,12 @@ def test_heartbeats_and_incidents_carry_the_fuel_gauges_reading(
         assert beat.battery_millivolts == 3_650
         assert beat.battery_rate_millipercent_per_hour == -30 * 208
         assert beat.clock_synchronised in (True, False)  # the kernel answers on Linux
+        assert running.status()["battery"] == {
+            "gauge": "max17048",
+            "percent": 18,
+            "millivolts": 3_650,
+            "rate_millipercent_per_hour": -6_240,
+        }
         running.press()
         wait_until(lambda: running.recorder.closed_count == 1, timeout=20)
     finally:
