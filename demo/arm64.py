@@ -43,8 +43,8 @@ READY_STAMP = ".medbadge-root-ready"
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
 PACKAGES = ("python3", "python3-venv", "python3-pip", "ca-certificates")
-VENV = "/opt/medbadge/venv"
-"""Where the badge's venv lives inside the root (docs/hardware.md, "Setting up")."""
+VENV = "/opt/medbadge"
+"""Where the badge's venv lives inside the root, as on a badge (the deployment runbook)."""
 WHEEL_DIR = "/tmp/medbadge-wheel"  # noqa: S108 - inside the throwaway root
 HOST_CA = "/etc/ssl/certs/build-host-ca.crt"
 """The build host's CA bundle, copied in so pip inside the root trusts what the host trusts."""
@@ -111,7 +111,9 @@ def root_env() -> dict[str, str]:
 
 def install_commands(wheel_name: str) -> list[list[str]]:
     """The runbook's install inside the root: a venv seeing the system's site packages, then
-    the built wheel with the badge extra (the wheel itself always replaced: same version)."""
+    the built wheel with the badge extra (the wheel itself always replaced: same version)
+    and ``numpy<2``, the numpy Raspberry Pi OS's camera libraries are built against. The
+    ``pi`` extra's picamera2 comes from Raspberry Pi OS, which this root is not."""
     wheel = f"{WHEEL_DIR}/{wheel_name}"
     pip = f"{VENV}/bin/pip"
     return [
@@ -121,7 +123,7 @@ def install_commands(wheel_name: str) -> list[list[str]]:
             f"test -x {VENV}/bin/python || python3 -m venv --system-site-packages {VENV}",
         ],
         [pip, "install", "--quiet", "--no-deps", "--force-reinstall", wheel],
-        [pip, "install", "--quiet", f"{wheel}[badge]"],
+        [pip, "install", "--quiet", f"{wheel}[badge]", "numpy<2"],
     ]
 
 
