@@ -51,7 +51,9 @@ HOST_CA = "/etc/ssl/certs/build-host-ca.crt"
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
 QEMU_BINFMT_CONF = Path("/usr/lib/binfmt.d/qemu-aarch64.conf")
 BADGE_START_S = 240
-"""How long ``badge run`` under emulation may take to answer on its control socket."""
+"""How long ``badge run`` under emulation may take to seal its first segments."""
+SEGMENTS_BEFORE_PRESS = 2
+"""Segments in the ring before the pre-roll wait starts, so the press always pins some."""
 ENV_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -238,19 +240,20 @@ class EmulatedBadgeDemo(Demo):
         )
 
     def start_badge(self) -> None:
-        """``badge run`` in the root; emulated, its imports alone take tens of seconds."""
+        """``badge run`` in the root; emulated, its imports alone take tens of seconds, so
+        it counts as started once it has sealed segments into its ring."""
         self.write_badge_config()
         process = self._start("badge", [*self.badge_cmd, "run"])
 
-        def answering() -> bool:
+        def recording() -> bool:
             self._alive("badge", process)
             try:
-                send_command(self.badge_data / "control.sock", "status", timeout=1)
+                status = send_command(self.badge_data / "control.sock", "status", timeout=1)
             except BadgeError:
                 return False
-            return True
+            return int(status["ring"]["segments"]) >= SEGMENTS_BEFORE_PRESS
 
-        wait_for(answering, BADGE_START_S, "the emulated badge to start")
+        wait_for(recording, BADGE_START_S, "the emulated badge to seal its first segments")
 
 
 def check(root: Path, settings: DemoSettings) -> int:
