@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import capture, ingest, seal_latency
+from bench import backup as bench_backup
+from bench import capture, ingest, seal_latency, watch
 from bench import verify as bench_verify
 from bench.__main__ import BENCHMARKS, main
 from bench.radio import RadioLink, RadioLinkError
@@ -96,6 +97,17 @@ def test_verify_benchmark_exports_times_and_cleans_up_a_small_package() -> None:
     assert "3 segments of 4096 random bytes" in figure.note and "no derived MP4" in figure.note
 
 
+def test_backup_benchmark_backs_up_a_small_gateway_and_cleans_up() -> None:
+    assert BENCHMARKS["backup"] is bench_backup.run
+    before = set(Path(tempfile.gettempdir()).glob("bench-backup-*"))
+    (figure,) = bench_backup.run(segments=3, segment_bytes=4096, rounds=1)
+    assert set(Path(tempfile.gettempdir()).glob("bench-backup-*")) == before
+    assert (figure.name, figure.unit) == ("backup throughput", "MB/s")
+    assert figure.value > 0 and figure.limit_value > 0
+    assert figure.ratio == pytest.approx(figure.value / figure.limit_value)
+    assert "3 segments of 4096 bytes" in figure.note
+
+
 def test_ingest_reports_the_gateway_and_the_floor_against_one_raw_limit() -> None:
     """A short real run: gateway run, the broker, the raw and the durable receivers."""
     by_name = {figure.name: figure for figure in ingest.run(rounds=1, segments=2)}
@@ -106,6 +118,20 @@ def test_ingest_reports_the_gateway_and_the_floor_against_one_raw_limit() -> Non
         assert figure.unit == "MB/s" and figure.value > 0
         assert figure.ratio == pytest.approx(figure.value / figure.limit_value)
     assert f"{gateway.value / floor.value:.3f} of the floor" in gateway.note
+
+
+@pytest.mark.slow
+def test_watch_times_the_first_pre_roll_frame_beside_the_alert_of_the_same_run() -> None:
+    """One press with a second badge connected: the officer's Chromium plays the pre-roll."""
+    assert BENCHMARKS["watch"] is watch.run
+    by_name = {figure.name: figure for figure in watch.run(presses=1, badges=2)}
+    assert set(by_name) == {"watch-p50", "watch-p99"}
+    for figure in by_name.values():
+        assert figure.unit == "ms" and figure.limit_value > 0
+        # the footage plays only after its alert was on the screen
+        assert figure.value > figure.limit_value
+        assert figure.ratio == pytest.approx(figure.value / figure.limit_value)
+        assert "p99 < 2000 ms" in figure.goal and "1 presses, 2 badges" in figure.note
 
 
 def test_seal_latency_reports_the_receipt_and_the_floor_against_one_raw_transfer() -> None:

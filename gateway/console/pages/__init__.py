@@ -7,9 +7,11 @@ from starlette.staticfiles import StaticFiles
 
 from gateway.console.core import static_directory
 from gateway.console.pages import (
+    account,
     alerts,
     badges,
     custody,
+    footage,
     incidents,
     ledger,
     login,
@@ -24,9 +26,11 @@ def routes() -> list[BaseRoute]:
     """Every page route, and the static files."""
     return [
         *login.routes(),
+        *account.routes(),
         *alerts.routes(),
         *badges.routes(),
         *incidents.routes(),
+        *footage.routes(),
         *retention.routes(),
         *custody.routes(),
         *ledger.routes(),
