@@ -24,8 +24,9 @@ log = logging.getLogger(__name__)
 
 SOC_THERMAL_ZONE = Path("/sys/class/thermal/thermal_zone0/temp")
 
-_STA_UNSYNC = 0x0040  # <linux/timex.h>: the kernel's clock is not synchronised
-_TIME_ERROR = 5  # adjtimex's return: clock unsynchronised
+_MAX_ERROR_SYNCED_US = 16_000_000
+"""The kernel's ``maxerror`` grows 500 µs a second from the time source's last update and
+stops at 16 s; below that, a source (chrony, timesyncd) is keeping the clock."""
 _PLAUSIBLE_MILLICELSIUS = range(-60_000, 150_001)
 
 
@@ -92,8 +93,10 @@ def _adjtimex() -> Callable[..., int]:
 
 
 def clock_synchronised() -> bool | None:
-    """Whether the kernel holds the wall clock synchronised (what ``timedatectl`` shows as
-    "System clock synchronized"); None where that cannot be asked."""
+    """Whether a time source keeps the wall clock, as ``timedatectl`` decides "System clock
+    synchronized": the kernel's maximum error below 16 s. (Not ``STA_UNSYNC``: chrony
+    leaves it set unless told ``rtcsync``.) None where the kernel cannot be asked, e.g.
+    under systemd's ``ProtectClock=``, which refuses even this read-only call."""
     try:
         adjtimex = _adjtimex()
         timex = _Timex(modes=0)  # modes 0: read only
@@ -102,7 +105,12 @@ def clock_synchronised() -> bool | None:
         return None
     if state < 0:
         return None
-    return state != _TIME_ERROR and not timex.status & _STA_UNSYNC
+    return synchronised_by_max_error(int(timex.maxerror))
+
+
+def synchronised_by_max_error(max_error_us: int) -> bool:
+    """Whether a kernel maximum error of ``max_error_us`` means a source keeps the clock."""
+    return 0 <= max_error_us < _MAX_ERROR_SYNCED_US
 
 
 class BatteryMonitor:

@@ -21,7 +21,13 @@ from badge.fuel_gauge import (
     open_max17048,
     register_value,
 )
-from badge.health import BatteryMonitor, read_health, read_soc_temperature
+from badge.health import (
+    BatteryMonitor,
+    clock_synchronised,
+    read_health,
+    read_soc_temperature,
+    synchronised_by_max_error,
+)
 from tests.fakes.fake_smbus2 import FakeMax17048, FakeSMBus
 
 
@@ -155,3 +161,12 @@ def test_soc_temperature_reads_the_thermal_zone(tmp_path: Path) -> None:
     zone.write_text("999999999\n")  # no SoC runs at a million degrees: a broken sensor
     assert read_soc_temperature(zone) is None
     assert read_soc_temperature(tmp_path / "absent") is None
+
+
+def test_the_clock_counts_as_synchronised_as_timedatectl_decides() -> None:
+    """The kernel's maximum error, not STA_UNSYNC (which chrony leaves set)."""
+    assert synchronised_by_max_error(250_000)
+    assert synchronised_by_max_error(15_999_999)
+    assert not synchronised_by_max_error(16_000_000)  # the kernel's ceiling: no source
+    assert not synchronised_by_max_error(-1)
+    assert clock_synchronised() in (True, False)  # this kernel answers a read-only adjtimex
