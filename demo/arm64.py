@@ -305,11 +305,12 @@ def check(root: Path, settings: DemoSettings) -> int:
 def _press_through(demo: EmulatedBadgeDemo, clock: _Clock) -> None:
     """The hospital here, the badge in the root: a press, its incident, its verification."""
     try:
-        with clock.step("hospital on this machine: gateway init, enroll, mosquitto, run"):
+        with clock.step("hospital on this machine: gateway init, enroll, mosquitto, run, console"):
             demo.set_up_hospital()
             demo.configure_broker()
             demo.start_broker()
             demo.start_gateway()
+            demo.start_console()
         with clock.step("badge run inside the arm64 root (synthetic camera)"):
             demo.start_badge()
         with clock.step("press: alert, pre-roll, post-roll, incident receipted"):
