@@ -1,6 +1,7 @@
 """The medbadge badge: camera, segments, sealing, pre-event ring, alert button and uplink."""
 
 __all__ = [
+    "bounded",
     "button",
     "capture",
     "cli",
@@ -9,6 +10,9 @@ __all__ = [
     "daemon",
     "encoder",
     "errors",
+    "fuel_gauge",
+    "glyphs",
+    "health",
     "heartbeat",
     "incident",
     "media",

@@ -14,6 +14,7 @@ from badge.errors import ConfigError
 
 SourceKind = Literal["synthetic", "opencv", "picamera2"]
 AudioKind = Literal["synthetic", "alsa", "none"]
+GaugeKind = Literal["max17048", "none"]
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,20 @@ class ButtonSection:
 
 
 @dataclass(frozen=True)
+class BatterySection:
+    """The battery's fuel gauge (docs/hardware.md, "The fuel gauge")."""
+
+    gauge: GaugeKind = "max17048"
+    """The gauge fitted; "none" where the badge has none (its heartbeats say null)."""
+    i2c_bus: int = 1
+    """The I2C adapter the gauge is wired to: /dev/i2c-<i2c_bus>."""
+    address: int = 0x36
+    """The gauge's 7-bit I2C address."""
+    poll_seconds: float = 30.0
+    """How often the gauge is read (off the heartbeat's path)."""
+
+
+@dataclass(frozen=True)
 class UplinkSection:
     """How the badge sends alerts, incidents and heartbeats to the hospital gateway."""
 
@@ -100,6 +115,7 @@ class BadgeConfig:
     incident: IncidentSection = field(default_factory=IncidentSection)
     storage: StorageSection = field(default_factory=StorageSection)
     button: ButtonSection = field(default_factory=ButtonSection)
+    battery: BatterySection = field(default_factory=BatterySection)
     uplink: UplinkSection = field(default_factory=UplinkSection)
 
     def __post_init__(self) -> None:
@@ -116,6 +132,10 @@ class BadgeConfig:
         _check_range("uplink.bandwidth_bytes_per_s", self.uplink.bandwidth_bytes_per_s, 0, 10**10)
         _check_choice("capture.source", self.capture.source, ("synthetic", "opencv", "picamera2"))
         _check_choice("capture.audio", self.capture.audio, ("synthetic", "alsa", "none"))
+        _check_choice("battery.gauge", self.battery.gauge, ("max17048", "none"))
+        _check_range("battery.i2c_bus", self.battery.i2c_bus, 0, 255)
+        _check_range("battery.address", self.battery.address, 0x08, 0x77)
+        _check_range("battery.poll_seconds", self.battery.poll_seconds, 1, 3600)
 
     @classmethod
     def load(cls, path: Path) -> BadgeConfig:
@@ -152,6 +172,7 @@ _SECTION_TYPES: dict[str, type] = {
     "IncidentSection": IncidentSection,
     "StorageSection": StorageSection,
     "ButtonSection": ButtonSection,
+    "BatterySection": BatterySection,
     "UplinkSection": UplinkSection,
 }
 

@@ -33,7 +33,7 @@ REQUIRED_KEYS: dict[str, type] = {
 
 @pytest.fixture(scope="module")
 def figures() -> list[Figure]:
-    """Three seconds of real-time 320x240 video through the real pipeline."""
+    """Three seconds of real-time 320x240 video through the real pipeline, alone and busy."""
     return capture.run(seconds=3.0, resolutions=((320, 240),))
 
 
@@ -46,11 +46,16 @@ def test_capture_reports_dropped_frames_cpu_and_memory(figures: list[Figure]) ->
         "capture-240p30-dropped",
         "capture-240p30-cpu",
         "capture-240p30-rss",
+        "capture-240p30-busy-dropped",
+        "capture-240p30-busy-cpu",
+        "capture-240p30-busy-rss",
     ]
     for figure in figures:
         assert all(math.isfinite(x) for x in (figure.value, figure.limit_value, figure.ratio))
         assert figure.note
-    dropped, cpu, rss = figures
+        assert ("busy-loop process" in figure.note) == ("-busy-" in figure.name)
+    dropped, cpu, rss = figures[:3]
+    assert "OpenCV not loaded" in rss.note and "queues at their fullest" in rss.note
     assert dropped.value >= 0 and dropped.limit_value == 0 and dropped.goal == "== 0"
     assert "frames captured" in dropped.note
     # The limit is timed on segments the run sealed, decrypted and verified from its ring.

@@ -276,5 +276,12 @@ MIGRATIONS: Sequence[str] = (
     );
     ALTER TABLE console_sessions ADD COLUMN second_factor_pending INTEGER NOT NULL DEFAULT 0;
     """,
+    # heartbeats carry the battery's voltage and rate, the SoC temperature, the clock's sync
+    """
+    ALTER TABLE badge_state ADD COLUMN battery_millivolts INTEGER;
+    ALTER TABLE badge_state ADD COLUMN battery_rate_millipercent_per_hour INTEGER;
+    ALTER TABLE badge_state ADD COLUMN soc_temperature_millicelsius INTEGER;
+    ALTER TABLE badge_state ADD COLUMN clock_synchronised INTEGER;
+    """,
 )
 """Each entry moves the schema one version up; never edit one that has shipped."""

@@ -35,6 +35,7 @@ def badges_page(console: Console, call: Call) -> Response:
         enrolled=call.query("enrolled"),
         revoked=call.query("revoked"),
         now_ns=time.time_ns(),
+        low_battery_percent=console.options.low_battery_percent,
     )
 
 

@@ -380,3 +380,26 @@ def test_the_page_and_the_api_read_a_custody_search_alike(console: ConsoleHarnes
         for path in ("/custody", "/api/custody"):
             refused = auditor.request(f"{path}?{query}")
             assert refused.status == 400, (path, query)
+
+
+def test_the_badge_list_warns_of_a_low_battery(console: ConsoleHarness) -> None:
+    """Below ``[console] low_battery_percent`` (20 by default) a badge's charge is flagged."""
+    low = BadgeMessages.of(console.hospital.bundles["badge-a"])
+    fine = BadgeMessages.of(console.hospital.bundles["badge-b"])
+    now = time.time_ns()
+    console.send(
+        [
+            (low.topic("heartbeat"), low.heartbeat(10**9, now, battery_percent=12)),
+            (fine.topic("heartbeat"), fine.heartbeat(10**9, now, battery_percent=20)),
+        ]
+    )
+    client = WebClient(console.url)
+    client.login("olga")
+    page = client.request("/badges").text
+    assert re.search(r'<strong class="low-battery" role="alert">LOW 12 %</strong>', page)
+    assert page.count("low-battery") == 1 and "<td class=\"battery\">20 %</td>" in page
+    listed = {b["badge"]: b for b in json.loads(client.request("/api/badges").text)["badges"]}
+    assert listed["badge-a"]["low_battery"] is True and listed["badge-b"]["low_battery"] is False
+    assert listed["badge-a"]["battery_millivolts"] == 3_912
+    assert listed["badge-a"]["soc_temperature_millicelsius"] == 51_540
+    assert listed["badge-a"]["clock_synchronised"] is True
