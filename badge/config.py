@@ -20,8 +20,9 @@ AudioKind = Literal["synthetic", "alsa", "none"]
 class BadgeSection:
     """Who the badge is and where it keeps its data."""
 
-    bundle: Path = Path("/etc/medbadge/bundle")
-    """The enrolment bundle directory written by ``gateway enroll``."""
+    bundle: Path = Path("/var/lib/medbadge-badge/enrolment")
+    """The enrolment directory: the key the badge made itself and what the gateway answered
+    (``badge enroll`` writes it)."""
     data_dir: Path = Path("/var/lib/medbadge-badge")
     """Ring, outbox, receipts and control socket live here."""
     location: str = ""

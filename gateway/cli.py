@@ -24,7 +24,8 @@ from gateway.console.server import ConsoleGateway
 from gateway.console.users import Role, UserDirectory, validate_password, validate_username
 from gateway.daemon import GatewayDaemon
 from gateway.datadir import GatewayDataDir
-from gateway.enrolment.enrolment import enroll_badge
+from gateway.enrolment.command import add_enroll_command, run_enroll
+from gateway.enrolment.listener import DEFAULT_PORT
 from gateway.errors import GatewayError
 from gateway.export.export import ExportRequest, export_incident
 from gateway.ledger.custody import CustodyLog
@@ -80,15 +81,7 @@ def _parser() -> argparse.ArgumentParser:
         help="protect the custodian private key with a passphrase typed at a prompt",
     )
 
-    enroll = commands.add_parser("enroll", help="create a badge identity and its bundle")
-    enroll.add_argument("badge_id", help="badge id: lowercase letters, digits and hyphens")
-    enroll.add_argument("-o", "--bundle", type=Path, help="bundle directory (default: ./BADGE_ID)")
-    enroll.add_argument("--wearer", default="", help="who wears the badge")
-    enroll.add_argument("--location", default="", help="default location label, e.g. 'ER'")
-    enroll.add_argument("--broker-host", default="localhost", help="broker host the badge uses")
-    enroll.add_argument("--broker-port", type=int, default=8883, help="broker TLS port")
-    enroll.add_argument("--rotate", action="store_true", help="replace an enrolled badge's key")
-    enroll.add_argument("--operator", default=getpass.getuser(), help="who enrols (recorded)")
+    add_enroll_command(commands, default_listen=f"{_ALL_INTERFACES}:{DEFAULT_PORT}")
 
     broker = commands.add_parser(
         "broker-config", help="write the mosquitto configuration: accounts, ACL, TLS"
@@ -193,30 +186,7 @@ def _run(args: argparse.Namespace) -> int:
         return _run_daemon(args, data_dir)
     if args.command == "export":
         return _export(args, data_dir)
-    return _enroll(args, data_dir)
-
-
-def _enroll(args: argparse.Namespace, data_dir: GatewayDataDir) -> int:
-    bundle = args.bundle or Path(args.badge_id)
-    enrolled = enroll_badge(
-        data_dir,
-        args.badge_id,
-        bundle,
-        wearer=args.wearer,
-        location=args.location,
-        broker_host=args.broker_host,
-        broker_port=args.broker_port,
-        operator=args.operator,
-        rotate=args.rotate,
-    )
-    verb = "rotated" if enrolled.key_generation > 1 else "enrolled"
-    print(f"{verb} badge {enrolled.badge_id} (key generation {enrolled.key_generation});")
-    print(f"copy {bundle} to the badge (it holds the badge's private key: keep it secret)")
-    print(
-        "then run 'gateway broker-config' so the broker accepts the badge's new login, "
-        "and reload mosquitto (systemctl reload mosquitto)"
-    )
-    return 0
+    return run_enroll(args, data_dir, all_interfaces=_ALL_INTERFACES)
 
 
 def _broker_config(args: argparse.Namespace, data_dir: GatewayDataDir) -> int:

@@ -14,6 +14,7 @@ from gateway.storage.checkpoints import Checkpoints
 from gateway.storage.clock_samples import ClockSamples
 from gateway.storage.custody import CustodyEntries
 from gateway.storage.database import Database, open_database
+from gateway.storage.enrolment_codes import EnrolmentCodes
 from gateway.storage.incident_index import IncidentIndex
 from gateway.storage.leaves import Leaves
 from gateway.storage.retention import RetentionRecords
@@ -49,6 +50,7 @@ class Storage:
         self.checkpoints = Checkpoints(database)
         self.custody = CustodyEntries(database)
         self.badges = BadgeRegistry(database)
+        self.enrolment_codes = EnrolmentCodes(database)
         self.badge_states = BadgeStates(database)
         self.clock_samples = ClockSamples(database)
         self.users = ConsoleUsers(database)

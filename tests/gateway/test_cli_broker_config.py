@@ -13,6 +13,7 @@ from evidence.topics import ALL_BADGES_FILTER, badge_topic
 from gateway.broker.config import ACL_FILE, CONFIG_FILE, PASSWORD_FILE, SERVER_CERT_FILE
 from gateway.cli import main
 from gateway.config import GATEWAY_PASSWORD_FILE
+from tests.enrol import enrol_by_cli
 from tests.gateway.generated_broker import (
     GeneratedBroker,
     badge_tls_session,
@@ -32,7 +33,7 @@ def data(tmp_path: Path) -> Path:
     assert main(["--data", str(root), "init", "--hospital", "City Hospital 4"]) == 0
     for badge in ("er-badge-01", "er-badge-02"):
         bundle = tmp_path / "bundles" / badge
-        assert main(["--data", str(root), "enroll", badge, "-o", str(bundle)]) == 0
+        assert enrol_by_cli(root, badge, bundle) == 0
     return root
 
 
@@ -44,7 +45,7 @@ def test_enroll_reminds_to_regenerate_the_broker_config(
     data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     capsys.readouterr()
-    assert main(["--data", str(data), "enroll", "icu-badge-01", "-o", str(tmp_path / "b")]) == 0
+    assert enrol_by_cli(data, "icu-badge-01", tmp_path / "b") == 0
     assert "gateway broker-config" in capsys.readouterr().out
 
 
@@ -130,7 +131,7 @@ def test_a_new_badge_logs_in_after_regenerating_and_sighup(data: Path, tmp_path:
     tls_port, plain_port = write_config(data)
     bundle = tmp_path / "bundles" / "icu-badge-07"
     with GeneratedBroker(data / "broker", tls_port, plain_port) as broker:
-        assert main(["--data", str(data), "enroll", "icu-badge-07", "-o", str(bundle)]) == 0
+        assert enrol_by_cli(data, "icu-badge-07", bundle) == 0
         before = badge_tls_session(broker, bundle)
         before.close()
         assert before.connack is not None and before.connack.is_failure
