@@ -7,7 +7,12 @@ import getpass
 import time
 
 from gateway.datadir import GatewayDataDir
-from gateway.enrolment.enrolment import DEFAULT_CODE_SECONDS, Acceptance, issue_code
+from gateway.enrolment.enrolment import (
+    DEFAULT_CODE_SECONDS,
+    Acceptance,
+    IssuedCode,
+    issue_code,
+)
 from gateway.enrolment.listener import EnrolmentListener
 from gateway.errors import GatewayError
 
@@ -64,7 +69,10 @@ def _print_acceptance(acceptance: Acceptance) -> None:
         f"{enrolled.key_origin}), by {acceptance.operator}"
     )
     print(f"badge key fingerprint: {acceptance.fingerprint}")
-    print("compare it with the fingerprint the badge shows; if they differ, revoke the badge")
+    print(
+        "compare it with the fingerprint the badge shows; if they differ, revoke the badge",
+        flush=True,
+    )
 
 
 def run_enroll(args: argparse.Namespace, data_dir: GatewayDataDir, *, all_interfaces: str) -> int:
@@ -88,29 +96,28 @@ def run_enroll(args: argparse.Namespace, data_dir: GatewayDataDir, *, all_interf
         rotate=args.rotate,
         seconds=args.minutes * 60,
     )
-    print(f"one-time enrolment code for badge {issued.badge_id}: {issued.code}")
-    print(f"valid for {args.minutes} minutes, once; on the badge run:")
-    rotate = " --rotate" if issued.rotate else f" --badge-id {issued.badge_id}"
-    where = "THIS-GATEWAY" if host == all_interfaces else host
-    print(f"  badge enroll --gateway http://{where}:{port}{rotate} --code {issued.code}")
     if args.no_serve:
+        _print_code(issued, args.minutes, "GATEWAY:PORT")
         print(
             "once the badge has enrolled, run 'gateway broker-config' so the broker accepts "
             "its login, and reload mosquitto (systemctl reload mosquitto)"
         )
         return 0
     accepted: list[Acceptance] = []
+    # listening before the code is shown, so a badge quick to use it finds the door open
     listener = EnrolmentListener(data_dir, host, port, on_enrolled=accepted.append)
     try:
+        where = listener.url.removeprefix("http://")
+        if host == all_interfaces:
+            where = "THIS-GATEWAY:" + where.rpartition(":")[2]
+        _print_code(issued, args.minutes, where)
         deadline = time.monotonic() + (issued.expires_at_ns - time.time_ns()) / 1e9
-        listener.serve_until(
-            lambda: any(a.enrolled.badge_id == issued.badge_id for a in accepted), deadline
-        )
+        listener.serve_until(lambda: _enrolled(accepted, issued), deadline)
     finally:
         listener.close()
     for acceptance in accepted:
         _print_acceptance(acceptance)
-    if not any(a.enrolled.badge_id == issued.badge_id for a in accepted):
+    if not _enrolled(accepted, issued):
         raise GatewayError(f"the code for badge {issued.badge_id} expired unused; enrol again")
     print(
         "then run 'gateway broker-config' so the broker accepts the badge's new login, "
@@ -119,11 +126,22 @@ def run_enroll(args: argparse.Namespace, data_dir: GatewayDataDir, *, all_interf
     return 0
 
 
+def _enrolled(accepted: list[Acceptance], issued: IssuedCode) -> bool:
+    return any(acceptance.enrolled.badge_id == issued.badge_id for acceptance in accepted)
+
+
+def _print_code(issued: IssuedCode, minutes: int, where: str) -> None:
+    print(f"one-time enrolment code for badge {issued.badge_id}: {issued.code}")
+    print(f"valid for {minutes} minutes, once; on the badge run:")
+    which = "--rotate" if issued.rotate else f"--badge-id {issued.badge_id}"
+    print(f"  badge enroll --gateway http://{where} {which} --code {issued.code}", flush=True)
+
+
 def _serve_codes(data_dir: GatewayDataDir, host: str, port: int) -> int:
     """Serve every issued code until interrupted."""
     data_dir.require_initialised()
     listener = EnrolmentListener(data_dir, host, port, on_enrolled=_print_acceptance)
-    print(f"serving enrolment requests on {listener.url} until interrupted (Ctrl-C)")
+    print(f"serving enrolment requests on {listener.url} until interrupted (Ctrl-C)", flush=True)
     try:
         listener.serve_until(lambda: False)
     except KeyboardInterrupt:
