@@ -220,6 +220,11 @@ def _summary(
         ca_fingerprint=None if ca is None else _fingerprint(ca),
         pinned_gateway_key=pinned["gateway_key"],
         pinned_ca=pinned["ca"],
+        badge_key_origins=tuple(
+            sorted(
+                {media.origins[path] for path in media.signers.values() if path in media.origins}
+            )
+        ),
     )
 
 
