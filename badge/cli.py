@@ -13,6 +13,7 @@ from badge.config import BadgeConfig
 from badge.control import send_command
 from badge.enrolment import HttpTransport, enrol, enrolled_badge_id, enrolment_key
 from badge.errors import BadgeError, EnrolmentError
+from badge.signer import hardware_signer
 from evidence.enrolment import fingerprint
 from evidence.errors import EvidenceError
 
@@ -46,9 +47,13 @@ def _enroll(config: BadgeConfig, args: argparse.Namespace) -> int:
         badge_id = enrolled_badge_id(directory)
     if badge_id is None:
         raise EnrolmentError("give this badge's id with --badge-id (gateway enroll prints it)")
-    key = enrolment_key(directory, rotate=args.rotate)
+    hardware = hardware_signer(config, create=True)
+    key = hardware or enrolment_key(directory, rotate=args.rotate)
     print(f"badge key fingerprint: {fingerprint(key.public_key)}")
-    bundle = enrol(directory, badge_id, args.code, HttpTransport(args.gateway), rotate=args.rotate)
+    transport = HttpTransport(args.gateway)
+    bundle = enrol(
+        directory, badge_id, args.code, transport, rotate=args.rotate, hardware=hardware
+    )
     print(
         f"enrolled badge {badge_id} with {bundle.hospital} (key generation "
         f"{bundle.key_generation}, {bundle.key_origin.value}); its key stays in {directory}"

@@ -14,6 +14,7 @@ from badge.errors import ConfigError
 
 SourceKind = Literal["synthetic", "opencv", "picamera2"]
 AudioKind = Literal["synthetic", "alsa", "none"]
+KeyStoreKind = Literal["file", "pkcs11"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,20 @@ class BadgeSection:
     def control_socket(self) -> Path:
         """Where the daemon listens for ``badge press`` and ``badge status``."""
         return self.data_dir / "control.sock"
+
+
+@dataclass(frozen=True)
+class KeySection:
+    """Where the badge keeps its signing key: a file it made, or a hardware token."""
+
+    store: KeyStoreKind = "file"
+    """``file``: Ed25519 in the enrolment directory; ``pkcs11``: P-256 in a TPM or secure
+    element, made there by ``badge enroll`` and never exportable (decision 1901)."""
+    pkcs11_module: Path = Path("/usr/lib/aarch64-linux-gnu/pkcs11/libtpm2_pkcs11.so")
+    token_label: str = "medbadge"  # noqa: S105 - a token's name, not its PIN
+    key_label: str = "badge-signing"
+    pin_file: Path = Path("/etc/medbadge/token.pin")
+    """The token's user PIN (mode 0600)."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +112,7 @@ class BadgeConfig:
     """The whole badge configuration."""
 
     badge: BadgeSection = field(default_factory=BadgeSection)
+    key: KeySection = field(default_factory=KeySection)
     capture: CaptureSection = field(default_factory=CaptureSection)
     incident: IncidentSection = field(default_factory=IncidentSection)
     storage: StorageSection = field(default_factory=StorageSection)
@@ -117,6 +133,7 @@ class BadgeConfig:
         _check_range("uplink.bandwidth_bytes_per_s", self.uplink.bandwidth_bytes_per_s, 0, 10**10)
         _check_choice("capture.source", self.capture.source, ("synthetic", "opencv", "picamera2"))
         _check_choice("capture.audio", self.capture.audio, ("synthetic", "alsa", "none"))
+        _check_choice("key.store", self.key.store, ("file", "pkcs11"))
 
     @classmethod
     def load(cls, path: Path) -> BadgeConfig:
@@ -149,6 +166,7 @@ class BadgeConfig:
 _Section = TypeVar("_Section")
 _SECTION_TYPES: dict[str, type] = {
     "BadgeSection": BadgeSection,
+    "KeySection": KeySection,
     "CaptureSection": CaptureSection,
     "IncidentSection": IncidentSection,
     "StorageSection": StorageSection,

@@ -25,9 +25,9 @@ from badge.privacy import PreRollMute
 from badge.receipts import ReceiptStore
 from badge.ring import Ring, StoredSegment
 from badge.sealer import Sealer
+from badge.signer import load_enrolment
 from badge.sources import AudioSource, FrameSource, PacketSource
 from badge.uplink import Uplink
-from evidence.bundle import EnrolmentBundle
 from evidence.messages import Heartbeat
 from evidence.sd_notify import sd_notify, watchdog_interval_s
 
@@ -77,7 +77,7 @@ class BadgeDaemon:
         self._storage_full = False
         data = config.badge.data_dir
         data.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.bundle = EnrolmentBundle.load(config.badge.bundle)
+        self.bundle = load_enrolment(config)
         self.ring = Ring.open(
             data / "ring",
             pre_roll_ns=int(config.incident.pre_roll_seconds * _SECOND_NS),

@@ -19,7 +19,7 @@ from evidence.bundle import EnrolmentBundle
 from evidence.enrolment import EnrolmentRequest, KeyOrigin, normalise_code, open_answer
 from evidence.errors import EvidenceError
 from evidence.identifiers import validate_badge_id
-from evidence.keys import BadgeIdentity, SigningKey
+from evidence.keys import BadgeIdentity, Signer, SigningKey
 
 KEY_FILE = "badge.key"
 NEXT_KEY_FILE = "badge.key.next"
@@ -78,11 +78,8 @@ class HttpTransport:
             raise EnrolmentError(f"cannot reach the gateway at {self.url}: {why}") from None
 
 
-def enrolment_key(directory: Path, *, rotate: bool = False) -> SigningKey:
-    """The key this enrolment proves: made here (0600) on first use, then re-used until
-    the gateway accepts it, so a failed attempt can be tried again with the same key."""
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(directory, 0o700)
+def _check_state(directory: Path, rotate: bool) -> None:
+    """Refuse a second enrolment without ``rotate``, and a rotation of nothing."""
     enrolled = (directory / MANIFEST_FILE).exists()
     if enrolled and not rotate:
         raise EnrolmentError(
@@ -90,6 +87,14 @@ def enrolment_key(directory: Path, *, rotate: bool = False) -> SigningKey:
         )
     if rotate and not enrolled:
         raise EnrolmentError("this badge is not enrolled yet, so it has no key to rotate")
+
+
+def enrolment_key(directory: Path, *, rotate: bool = False) -> SigningKey:
+    """The key this enrolment proves: made here (0600) on first use, then re-used until
+    the gateway accepts it, so a failed attempt can be tried again with the same key."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
+    _check_state(directory, rotate)
     path = directory / (NEXT_KEY_FILE if rotate else KEY_FILE)
     if path.exists():
         return SigningKey.load(path)
@@ -110,22 +115,29 @@ def enrol(
     transport: EnrolmentTransport,
     *,
     rotate: bool = False,
+    hardware: Signer | None = None,
 ) -> EnrolmentBundle:
-    """Enrol this badge's own key with the gateway and keep the answer in ``directory``."""
+    """Enrol this badge's own key with the gateway and keep the answer in ``directory``.
+
+    The key is made here as a file, or is ``hardware``'s (a key made in the badge's token).
+    """
+    origin = KeyOrigin.BADGE_GENERATED if hardware is None else KeyOrigin.BADGE_HARDWARE
     try:
         normalise_code(code)
         validate_badge_id(badge_id)
-        key = enrolment_key(directory, rotate=rotate)
-        request = EnrolmentRequest.create(
-            badge_id, key, code, transport.nonce(), KeyOrigin.BADGE_GENERATED
-        )
+        if hardware is None:
+            key: Signer = enrolment_key(directory, rotate=rotate)
+        else:
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _check_state(directory, rotate)
+            key = hardware
+        request = EnrolmentRequest.create(badge_id, key, code, transport.nonce(), origin)
         answer = open_answer(transport.submit(request.to_bytes()), request, code)
-        bundle = EnrolmentBundle.from_answer(
-            BadgeIdentity(badge_id, key), answer, KeyOrigin.BADGE_GENERATED
-        )
+        bundle = EnrolmentBundle.from_answer(BadgeIdentity(badge_id, key), answer, origin)
+        if hardware is not None:
+            (directory / KEY_FILE).unlink(missing_ok=True)  # an earlier file key is retired
         bundle.write(directory)
     except EvidenceError as error:
         raise EnrolmentError(str(error)) from None
-    if rotate:
-        (directory / NEXT_KEY_FILE).unlink()
+    (directory / NEXT_KEY_FILE).unlink(missing_ok=True)
     return bundle

@@ -128,9 +128,10 @@ def run(
 
 
 def _measure(width: int, height: int, seconds: float, directory: Path) -> list[Figure]:
-    identity = BadgeIdentity.generate(BADGE_ID)
+    key = SigningKey.generate()
+    identity = BadgeIdentity(BADGE_ID, key)
     custodian = CustodianPrivateKey.generate()
-    identity.signing_key.save(directory / "badge.key")
+    key.save(directory / "badge.key")
     custodian.public_key.save(directory / "custodian.pub")
     recorded = _run_child(width, height, seconds, directory)
     primitives = _primitive_cost(directory / "ring", identity, custodian)

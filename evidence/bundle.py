@@ -25,7 +25,13 @@ from evidence.keyfiles import (
     write_public_file,
     write_secret_file,
 )
-from evidence.keys import BadgeIdentity, CustodianPublicKey, SigningKey, SigningPublicKey
+from evidence.keys import (
+    BadgeIdentity,
+    CustodianPublicKey,
+    Signer,
+    SigningKey,
+    SigningPublicKey,
+)
 
 BUNDLE_FORMAT = "medbadge.enrolment.v2"
 LEGACY_FORMAT = "medbadge.enrolment.v1"
@@ -99,8 +105,10 @@ class EnrolmentBundle:
         """Write the bundle into ``directory`` (created with mode 0700)."""
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(directory, 0o700)
-        self.identity.signing_key.save(directory / "badge.key")
-        self.identity.signing_key.public_key.save(directory / "badge.pub")
+        signer = self.identity.signing_key
+        if isinstance(signer, SigningKey):  # a key in hardware has no file to write
+            signer.save(directory / "badge.key")
+        signer.public_key.save(directory / "badge.pub")
         self.custodian_key.save(directory / "custodian.pub")
         self.gateway_key.save(directory / "gateway-signing.pub")
         write_public_file(directory / "evidence-ca.crt", self.evidence_ca_pem)
@@ -120,8 +128,12 @@ class EnrolmentBundle:
         write_secret_file(directory / "badge.json", json.dumps(manifest, indent=2).encode())
 
     @classmethod
-    def load(cls, directory: Path) -> EnrolmentBundle:
-        """Read a bundle, checking that its parts belong together."""
+    def load(cls, directory: Path, signer: Signer | None = None) -> EnrolmentBundle:
+        """Read a bundle, checking that its parts belong together.
+
+        ``signer`` is the badge's key when it is held in hardware (no ``badge.key``); it
+        must be the key the bundle was enrolled with.
+        """
         manifest_path = directory / "badge.json"
         try:
             manifest = json.loads(read_secret_file(manifest_path))
@@ -144,9 +156,9 @@ class EnrolmentBundle:
             hospital, generation = str(manifest["hospital"]), int(manifest["key_generation"])
         except (ValueError, KeyError, TypeError, AttributeError, EnrolmentProtocolError):
             raise KeyFileError(f"{manifest_path} is not a valid enrolment manifest") from None
-        signing_key = SigningKey.load(directory / "badge.key")
+        signing_key: Signer = signer or SigningKey.load(directory / "badge.key")
         if signing_key.public_key.raw != SigningPublicKey.load(directory / "badge.pub").raw:
-            raise KeyFileError(f"badge.key and badge.pub in {directory} do not match")
+            raise KeyFileError(f"the badge's key and badge.pub in {directory} do not match")
         return cls(
             identity=BadgeIdentity(badge_id, signing_key),
             hospital=hospital,

@@ -25,7 +25,7 @@ from evidence.canonical import CanonicalValue, decode_map, encode
 from evidence.errors import EnrolmentProtocolError, EvidenceError
 from evidence.hashing import sha256
 from evidence.identifiers import validate_badge_id
-from evidence.keys import SigningKey, SigningPublicKey
+from evidence.keys import Signer, SigningPublicKey
 
 REQUEST_FORMAT = "medbadge.enrolment-request.v1"
 ANSWER_FORMAT = "medbadge.enrolment-answer.v1"
@@ -106,7 +106,7 @@ class EnrolmentRequest:
     def create(
         cls,
         badge_id: str,
-        key: SigningKey,
+        key: Signer,
         code: str,
         nonce: bytes,
         key_origin: KeyOrigin = KeyOrigin.BADGE_GENERATED,
@@ -116,7 +116,7 @@ class EnrolmentRequest:
             {
                 "format": REQUEST_FORMAT,
                 "badge_id": validate_badge_id(badge_id),
-                "algorithm": "ed25519",
+                "algorithm": key.public_key.algorithm,
                 "public_key": key.public_key.raw,
                 "key_origin": key_origin.value,
                 "nonce": nonce,
@@ -141,13 +141,15 @@ class EnrolmentRequest:
             fields = decode_map(body, "enrolment request body")
             if fields.get("format") != REQUEST_FORMAT:
                 raise EnrolmentProtocolError(f"the request is not a {REQUEST_FORMAT} request")
-            if fields.get("algorithm") != "ed25519":
+            public_key = SigningPublicKey.from_raw(_bytes(fields, "public_key"))
+            if fields.get("algorithm") != public_key.algorithm:
                 raise EnrolmentProtocolError(
-                    f"badge key algorithm {str(fields.get('algorithm'))[:20]!r} is not supported"
+                    f"badge key algorithm {str(fields.get('algorithm'))[:20]!r} is not supported "
+                    "or is not the named key's (ed25519 or ecdsa-p256)"
                 )
             request = cls(
                 badge_id=validate_badge_id(str(fields.get("badge_id"))),
-                public_key=SigningPublicKey.from_raw(_bytes(fields, "public_key")),
+                public_key=public_key,
                 key_origin=KeyOrigin.parse(fields.get("key_origin")),
                 nonce=_bytes(fields, "nonce"),
                 code_proof=_bytes(outer, "code_proof"),

@@ -163,7 +163,10 @@ def _check_instructions(
         incident_id=record.incident_id,
         badge_id=record.badge_id,
         segments=[
-            SignedSegment(media.stems[seq], media.signers[seq]) for seq in sorted(media.stems)
+            SignedSegment(
+                media.stems[seq], media.signers[seq], media.keys[media.signers[seq]].algorithm
+            )
+            for seq in sorted(media.stems)
         ],
         timestamp_seconds=int(stamp.gen_time.timestamp()),
     )

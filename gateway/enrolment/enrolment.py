@@ -230,7 +230,7 @@ def _record(
         detail={
             "key_generation": enrolled.key_generation,
             "public_key": enrolled.public_key.raw,
-            "algorithm": "ed25519",
+            "algorithm": request.public_key.algorithm,
             "key_origin": request.key_origin.value,
             "wearer": enrolled.wearer,
             "location": enrolled.location,

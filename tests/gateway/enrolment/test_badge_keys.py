@@ -103,6 +103,7 @@ def test_nothing_the_gateway_writes_holds_a_key_that_signs_as_the_badge(
     assert len(writings) > 20 and any(name.endswith(".db") for name in writings)
     for badge_id in ("badge-a", "badge-b"):
         key = EnrolmentBundle.load(tmp_path / "bundles" / badge_id).identity.signing_key
+        assert isinstance(key, SigningKey)
         public = key.public_key.raw
         assert any(public in data for data in writings.values())  # the gateway does know this
         for name, data in writings.items():
@@ -116,6 +117,7 @@ def test_the_search_finds_a_key_where_one_was_written(tmp_path: Path) -> None:
     """The scan above can fail: a key written into the data directory is found."""
     hospital = make_hospital(tmp_path, ("badge-a",))
     key = hospital.bundles["badge-a"].identity.signing_key
+    assert isinstance(key, SigningKey)
     key.save(hospital.data_dir.root / "stray.key")
     writings = {str(p): p.read_bytes() for p in hospital.data_dir.root.rglob("*") if p.is_file()}
     matches = [found for data in writings.values() for found in private_keys_in(data)]

@@ -20,7 +20,7 @@ from demo.enrolment import LocalTransport
 from evidence.bundle import EnrolmentBundle
 from evidence.enrolment import EnrolmentRequest, fingerprint
 from evidence.errors import EnrolmentProtocolError
-from evidence.keys import CustodianPrivateKey, HpkeSuite, SigningKey
+from evidence.keys import CustodianPrivateKey, HpkeSuite, Signer, SigningKey
 from gateway.cli import main
 from gateway.datadir import GatewayDataDir
 from gateway.enrolment.enrolment import accept_request, issue_code
@@ -236,7 +236,7 @@ def test_the_intake_view_sees_rotation_and_revocation_made_elsewhere(
 
 
 def request_for(
-    transport: LocalTransport, badge_id: str, code: str, key: SigningKey | None = None
+    transport: LocalTransport, badge_id: str, code: str, key: Signer | None = None
 ) -> bytes:
     return EnrolmentRequest.create(
         badge_id, key or SigningKey.generate(), code, transport.nonce()

@@ -138,7 +138,7 @@ def test_entries_survive_reopen(custody: Custody, tmp_path: Path) -> None:
 def test_each_entry_is_provable_in_the_ledger(custody: Custody) -> None:
     made = record_day(custody.log)
     checkpoint = custody.ledger.checkpoint()
-    open_note(checkpoint.note, [NoteVerifier(ORIGIN, custody.key.public_key.key)])
+    open_note(checkpoint.note, [NoteVerifier(ORIGIN, custody.key.public_key.ed25519_key)])
     for entry in made:
         leaf = custody.ledger.leaf(entry.ledger_index)
         proof = custody.ledger.inclusion_proof(entry.ledger_index, checkpoint.size)
