@@ -5,6 +5,7 @@ __all__ = [
     "enrolment",
     "listener",
     "nonces",
+    "qr",
     "registry",
 ]
 """The modules of this package."""

@@ -14,6 +14,7 @@ from gateway.enrolment.enrolment import (
     issue_code,
 )
 from gateway.enrolment.listener import EnrolmentListener
+from gateway.enrolment.qr import terminal_qr
 from gateway.errors import GatewayError
 
 
@@ -132,6 +133,7 @@ def _enrolled(accepted: list[Acceptance], issued: IssuedCode) -> bool:
 
 def _print_code(issued: IssuedCode, minutes: int, where: str) -> None:
     print(f"one-time enrolment code for badge {issued.badge_id}: {issued.code}")
+    print(terminal_qr(issued), end="")
     print(f"valid for {minutes} minutes, once; on the badge run:")
     which = "--rotate" if issued.rotate else f"--badge-id {issued.badge_id}"
     print(f"  badge enroll --gateway http://{where} {which} --code {issued.code}", flush=True)

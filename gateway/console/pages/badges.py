@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from markupsafe import Markup
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
@@ -11,6 +12,7 @@ from evidence.errors import EvidenceError
 from gateway.console.core import Call, Console, handler
 from gateway.console.users import Role
 from gateway.enrolment.enrolment import DEFAULT_CODE_SECONDS, IssuedCode, issue_code
+from gateway.enrolment.qr import svg_qr
 from gateway.errors import ConsoleError, GatewayError
 
 
@@ -24,6 +26,7 @@ def badges_page(console: Console, call: Call, issued: IssuedCode | None = None) 
         csrf=call.session.csrf_token,
         can_manage=call.session.role is Role.ADMIN,
         issued=issued,
+        issued_qr=None if issued is None else Markup(svg_qr(issued)),  # noqa: S704 - drawn by segno from the checked code
         code_minutes=DEFAULT_CODE_SECONDS // 60,
         revoked=call.query("revoked"),
         now_ns=time.time_ns(),

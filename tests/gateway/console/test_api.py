@@ -199,6 +199,7 @@ def test_enrolment_code_enrols_the_badges_own_key_and_revocation_closes_the_brok
     assert issued.status == 200  # shown on this page only, never in a URL to follow
     code = re.search(r'<code id="code">([A-Z2-7-]+)</code>', issued.text)
     assert code is not None
+    assert re.search(r'<div id="code-qr"><svg [^>]*class="segno"', issued.text)
     data_dir = console.hospital.data_dir
     enrol(tmp_path / "badge", "er-badge-07", code.group(1), LocalTransport(data_dir))
     loaded = EnrolmentBundle.load(tmp_path / "badge")

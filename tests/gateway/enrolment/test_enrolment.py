@@ -24,6 +24,7 @@ from evidence.keys import CustodianPrivateKey, HpkeSuite, Signer, SigningKey
 from gateway.cli import main
 from gateway.datadir import GatewayDataDir
 from gateway.enrolment.enrolment import accept_request, issue_code
+from gateway.enrolment.qr import code_uri, svg_qr
 from gateway.enrolment.registry import EnrolmentView
 from gateway.errors import EnrolmentError
 from gateway.ledger.custody import CustodyLog
@@ -164,6 +165,7 @@ def test_the_whole_exchange_through_both_commands_shows_one_fingerprint(
     key = EnrolmentBundle.load(tmp_path / "enrolment").identity.signing_key.public_key
     assert printed == [fingerprint(key), fingerprint(key)]
     assert len(printed[0].split()) == 16
+    assert "\u2588\u2588\u2588\u2588" in out.getvalue()  # the code as a QR code, in blocks
 
 
 def test_re_enrolment_needs_rotate_is_recorded_and_keeps_old_keys(
@@ -374,3 +376,13 @@ def test_a_legacy_bundle_still_loads_as_gateway_generated(
     bundle = EnrolmentBundle.load(tmp_path / "legacy")
     assert bundle.key_origin.value == "gateway-generated"
     assert bundle.identity.badge_id == "old-badge-01"
+
+
+def test_the_qr_code_carries_the_code_and_the_badge(data_dir: GatewayDataDir) -> None:
+    issued = issue_code(data_dir, "b1")
+    assert code_uri(issued) == f"medbadge-enrol:{issued.code}?badge=b1"
+    svg = svg_qr(issued)
+    assert svg.startswith("<svg") and "<title>enrolment code</title>" in svg
+    assert "<script" not in svg
+    # a different code draws a different symbol
+    assert svg_qr(issue_code(data_dir, "b2")) != svg
