@@ -14,15 +14,22 @@ import urllib.request
 from pathlib import Path
 from typing import Protocol
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
 from badge.errors import EnrolmentError
-from evidence.bundle import EnrolmentBundle
+from evidence.bundle import TLS_KEY_FILE, EnrolmentBundle
 from evidence.enrolment import EnrolmentRequest, KeyOrigin, normalise_code, open_answer
 from evidence.errors import EvidenceError
 from evidence.identifiers import validate_badge_id
+from evidence.keyfiles import read_secret_file, write_secret_file
 from evidence.keys import BadgeIdentity, Signer, SigningKey
 
 KEY_FILE = "badge.key"
 NEXT_KEY_FILE = "badge.key.next"
+TLS_NEXT_KEY_FILE = "tls.key.next"
 """A rotation's new key, until the gateway has accepted it."""
 MANIFEST_FILE = "badge.json"
 HTTP_SECONDS = 15.0
@@ -103,6 +110,31 @@ def enrolment_key(directory: Path, *, rotate: bool = False) -> SigningKey:
     return key
 
 
+def tls_request(directory: Path, badge_id: str, *, rotate: bool = False) -> bytes:
+    """The CSR (DER) for the badge's broker certificate, over a P-256 TLS key made here (0600).
+
+    The TLS key only opens the broker connection; it never signs evidence.
+    """
+    path = directory / (TLS_NEXT_KEY_FILE if rotate else TLS_KEY_FILE)
+    if path.exists():
+        key = serialization.load_pem_private_key(read_secret_file(path), password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise EnrolmentError(f"{path} does not hold a P-256 key")
+    else:
+        key = ec.generate_private_key(ec.SECP256R1())
+        write_secret_file(
+            path,
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ),
+        )
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, badge_id)])
+    csr = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256())
+    return csr.public_bytes(serialization.Encoding.DER)
+
+
 def enrolled_badge_id(directory: Path) -> str:
     """The id of the badge enrolled in ``directory``."""
     return EnrolmentBundle.load(directory).identity.badge_id
@@ -131,7 +163,10 @@ def enrol(
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             _check_state(directory, rotate)
             key = hardware
-        request = EnrolmentRequest.create(badge_id, key, code, transport.nonce(), origin)
+        csr = tls_request(directory, badge_id, rotate=rotate)
+        request = EnrolmentRequest.create(
+            badge_id, key, code, transport.nonce(), origin, tls_csr=csr
+        )
         answer = open_answer(transport.submit(request.to_bytes()), request, code)
         bundle = EnrolmentBundle.from_answer(BadgeIdentity(badge_id, key), answer, origin)
         if hardware is not None:
@@ -140,4 +175,6 @@ def enrol(
     except EvidenceError as error:
         raise EnrolmentError(str(error)) from None
     (directory / NEXT_KEY_FILE).unlink(missing_ok=True)
+    if rotate:
+        (directory / TLS_NEXT_KEY_FILE).replace(directory / TLS_KEY_FILE)
     return bundle

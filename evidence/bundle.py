@@ -3,7 +3,9 @@
 A directory (mode 0700) in the badge's data directory holding ``badge.key`` (the key the
 badge made itself, 0600), ``badge.pub``, ``custodian.pub``, ``gateway-signing.pub``,
 ``evidence-ca.crt`` and ``badge.json`` (0600: badge id, hospital, key generation, how the
-key was made, broker credentials). ``badge enroll`` writes it (format v2); a v1 bundle,
+key was made, broker credentials), and for the broker ``tls.key`` (the badge's own P-256 TLS
+key, 0600) with ``tls.crt`` (its certificate from the evidence CA). ``badge enroll`` writes
+it (format v2); a v1 bundle,
 written by a gateway that made the badge's key, still loads, its key named
 ``gateway-generated``.
 """
@@ -35,6 +37,8 @@ from evidence.keys import (
 
 BUNDLE_FORMAT = "medbadge.enrolment.v2"
 LEGACY_FORMAT = "medbadge.enrolment.v1"
+TLS_KEY_FILE = "tls.key"
+TLS_CERT_FILE = "tls.crt"
 """Bundles a gateway wrote with a key it made (before badge-born keys)."""
 
 
@@ -66,6 +70,8 @@ class EnrolmentBundle:
     evidence_ca_pem: bytes
     broker: BrokerCredentials
     key_origin: KeyOrigin = KeyOrigin.GATEWAY_GENERATED
+    client_certificate_pem: bytes | None = None
+    """The badge's broker certificate (for ``tls.key``), when the gateway issued one."""
 
     @classmethod
     def from_answer(
@@ -91,6 +97,9 @@ class EnrolmentBundle:
                     str(broker["password"]),
                 ),
                 key_origin=origin,
+                client_certificate_pem=(
+                    _pem(answer, "client_certificate") if "client_certificate" in answer else None
+                ),
             )
         except (KeyError, TypeError, ValueError):
             raise EnrolmentProtocolError("the gateway's enrolment answer is incomplete") from None
@@ -112,6 +121,8 @@ class EnrolmentBundle:
         self.custodian_key.save(directory / "custodian.pub")
         self.gateway_key.save(directory / "gateway-signing.pub")
         write_public_file(directory / "evidence-ca.crt", self.evidence_ca_pem)
+        if self.client_certificate_pem is not None:
+            write_public_file(directory / TLS_CERT_FILE, self.client_certificate_pem)
         manifest = {
             "format": BUNDLE_FORMAT,
             "badge_id": self.identity.badge_id,
@@ -168,6 +179,11 @@ class EnrolmentBundle:
             evidence_ca_pem=read_public_file(directory / "evidence-ca.crt"),
             broker=credentials,
             key_origin=origin,
+            client_certificate_pem=(
+                read_public_file(directory / TLS_CERT_FILE)
+                if (directory / TLS_CERT_FILE).exists()
+                else None
+            ),
         )
 
 

@@ -97,6 +97,8 @@ class EnrolmentRequest:
     public_key: SigningPublicKey
     key_origin: KeyOrigin
     nonce: bytes
+    tls_csr: bytes
+    """The PKCS#10 request (DER) for the badge's broker certificate, over its own TLS key."""
     code_proof: bytes
     signature: bytes
     body: bytes
@@ -110,8 +112,11 @@ class EnrolmentRequest:
         code: str,
         nonce: bytes,
         key_origin: KeyOrigin = KeyOrigin.BADGE_GENERATED,
+        *,
+        tls_csr: bytes,
     ) -> EnrolmentRequest:
-        """The request a badge sends, signed by ``key`` and proving ``code``."""
+        """The request a badge sends, signed by ``key`` and proving ``code``; ``tls_csr``
+        asks for the badge's broker certificate (DER PKCS#10)."""
         body = encode(
             {
                 "format": REQUEST_FORMAT,
@@ -120,11 +125,12 @@ class EnrolmentRequest:
                 "public_key": key.public_key.raw,
                 "key_origin": key_origin.value,
                 "nonce": nonce,
+                "tls_csr": tls_csr,
             }
         )
         proof = _code_proof(code_digest(code), body)
         signature = key.sign(REQUEST_CONTEXT, body + proof)
-        return cls(badge_id, key.public_key, key_origin, nonce, proof, signature, body)
+        return cls(badge_id, key.public_key, key_origin, nonce, tls_csr, proof, signature, body)
 
     def to_bytes(self) -> bytes:
         """The request as sent."""
@@ -152,6 +158,7 @@ class EnrolmentRequest:
                 public_key=public_key,
                 key_origin=KeyOrigin.parse(fields.get("key_origin")),
                 nonce=_bytes(fields, "nonce"),
+                tls_csr=_bytes(fields, "tls_csr"),
                 code_proof=_bytes(outer, "code_proof"),
                 signature=_bytes(outer, "signature"),
                 body=body,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from evidence.canonical import CanonicalValue
@@ -22,13 +23,15 @@ from evidence.enrolment import (
     new_code,
     seal_answer,
 )
+from evidence.hashing import sha256
 from evidence.identifiers import validate_badge_id
 from gateway.broker.config import hash_broker_password, new_broker_password
 from gateway.datadir import GatewayDataDir
 from gateway.enrolment.nonces import NonceBook
-from gateway.errors import EnrolmentError
+from gateway.errors import CertificateError, EnrolmentError
 from gateway.ledger.custody import CustodyLog
 from gateway.ledger.ledger import open_ledger
+from gateway.pki.ca import EvidenceCA
 from gateway.storage import Storage
 from gateway.storage.badges import EnrolledBadge
 from gateway.storage.enrolment_codes import EnrolmentCode
@@ -149,12 +152,18 @@ def accept_request(
     try:
         now = time.time_ns() if now_ns is None else now_ns
         code = _proven_code(storage, request, now)
+        ca = data_dir.evidence_ca()
+        certificate = _broker_certificate(ca, request)
         with storage.transaction():
-            enrolled, password = _register(storage, request, code, now)
-            _record(CustodyLog(open_ledger(data_dir, storage)), request, code, enrolled)
+            enrolled, password = _register(storage, request, code, now, certificate)
+            custody = CustodyLog(open_ledger(data_dir, storage))
+            _record(custody, request, code, enrolled, certificate)
     finally:
         storage.close()
     answer = _answer(data_dir, request, code, enrolled, password)
+    answer["client_certificate"] = x509.load_der_x509_certificate(certificate).public_bytes(
+        Encoding.PEM
+    )
     return Acceptance(
         enrolled,
         code.operator,
@@ -192,7 +201,7 @@ def _proven_code(storage: Storage, request: EnrolmentRequest, now: int) -> Enrol
 
 
 def _register(
-    storage: Storage, request: EnrolmentRequest, code: EnrolmentCode, now: int
+    storage: Storage, request: EnrolmentRequest, code: EnrolmentCode, now: int, certificate: bytes
 ) -> tuple[EnrolledBadge, str]:
     """Register the request's key under the code's terms; spend the code. Returns the
     enrolment and the badge's new broker password."""
@@ -213,14 +222,34 @@ def _register(
         operator=code.operator,
         rotate=code.rotate,
         key_origin=request.key_origin.value,
+        tls_certificate=certificate,
     )
     if not storage.enrolment_codes.spend(code.digest, now, "enrolled"):
         raise EnrolmentError("this enrolment code was used already; a code enrols once")
     return enrolled, password
 
 
+def _broker_certificate(ca: EvidenceCA, request: EnrolmentRequest) -> bytes:
+    """The badge's broker certificate (DER), issued by the evidence CA from its CSR."""
+    try:
+        csr = x509.load_der_x509_csr(request.tls_csr)
+    except ValueError:
+        raise EnrolmentError(
+            "the badge's certificate request is not a DER PKCS#10 request"
+        ) from None
+    try:
+        issued = ca.issue_client_certificate(request.badge_id, csr)
+    except CertificateError as error:
+        raise EnrolmentError(f"no broker certificate: {error}") from None
+    return issued.public_bytes(Encoding.DER)
+
+
 def _record(
-    custody: CustodyLog, request: EnrolmentRequest, code: EnrolmentCode, enrolled: EnrolledBadge
+    custody: CustodyLog,
+    request: EnrolmentRequest,
+    code: EnrolmentCode,
+    enrolled: EnrolledBadge,
+    certificate: bytes,
 ) -> None:
     """The ledger entry a court reads: the key, how it was made, for whom, by whom."""
     custody.record(
@@ -235,6 +264,7 @@ def _record(
             "wearer": enrolled.wearer,
             "location": enrolled.location,
             "proof_of_possession": request.signature,
+            "tls_certificate_sha256": sha256(certificate),
         },
     )
 

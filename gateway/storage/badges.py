@@ -77,11 +77,13 @@ class BadgeRegistry:
         operator: str,
         rotate: bool,
         key_origin: str,
+        tls_certificate: bytes | None = None,
     ) -> EnrolledBadge:
         """Register ``public_key`` for ``badge_id``; an existing id needs ``rotate=True``.
 
         A rotation retires the previous key (kept, so footage it signed still verifies)
-        and is recorded as an enrolment event. ``key_origin`` says how the key was made.
+        and is recorded as an enrolment event. ``key_origin`` says how the key was made;
+        ``tls_certificate`` is the DER broker certificate issued with it, if any.
         """
         validate_badge_id(badge_id)
         now = time.time_ns()
@@ -111,8 +113,8 @@ class BadgeRegistry:
                 )
             self._db.execute(
                 "INSERT INTO badge_keys (badge_id, generation, public_key, valid_from_ns,"
-                " origin) VALUES (?, ?, ?, ?, ?)",
-                (badge_id, generation, public_key.raw, now, key_origin),
+                " origin, tls_certificate) VALUES (?, ?, ?, ?, ?, ?)",
+                (badge_id, generation, public_key.raw, now, key_origin, tls_certificate),
             )
             kind = "enrolled" if existing is None else "rotated"
             self._db.execute(

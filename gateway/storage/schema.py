@@ -247,6 +247,7 @@ MIGRATIONS: Sequence[str] = (
     """
     ALTER TABLE badge_keys ADD COLUMN origin TEXT NOT NULL DEFAULT 'gateway-generated'
         CHECK (origin IN ('badge-generated', 'badge-hardware', 'gateway-generated'));
+    ALTER TABLE badge_keys ADD COLUMN tls_certificate BLOB;
     CREATE TABLE enrolment_codes (
         code_digest BLOB PRIMARY KEY,
         badge_id TEXT NOT NULL,

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
 import stat
 import threading
 import time
+from collections.abc import Callable
 from contextlib import redirect_stdout
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from badge.cli import main as badge_main
 from badge.enrolment import enrol
@@ -237,11 +243,31 @@ def test_the_intake_view_sees_rotation_and_revocation_made_elsewhere(
 # -- refusals: each says why, and nothing is enrolled ------------------------------------------
 
 
+def csr_for(common_name: str, *, forged: bool = False) -> bytes:
+    """A DER CSR for a fresh P-256 key naming ``common_name``; ``forged``: its signature is
+    not the named key's (one bit of it changed)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    csr = x509.CertificateSigningRequestBuilder().subject_name(name).sign(key, hashes.SHA256())
+    der = bytearray(csr.public_bytes(serialization.Encoding.DER))
+    if forged:
+        der[-1] ^= 1  # the last byte of s: still well-formed, no longer the key's signature
+    return bytes(der)
+
+
 def request_for(
-    transport: LocalTransport, badge_id: str, code: str, key: Signer | None = None
+    transport: LocalTransport,
+    badge_id: str,
+    code: str,
+    key: Signer | None = None,
+    csr: bytes | None = None,
 ) -> bytes:
     return EnrolmentRequest.create(
-        badge_id, key or SigningKey.generate(), code, transport.nonce()
+        badge_id,
+        key or SigningKey.generate(),
+        code,
+        transport.nonce(),
+        tls_csr=csr or csr_for(badge_id),
     ).to_bytes()
 
 
@@ -302,12 +328,15 @@ def test_a_request_signed_by_another_key_than_it_names_is_refused(
     issued = issue_code(data_dir, "b1")
     transport = LocalTransport(data_dir)
     named, signer = SigningKey.generate(), SigningKey.generate()
-    honest = EnrolmentRequest.create("b1", named, issued.code, transport.nonce())
+    honest = EnrolmentRequest.create(
+        "b1", named, issued.code, transport.nonce(), tls_csr=csr_for("b1")
+    )
     forged = EnrolmentRequest(
         honest.badge_id,
         honest.public_key,
         honest.key_origin,
         honest.nonce,
+        honest.tls_csr,
         honest.code_proof,
         signer.sign("medbadge enrolment request v1", honest.body + honest.code_proof),
         honest.body,
@@ -386,3 +415,52 @@ def test_the_qr_code_carries_the_code_and_the_badge(data_dir: GatewayDataDir) ->
     assert "<script" not in svg
     # a different code draws a different symbol
     assert svg_qr(issue_code(data_dir, "b2")) != svg
+
+
+@pytest.mark.parametrize(
+    ("csr", "reason"),
+    [
+        (lambda: csr_for("b2"), r"names \['b2'\], not 'b1'"),
+        (
+            lambda: csr_for("b1", forged=True),
+            "not signed by the key it names",
+        ),
+        (lambda: b"not a certificate request", "not a DER PKCS#10 request"),
+    ],
+)
+def test_a_certificate_request_for_another_name_or_key_is_refused(
+    data_dir: GatewayDataDir, csr: Callable[[], bytes], reason: str
+) -> None:
+    issued = issue_code(data_dir, "b1")
+    transport = LocalTransport(data_dir)
+    request = request_for(transport, "b1", issued.code, csr=csr())
+    with pytest.raises(EnrolmentError, match=reason):
+        accept_request(data_dir, request, transport.nonces)
+    assert_nothing_enrolled(data_dir, [])
+
+
+def test_the_badge_gets_a_broker_certificate_for_its_own_tls_key(
+    data_dir: GatewayDataDir, tmp_path: Path
+) -> None:
+    assert enrol_by_cli(data_dir.root, "ward-3", tmp_path / "badge") == 0
+    bundle = EnrolmentBundle.load(tmp_path / "badge")
+    assert bundle.client_certificate_pem is not None
+    certificate = x509.load_pem_x509_certificate(bundle.client_certificate_pem)
+    ca = data_dir.evidence_ca().certificate
+    certificate.verify_directly_issued_by(ca)
+    names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    assert [name.value for name in names] == ["ward-3"]
+    usage = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(usage) == [ExtendedKeyUsageOID.CLIENT_AUTH]
+    assert mode(tmp_path / "badge" / "tls.key") == 0o600
+    tls_key = serialization.load_pem_private_key(
+        (tmp_path / "badge" / "tls.key").read_bytes(), password=None
+    )
+    assert tls_key.public_key() == certificate.public_key()
+    storage = data_dir.storage()
+    try:
+        (entry,) = CustodyLog(open_ledger(data_dir, storage)).entries(subject="ward-3")
+    finally:
+        storage.close()
+    digest = entry.detail["tls_certificate_sha256"]
+    assert digest == hashlib.sha256(certificate.public_bytes(serialization.Encoding.DER)).digest()
