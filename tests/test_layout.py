@@ -1,12 +1,13 @@
 """The layout, read from the source: no import cycles or upward imports, the packages' layers,
-SQL only behind the storage seam, and no module grown long without saying why."""
+SQL only behind the storage seam, no module grown long without saying why, and docs that
+name only modules that exist."""
 
 from __future__ import annotations
 
 import ast
 import re
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,13 @@ _SQL = re.compile(
     r"|ALTER\s+TABLE\b|DROP\s+(TABLE|TRIGGER|INDEX)\b|PRAGMA\s|BEGIN\b|COMMIT\b|ROLLBACK\b)"
     r"|\bFROM\s+\w+(\s+\w+)?\s+(WHERE|JOIN|ORDER|LEFT)\b",
 )
+
+
+DOCS_OF_THE_LAYOUT = ("README.md", "docs/architecture.md")
+"""The pages that draw the layout: every module path they name, however short, must exist."""
+ROOTS = (*OURS, "tests")
+"""Where a path given from the checkout's root starts."""
+_MODULE_PATH = re.compile(r"(?<![\w/.-])((?:\w+/)*\w+\.py)\b")
 
 
 @dataclass(frozen=True)
@@ -159,6 +167,36 @@ def sql_strings(tree: ast.Module) -> list[str]:
     ]
 
 
+def source_files(root: Path) -> frozenset[str]:
+    """Every ``.py`` file of ours and of the tests, as a path from ``root``."""
+    return frozenset(
+        path.relative_to(root).as_posix() for top in ROOTS for path in (root / top).rglob("*.py")
+    )
+
+
+def missing_modules(text: str, files: Collection[str], *, rooted_only: bool = False) -> list[str]:
+    """The module paths ``text`` names that no file in ``files`` has.
+
+    ``a/b.py`` must end a file's path and ``b.py`` be some file's name, unless
+    ``rooted_only``: then only paths from the checkout's root (``gateway/...``) are checked,
+    and they must be exact.
+    """
+    names = {file.rsplit("/", 1)[-1] for file in files}
+    missing = []
+    for named in _MODULE_PATH.findall(text):
+        if named.split("/")[0] in ROOTS:
+            found = named in files
+        elif rooted_only:
+            continue
+        elif "/" in named:
+            found = any(file.endswith(f"/{named}") for file in files)
+        else:
+            found = named in names
+        if not found:
+            missing.append(named)
+    return missing
+
+
 @pytest.fixture(scope="module")
 def modules() -> dict[str, Module]:
     return read_modules(REPO)
@@ -186,6 +224,16 @@ def test_the_checks_find_a_cycle_an_upward_import_and_sql(tmp_path: Path) -> Non
     assert upward(found) == ["gateway.storage.rows imports gateway.storage (its own package)"]
     assert sql_strings(found["gateway.intake"].tree) == ["UPDATE badges SET a = 1"]
     assert sql_strings(found["gateway.storage.rows"].tree) != []
+
+
+def test_the_docs_check_finds_a_module_that_moved() -> None:
+    files = {"gateway/intake/stage.py", "evidence/ledger/merkle.py"}
+    text = (
+        "`gateway/intake/stage.py` and `ledger/merkle.py` and merkle.py are here;"
+        " `gateway/store_stage.py`, `intake/merkle.py`, tsa.py and /usr/lib/x.py are not"
+    )
+    assert missing_modules(text, files) == ["gateway/store_stage.py", "intake/merkle.py", "tsa.py"]
+    assert missing_modules(text, files, rooted_only=True) == ["gateway/store_stage.py"]
 
 
 # -- the source ---------------------------------------------------------------------------
@@ -298,3 +346,23 @@ def test_every_package_says_what_it_offers(modules: dict[str, Module]) -> None:
         )
     ]
     assert silent == []
+
+
+def test_the_layout_docs_name_only_modules_that_exist() -> None:
+    files = source_files(REPO)
+    missing = [
+        f"{page}: {named}"
+        for page in DOCS_OF_THE_LAYOUT
+        for named in missing_modules((REPO / page).read_text(), files)
+    ]
+    assert missing == []
+
+
+def test_the_docs_give_true_paths_for_modules() -> None:
+    files = source_files(REPO)
+    missing = [
+        f"{page.name}: {named}"
+        for page in sorted((REPO / "docs").glob("*.md"))
+        for named in missing_modules(page.read_text(), files, rooted_only=True)
+    ]
+    assert missing == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -14,12 +15,15 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import av
+import numpy as np
 import pytest
 from gpiozero.pins.mock import MockFactory
 
 from badge.daemon import BadgeDaemon
 from evidence.chain import check_chain
 from evidence.incident import SignedIncident
+from evidence.keys import CustodianPrivateKey
 from evidence.segment import SealedSegment
 from tests.badge.conftest import EnrolledBadge
 
@@ -114,6 +118,55 @@ def test_presses_make_one_incident_that_covers_pre_and_post_roll(
         int(video["nb_read_frames"])
         == round(sum(h.mono_end_ns - h.mono_start_ns for h in headers) * 30 / SECOND)
     )
+
+
+def loudest_sample(sealed: Path, custodian: CustodianPrivateKey) -> float:
+    """The largest absolute sample (full scale 1.0) of a sealed segment's sound, opened with
+    the custodian key and decoded whole; fails if the segment has no audio stream."""
+    clip = SealedSegment.read(sealed).open(custodian)
+    with av.open(io.BytesIO(clip), mode="r", format="mpegts") as container:
+        (stream,) = container.streams.audio
+        peaks = [float(np.abs(frame.to_ndarray()).max()) for frame in container.decode(stream)]
+    assert peaks, f"{sealed.name} has an audio stream but no decoded sound"
+    return max(peaks)
+
+
+@pytest.mark.parametrize("pre_roll_audio", [False, True])
+def test_pre_roll_audio_off_silences_the_footage_before_the_press(
+    enrolled_badge: EnrolledBadge, tmp_path: Path, pre_roll_audio: bool
+) -> None:
+    config = enrolled_badge.config(
+        tmp_path / "data", capture={"pre_roll_audio": pre_roll_audio}
+    )
+    daemon = BadgeDaemon(config)
+    daemon.start()
+    try:
+        wait_until(lambda: len(daemon.ring.segments(0)) >= 3, timeout=10)
+        pressed_at = time.monotonic_ns()
+        first, last = daemon.press()["pre_roll"]  # what was stored before the press
+        answered_at = time.monotonic_ns()
+        wait_until(lambda: daemon.recorder.closed_count == 1, timeout=20)
+    finally:
+        daemon.stop()
+
+    before = daemon.ring.segments(first, last)
+    after = [
+        stored
+        for stored in daemon.ring.segments(last + 1)
+        if stored.header.mono_start_ns > pressed_at + SECOND // 2
+    ]
+    assert len(before) >= 2 and after, "footage from both sides of the press"
+    assert all(stored.header.mono_end_ns <= answered_at for stored in before)
+    custodian = enrolled_badge.custodian
+    loudest_before = [loudest_sample(stored.path, custodian) for stored in before]
+    loudest_after = [loudest_sample(stored.path, custodian) for stored in after]
+    # the synthetic microphone's quiet tone alone peaks at 0.05, its beep at 0.45
+    assert all(peak > 0.03 for peak in loudest_after), loudest_after
+    if pre_roll_audio:
+        assert all(peak > 0.03 for peak in loudest_before), loudest_before
+    else:
+        # the stream is there, so the clip plays as one, but it holds only silence
+        assert all(peak < 1e-4 for peak in loudest_before), loudest_before
 
 
 def test_unpinned_footage_does_not_outlive_the_pre_roll(daemon: BadgeDaemon) -> None:

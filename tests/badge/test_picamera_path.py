@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import av
+import numpy as np
 import pytest
 
 from badge.capture import CaptureLoop, CaptureSettings
@@ -28,6 +29,7 @@ from badge.sources.picamera import (
 )
 from tests.badge.tsprobe import assert_valid_run
 from tests.fakes.fake_picamera2 import (
+    FakeCompletedRequest,
     FakeH264Encoder,
     FakeMappedArray,
     FakeOutput,
@@ -115,7 +117,6 @@ def test_camera_and_encoder_are_set_up_for_segments() -> None:
     assert config["main"]["format"] == "RGB888" and config["main"]["size"] == (320, 240)
     assert config["controls"]["FrameDurationLimits"] == (33333, 33333)
     assert config["encode"] == "main" and config["display"] is None
-    assert callable(camera.pre_callback)
     packets = source.packets()
     next(packets)
     encoder = rig.encoders[0]
@@ -124,6 +125,13 @@ def test_camera_and_encoder_are_set_up_for_segments() -> None:
     source.close()
     list(packets)  # yields what the encoder had queued, then ends
     assert not camera.is_open
+    # the callback picamera2 runs on each frame draws the caption into the camera's buffer
+    black = np.zeros(config["main"]["framesize"], dtype=np.uint8)
+    camera.pre_callback(
+        FakeCompletedRequest(camera, {"main": black}, {"SensorTimestamp": time.monotonic_ns()})
+    )
+    stride = config["main"]["stride"]
+    assert black.reshape((240, stride))[:40, : 110 * 3].max() > 200, "no caption drawn"
 
 
 def test_output_only_queues_and_drops_until_the_next_keyframe_when_full() -> None:

@@ -9,19 +9,21 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from badge.errors import RingError, StorageFullError
 from badge.ring import Ring, StoredSegment
+from evidence import durable
 from evidence.chain import FindingKind, check_chain
 from evidence.hashing import ZERO_DIGEST, sha256
 from evidence.keys import BadgeIdentity, CustodianPrivateKey, SigningKey
 from evidence.segment import SealedSegment
 from tests.badge.recording import SEGMENT_NS, Recorder
-from tests.small_filesystem import small_filesystem
+from tests.small_filesystem import CappedWrites, small_filesystem
 
 MINUTE_NS = 60_000_000_000
 
@@ -390,20 +392,43 @@ def test_pinned_segments_are_never_deleted_even_when_full(
     assert report.intact
 
 
-# ---------------------------------------------------------------- real ENOSPC
+# ---------------------------------------------------------------- ENOSPC
+
+TINY = 2 * 1024 * 1024
 
 
-@pytest.fixture
-def tiny_filesystem(tmp_path: Path) -> Iterator[Path]:
-    """A 2 MiB tmpfs, so the file system itself runs out of space."""
-    with small_filesystem(tmp_path / "flash", 2 * 1024 * 1024) as mount_point:
-        yield mount_point
+@dataclass(frozen=True)
+class TinyDisk:
+    """A file system of ``TINY`` bytes for the ring, and how much of it is still free."""
+
+    path: Path
+    free_bytes: Callable[[], int]
+
+
+@pytest.fixture(params=["tmpfs", "capped-writes"])
+def tiny_filesystem(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[TinyDisk]:
+    """A 2 MiB file system, so storing runs out of space: a real tmpfs (mounting needs root),
+    and the same capacity imposed on the ring's durable writes, which needs none."""
+    if request.param == "tmpfs":
+        with small_filesystem(tmp_path / "flash", TINY) as mount_point:
+
+            def statvfs_free() -> int:
+                found = os.statvfs(mount_point)
+                return found.f_bavail * found.f_frsize
+
+            yield TinyDisk(mount_point, statvfs_free)
+    else:
+        (tmp_path / "flash").mkdir()
+        cap = CappedWrites(tmp_path / "flash", TINY).install(monkeypatch, durable)
+        yield TinyDisk(tmp_path / "flash", lambda: TINY - cap.used())
 
 
 def test_a_full_file_system_raises_storage_full_and_leaves_no_partial_file(
-    tiny_filesystem: Path, recorder: Recorder
+    tiny_filesystem: TinyDisk, recorder: Recorder
 ) -> None:
-    directory = tiny_filesystem / "ring"
+    directory = tiny_filesystem.path / "ring"
     ring = open_ring(directory)  # max_bytes far above what the file system holds
     ring.pin("incident-1", 0)
     stored = 0
@@ -422,11 +447,11 @@ def test_a_full_file_system_raises_storage_full_and_leaves_no_partial_file(
 
 
 def test_a_full_file_system_evicts_unpinned_footage_first(
-    tiny_filesystem: Path, recorder: Recorder
+    tiny_filesystem: TinyDisk, recorder: Recorder
 ) -> None:
-    directory = tiny_filesystem / "ring"
+    directory = tiny_filesystem.path / "ring"
     ring = open_ring(directory)
-    (tiny_filesystem / "other-data").write_bytes(bytes(1_400_000))
+    (tiny_filesystem.path / "other-data").write_bytes(bytes(1_400_000))
     for index in range(10):
         ring.store(recorder.seal(ring, index, size=150_000))
     kept = seqs(ring.segments(0))
@@ -435,18 +460,24 @@ def test_a_full_file_system_evicts_unpinned_footage_first(
     assert temp_files(directory) == []
 
 
-def test_a_full_file_system_with_nothing_to_evict(
-    tiny_filesystem: Path, recorder: Recorder
+def test_a_full_file_system_with_nothing_to_evict_stores_once_there_is_room(
+    tiny_filesystem: TinyDisk, recorder: Recorder
 ) -> None:
-    directory = tiny_filesystem / "ring"
+    directory = tiny_filesystem.path / "ring"
     ring = open_ring(directory)
-    free = os.statvfs(tiny_filesystem).f_bavail * os.statvfs(tiny_filesystem).f_frsize
-    (tiny_filesystem / "other-data").write_bytes(bytes(free - 64 * 1024))
+    other = tiny_filesystem.path / "other-data"
+    other.write_bytes(bytes(tiny_filesystem.free_bytes() - 64 * 1024))
+    segment = recorder.seal(ring, 0, size=150_000)
     with pytest.raises(StorageFullError, match="no unpinned footage"):
-        ring.store(recorder.seal(ring, 0, size=150_000))
+        ring.store(segment)
     assert ring.status().full
     assert (ring.next_seq, ring.segments(0)) == (0, [])
     assert temp_files(directory) == []
+
+    other.unlink()  # space again: the same segment is stored, as the first of the chain
+    stored = ring.store(segment)
+    assert (stored.seq, stored.path.read_bytes()) == (0, segment.to_bytes())
+    assert not ring.status().full
 
 
 # -------------------------------------------------------------- SIGKILL safety

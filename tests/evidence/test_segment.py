@@ -37,16 +37,24 @@ def test_round_trip(
     sealed = seal_segment(plaintext, facts_for(0, ZERO_DIGEST), identity, custodian.public_key)
     parsed = SealedSegment.from_bytes(sealed.to_bytes())
     parsed.verify(identity.signing_key.public_key)
+    assert parsed.to_bytes() == sealed.to_bytes()
+    assert parsed.header == sealed.header and parsed.header_bytes == sealed.header_bytes
     assert parsed.open(custodian) == plaintext
     assert parsed.header.plaintext_sha256 == sha256(plaintext)
     assert parsed.header.suite == custodian.suite.value
     assert plaintext not in sealed.to_bytes()
 
 
-def test_file_round_trip(tmp_path: Path, sealed_bytes: bytes, identity: BadgeIdentity) -> None:
+def test_file_round_trip(
+    tmp_path: Path, sealed_bytes: bytes, identity: BadgeIdentity, custodian: CustodianPrivateKey
+) -> None:
     path = tmp_path / "seg.mbseal"
     path.write_bytes(sealed_bytes)
-    SealedSegment.read(path).verify(identity.signing_key.public_key)
+    read = SealedSegment.read(path)
+    read.verify(identity.signing_key.public_key)
+    assert read.to_bytes() == sealed_bytes
+    assert read.header == SealedSegment.from_bytes(sealed_bytes).header
+    assert read.open(custodian) == b"segment plaintext " * 50
 
 
 def test_wrong_badge_key_is_refused(sealed_bytes: bytes) -> None:

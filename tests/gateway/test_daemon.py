@@ -163,7 +163,8 @@ def test_an_alert_reaches_the_webhook_and_sigterm_stops_cleanly(
             session = badge_tls_session(broker, bundle_dir)
             assert session.connack is not None and session.connack.value == 0
             assert not session.subscribe(gateway_filter("badge-a")).is_failure
-            assert session.publish(badge.topic("alert"), badge.alert("inc-77")) is not None
+            puback = session.publish(badge.topic("alert"), badge.alert("inc-77"))
+            assert puback is not None and not puback.is_failure
 
             posts = receiver.wait_posts(2)  # the first got a 500 and was retried
             post = posts[-1]

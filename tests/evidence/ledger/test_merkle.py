@@ -512,3 +512,5 @@ def test_a_million_leaf_log_proves_its_first_and_last_leaves() -> None:
         leaf = leaf_hash(index.to_bytes(4, "big"))
         verify_inclusion(leaf, index, 1 << 20, log.inclusion_proof(index), root)
     verify_consistency(999_999, 1 << 20, log.root(999_999), root, log.consistency_proof(999_999))
+    with pytest.raises(VerificationError, match="does not lead to the checkpoint root"):
+        verify_inclusion(leaf_hash(b"not in the log"), 0, 1 << 20, log.inclusion_proof(0), root)

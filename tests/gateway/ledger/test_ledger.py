@@ -331,7 +331,9 @@ def signed(store: Store) -> Ledger:
     for grow in (2, 4, 4):
         fill(ledger, grow)
         ledger.checkpoint()
-    assert ledger.verify_against_last_checkpoint() is not None
+    verified = ledger.verify_against_last_checkpoint()
+    assert verified is not None and verified.size == 10
+    assert verified == ledger.latest_checkpoint()
     return ledger
 
 
