@@ -28,6 +28,7 @@ from badge.sealer import Sealer
 from badge.signer import load_enrolment
 from badge.sources import AudioSource, FrameSource, PacketSource
 from badge.uplink import Uplink
+from evidence.bundle import TLS_CERT_FILE, TLS_KEY_FILE
 from evidence.messages import Heartbeat
 from evidence.sd_notify import sd_notify, watchdog_interval_s
 
@@ -119,6 +120,11 @@ class BadgeDaemon:
                 chunk_bytes=uplink.chunk_bytes,
                 heartbeat_seconds=uplink.heartbeat_seconds,
                 bandwidth_bytes_per_s=uplink.bandwidth_bytes_per_s or None,
+                client_certificate=(
+                    None
+                    if self.bundle.client_certificate_pem is None
+                    else (config.badge.bundle / TLS_CERT_FILE, config.badge.bundle / TLS_KEY_FILE)
+                ),
             )
         self.control = ControlServer(
             config.badge.control_socket, {"press": self.press, "status": self.status}

@@ -13,6 +13,7 @@ from evidence.durable import write_durably
 from evidence.errors import EvidenceError
 from evidence.keys import HpkeSuite
 from gateway.broker.accounts import broker_accounts
+from gateway.broker.certificates import ensure_gateway_certificate
 from gateway.broker.config import (
     BrokerSettings,
     hash_broker_password,
@@ -113,6 +114,13 @@ def _parser() -> argparse.ArgumentParser:
         default="mosquitto",
         help="account mosquitto runs as; when run as root, its files are handed to it",
     )
+    broker.add_argument(
+        "--badge-auth",
+        choices=("password", "certificate"),
+        default="password",
+        help="how clients log in on the TLS listener: certificate = the evidence CA's client "
+        "certificates, no passwords (badges enrolled with a CSR; decision 1902)",
+    )
     broker.add_argument("--config", type=Path, help="configuration (default: DATA/gateway.toml)")
 
     run = commands.add_parser(
@@ -205,7 +213,10 @@ def _broker_config(args: argparse.Namespace, data_dir: GatewayDataDir) -> int:
         plain_port=args.plain_port,
         bind_tls=args.bind,
         run_as_user=args.broker_user,
+        badge_auth=args.badge_auth,
     )
+    if args.badge_auth == "certificate" and ensure_gateway_certificate(data_dir, account.username):
+        print(f"issued the gateway's broker certificate ({account.username}) in {data_dir.keys}")
     config_path = write_broker_config(
         out,
         accounts,

@@ -2,6 +2,7 @@
 
 __all__ = [
     "accounts",
+    "certificates",
     "config",
 ]
 """The modules of this package."""
