@@ -255,7 +255,10 @@ class Demo:
 
     def configure_broker(self) -> None:
         """Write the broker configuration (``gateway broker-config``) and ``gateway.toml``."""
-        self._say(f"gateway broker-config: per-badge accounts and ACL, TLS on port {self.port}")
+        self._say(
+            f"gateway broker-config: TLS on port {self.port}, badges and the gateway log in by "
+            "their evidence-CA certificates (no passwords), per-badge ACL"
+        )
         user = pwd.getpwuid(os.geteuid()).pw_name
         _run(
             *self.gateway_cmd,
@@ -268,6 +271,8 @@ class Demo:
             "127.0.0.1",
             "--broker-user",
             user,
+            "--badge-auth",
+            "certificate",
         )
         (self.gateway_data / "gateway.toml").write_text(
             f'[broker]\nport = {self.port}\n\n[paths]\nbroker_dir = "{self.broker_dir}"\n\n'
