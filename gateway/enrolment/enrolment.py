@@ -137,8 +137,9 @@ def accept_request(
 
     The request must carry a nonce this gateway issued (once), be signed by the key it
     names, prove a code issued for the same badge id that is neither used nor expired, and
-    name a key no badge has had. A code presented for another badge id is spent.
-    ``now_ns`` is the gateway time to judge the code's expiry by (default: now).
+    name a key no badge has had, and carry a CSR for the badge's broker certificate signed
+    by the P-256 key it names and naming the badge. A code presented for another badge id
+    is spent. ``now_ns`` is the gateway time to judge the code's expiry by (default: now).
     """
     request = EnrolmentRequest.from_bytes(data)
     if not nonces.take(request.nonce):
@@ -160,10 +161,7 @@ def accept_request(
             _record(custody, request, code, enrolled, certificate)
     finally:
         storage.close()
-    answer = _answer(data_dir, request, code, enrolled, password)
-    answer["client_certificate"] = x509.load_der_x509_certificate(certificate).public_bytes(
-        Encoding.PEM
-    )
+    answer = _answer(data_dir, request, code, enrolled, password=password, certificate=certificate)
     return Acceptance(
         enrolled,
         code.operator,
@@ -274,8 +272,11 @@ def _answer(
     request: EnrolmentRequest,
     code: EnrolmentCode,
     enrolled: EnrolledBadge,
+    *,
     password: str,
+    certificate: bytes,
 ) -> dict[str, CanonicalValue]:
+    """What the badge needs: trust anchors, its broker account and its broker certificate."""
     ca = data_dir.evidence_ca()
     return {
         "badge_id": enrolled.badge_id,
@@ -285,6 +286,9 @@ def _answer(
         "custodian_key": data_dir.custodian_public_key().pem(),
         "gateway_key": data_dir.signing_key().public_key.pem(),
         "evidence_ca": ca.certificate.public_bytes(Encoding.PEM),
+        "client_certificate": x509.load_der_x509_certificate(certificate).public_bytes(
+            Encoding.PEM
+        ),
         "broker": {
             "host": code.broker_host,
             "port": code.broker_port,
