@@ -32,6 +32,7 @@ from gateway.export.export import ExportRequest, export_incident
 from gateway.ledger.custody import CustodyLog
 from gateway.ledger.ledger import open_ledger
 from gateway.logging_setup import configure_logging
+from gateway.maintenance import cli as maintenance
 
 DEFAULT_DATA_DIR = Path(os.environ.get("MEDBADGE_GATEWAY_DATA", "/var/lib/medbadge-gateway"))
 _SUITES = {"x25519": HpkeSuite.X25519, "mlkem768-x25519": HpkeSuite.MLKEM768_X25519}
@@ -128,6 +129,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--config", type=Path, help="configuration (default: DATA/gateway.toml)")
     _add_export_command(commands)
+    maintenance.add_commands(commands)
     return parser
 
 
@@ -194,6 +196,8 @@ def _run(args: argparse.Namespace) -> int:
         return _run_daemon(args, data_dir)
     if args.command == "export":
         return _export(args, data_dir)
+    if args.command in maintenance.COMMANDS:
+        return maintenance.run(args, data_dir)
     return run_enroll(args, data_dir, all_interfaces=_ALL_INTERFACES)
 
 

@@ -116,6 +116,20 @@ class TimestampSettings:
 
 
 @dataclass(frozen=True)
+class MonitoringSettings:
+    """The health and metrics listener of ``gateway run`` (``/healthz``, ``/metrics``)."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    """The listening address: loopback by default (a scraper on this machine, or a proxy)."""
+    port: int = 9180
+    disk_min_free_mb: int = 1024
+    """``/healthz`` reports the disk unhealthy below this much free space in the data directory."""
+    checkpoint_max_age_s: int = 300
+    """``/healthz`` reports the ledger unhealthy when entries wait longer for a checkpoint."""
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     """The whole gateway configuration, paths already resolved against the data directory."""
 
@@ -129,6 +143,7 @@ class GatewayConfig:
     timestamps: TimestampSettings = TimestampSettings()
     retention_days: int = 365
     """Footage older than this (and not on legal hold) may be deleted by a custodian."""
+    monitoring: MonitoringSettings = MonitoringSettings()
 
     @classmethod
     def load(cls, data_root: Path, path: Path | None = None) -> GatewayConfig:
@@ -161,6 +176,7 @@ class GatewayConfig:
         console = tables.table("console")
         stamps = tables.table("timestamps")
         retention = tables.table("retention")
+        monitoring = tables.table("monitoring")
         hooks = tables.array("webhook")
         tables.finish()
         config = cls(
@@ -178,8 +194,9 @@ class GatewayConfig:
             console=_console(console),
             timestamps=_timestamps(stamps),
             retention_days=retention.integer("days", 365, 1, 36500),
+            monitoring=_monitoring(monitoring),
         )
-        for table in (broker, paths, live, log, console, stamps, retention):
+        for table in (broker, paths, live, log, console, stamps, retention, monitoring):
             table.finish()
         urls = [hook.url for hook in config.webhooks]
         if len(set(urls)) != len(urls):
@@ -222,6 +239,19 @@ def _broker(table: _Table, root: Path) -> BrokerConnection:
         username=username,
         password_file=table.path("password_file", root / "keys" / GATEWAY_PASSWORD_FILE),
         shared_group=group or None,
+    )
+
+
+def _monitoring(table: _Table) -> MonitoringSettings:
+    host = table.text("host", "127.0.0.1")
+    if not host or any(character.isspace() for character in host):
+        raise GatewayConfigError(f"monitoring.host = {host!r} is not a host name or address")
+    return MonitoringSettings(
+        enabled=table.boolean("enabled", True),
+        host=host,
+        port=table.integer("port", 9180, 1, 65535),
+        disk_min_free_mb=table.integer("disk_min_free_mb", 1024, 0, 10**9),
+        checkpoint_max_age_s=table.integer("checkpoint_max_age_s", 300, 60, 7 * 86_400),
     )
 
 

@@ -21,10 +21,13 @@ from gateway.alerts.live import AlertChannel
 from gateway.alerts.webhooks import AlertWebhooks
 from gateway.config import GatewayConfig
 from gateway.datadir import GatewayDataDir
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, MonitoringError
 from gateway.intake.service import IntakeService
 from gateway.ledger.ledger import open_ledger
 from gateway.ledger.schedule import CheckpointSchedule
+from gateway.monitoring.metrics import AlertMetrics, GatewayCollector, new_registry
+from gateway.monitoring.sample import Sampler
+from gateway.monitoring.server import MonitoringServer
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +93,17 @@ class GatewayDaemon:
         )
         self._stopping = threading.Event()
         self._started = False
+        # health and metrics on a listener of the daemon's own, bound last (decision 2400)
+        self.registry = new_registry()
+        self.alert_metrics = AlertMetrics(self.registry)
+        self.monitoring: MonitoringServer | None = None
+        if config.monitoring.enabled:
+            sampler = Sampler(data_dir, self.intake, self.webhooks, self.channel)
+            self.registry.register(GatewayCollector(sampler.sample, config.monitoring))
+            try:
+                self.monitoring = MonitoringServer(config.monitoring, sampler, self.registry)
+            except MonitoringError as error:  # alerts must not wait for a monitoring port
+                log.error("%s; running without health and metrics", error)
 
     @property
     def connected(self) -> bool:
@@ -101,6 +115,8 @@ class GatewayDaemon:
         self.webhooks.start()
         self.intake.start()
         self.checkpoints.start()
+        if self.monitoring is not None:
+            self.monitoring.start()
         self._started = True
         broker = self.config.broker
         log.info(
@@ -117,6 +133,8 @@ class GatewayDaemon:
         if not self._started:
             return
         self._started = False
+        if self.monitoring is not None:
+            self.monitoring.stop()
         self.intake.stop()
         self.checkpoints.stop()
         self.checkpoints.tick()  # what arrived since the last tick is checkpointed before exit
@@ -149,7 +167,11 @@ class GatewayDaemon:
     def on_alert(self, event: AlertEvent) -> None:
         """Log the alert, publish it live and queue it for the webhooks; never raises."""
         log.info("%s", alert_line(event))
-        steps = (("live channel", self.channel.publish), ("webhooks", self.webhooks.deliver))
+        steps = (
+            ("live channel", self.channel.publish),
+            ("webhooks", self.webhooks.deliver),
+            ("metrics", self.alert_metrics.observe),
+        )
         for step, action in steps:
             try:
                 action(event)

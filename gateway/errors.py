@@ -54,6 +54,14 @@ class CustodyError(GatewayError):
     """A custody record is refused (no justification where one is required, an unknown action)."""
 
 
+class MonitoringError(GatewayError):
+    """The health and metrics listener cannot start (its address is taken, or not allowed)."""
+
+
+class BackupError(GatewayError):
+    """A backup cannot be taken, or a backup is refused for restore (damaged, older, foreign)."""
+
+
 class Reason(enum.StrEnum):
     """Why the intake refused or set aside something a badge sent (docs/protocol.md)."""
 

@@ -78,6 +78,24 @@ class Delivery:
     """Which connection it came on: only that connection may acknowledge it."""
 
 
+@dataclass(frozen=True)
+class IntakeProbe:
+    """The intake's state at one moment, as health checks and metrics read it."""
+
+    reading: bool
+    """The intake thread is running."""
+    storing: bool
+    """The store process is running and able to store."""
+    store_failure: str | None
+    """Why the store process can no longer store, or None."""
+    connected: bool
+    """Connected to the broker and subscribed."""
+    queued: int
+    """Messages read from the broker, waiting for the intake thread."""
+    store_pending: int
+    """Segments handed to the store process, not yet stored."""
+
+
 def _no_delay(_client: mqtt.Client, _userdata: Any, sock: Any) -> None:
     """Send small packets (PUBACKs, receipts) at once instead of waiting for the peer's ACK."""
     try:
@@ -181,6 +199,17 @@ class IntakeService:
     def failure(self) -> str | None:
         """Why the intake can no longer store segments (its store process died), or None."""
         return self._stage.failure()
+
+    def probe(self) -> IntakeProbe:
+        """The intake's state now (safe from any thread)."""
+        return IntakeProbe(
+            reading=self._worker.is_alive(),
+            storing=self._stage.is_alive(),
+            store_failure=self._stage.failure(),
+            connected=self._subscribed.is_set(),
+            queued=self._deliveries.qsize(),
+            store_pending=self._stage.pending(),
+        )
 
     def stop(self) -> None:
         """Stop the intake thread after the message in hand and the store stage once it has

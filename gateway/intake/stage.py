@@ -204,6 +204,11 @@ class StoreStage:
         """Why the stage can no longer store (its child ended unasked), or None."""
         return self._failure
 
+    def pending(self) -> int:
+        """How many handed-over segments wait to be stored."""
+        with self._changed:
+            return sum(self._pending.values())
+
     def hand_over(
         self, badge: EnrolledBadge, partial: PartialSegment, received: int, ticket: int
     ) -> None:

@@ -33,6 +33,7 @@ CustodyAction = Literal[
     "acknowledge",
     "resolve",
     "user-change",
+    "restore",
 ]
 """What a custody entry records someone doing."""
 CUSTODY_ACTIONS: frozenset[str] = frozenset(get_args(CustodyAction))
