@@ -1,4 +1,4 @@
-"""The mosquitto broker's configuration: accounts, password file, ACL, TLS listener, limits."""
+"""The mosquitto broker's configuration: accounts and ACL (dynamic security), TLS, limits."""
 
 from __future__ import annotations
 
@@ -17,13 +17,13 @@ from typing import Final, Literal
 from evidence.durable import write_durably
 from evidence.errors import InvalidIdentifierError
 from evidence.identifiers import validate_badge_id
-from evidence.topics import PREFIX
+from gateway.broker.dynsec import DYNSEC_FILE, dynsec_document, find_plugin
 from gateway.errors import BrokerConfigError
 from gateway.pki.ca import EvidenceCA, write_certificate, write_private_key
 
 CONFIG_FILE: Final = "mosquitto.conf"
-PASSWORD_FILE: Final = "passwd"  # noqa: S105 - a file name, not a password
-ACL_FILE: Final = "acl"
+_OLD_FILES: Final = ("passwd", "acl")
+"""What broker-config wrote before the dynamic security plugin held the accounts."""
 LOG_FILE: Final = "mosquitto.log"
 CA_CERT_FILE: Final = "ca.crt"
 SERVER_CERT_FILE: Final = "server.crt"
@@ -96,6 +96,8 @@ class BrokerAccount:
     username: str
     password_hash: str
     role: Role
+    disabled: bool = False
+    """Cut off: the broker refuses its login until an administrator lifts it."""
 
     def __post_init__(self) -> None:
         """Refuse names and hashes that could break or widen the generated files."""
@@ -138,6 +140,8 @@ class BrokerSettings:
     badge_auth: BadgeAuth = "password"
     """``certificate``: every client on the TLS listener shows a certificate from the
     evidence CA and is known by its common name; badge passwords are then written nowhere."""
+    dynsec_plugin: Path | None = None
+    """mosquitto's dynamic security plugin; None: where Debian's mosquitto installs it."""
 
     def __post_init__(self) -> None:
         """Refuse values mosquitto would reject or that would widen what the broker exposes."""
@@ -182,13 +186,18 @@ def write_broker_config(
     """Write a complete mosquitto 2.0 configuration into ``out_dir``; return mosquitto.conf's path.
 
     Writes ``ca.crt``, a fresh ``server.crt``/``server.key`` issued by ``ca`` for the given
-    names, ``passwd`` and ``acl`` (mode 0600), and ``mosquitto.conf`` last, each atomically,
-    so a broker (re)started at any moment sees either the old set or a complete new one.
+    names, the dynamic security plugin's accounts and roles (``dynamic-security.json``,
+    mode 0600), and ``mosquitto.conf`` last, each atomically, so a broker (re)started at
+    any moment sees either the old set or a complete new one. The plugin reads its file
+    only when mosquitto starts (not on SIGHUP), and saves it on every change it is sent.
     """
     out_dir = Path(out_dir).absolute()
     _check_accounts(accounts)
+    plugin = settings.dynsec_plugin or find_plugin()
+    if not plugin.is_file():
+        raise BrokerConfigError(f"mosquitto's dynamic security plugin {plugin} does not exist")
     persistence = Path(settings.persistence_dir or out_dir / "persistence").absolute()
-    for path in (out_dir, persistence):
+    for path in (out_dir, persistence, plugin):
         _check_path(path)
     try:
         out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -200,61 +209,17 @@ def write_broker_config(
     write_certificate(out_dir / CA_CERT_FILE, ca.certificate)
     write_certificate(out_dir / SERVER_CERT_FILE, server_cert)
     write_private_key(out_dir / SERVER_KEY_FILE, server_key)
-    # with certificates, a badge has no password anywhere, not even for the loopback listener
-    logins = [a for a in accounts if settings.badge_auth == "password" or a.role == "gateway"]
-    _write_text(out_dir / PASSWORD_FILE, _password_file(logins), mode=0o600)
-    _write_text(out_dir / ACL_FILE, _acl_file(accounts, settings.badge_auth), mode=0o600)
+    rows = [(a.username, a.password_hash, a.role, a.disabled) for a in accounts]
+    _write_text(out_dir / DYNSEC_FILE, dynsec_document(rows), mode=0o600)
     config_path = out_dir / CONFIG_FILE
-    _write_text(config_path, _config_file(out_dir, persistence, settings), mode=0o644)
+    _write_text(config_path, _config_file(out_dir, persistence, settings, plugin), mode=0o644)
+    for name in _OLD_FILES:
+        (out_dir / name).unlink(missing_ok=True)
     _hand_to_broker_user(settings.run_as_user, out_dir, persistence)
     return config_path
 
 
-def _password_file(accounts: Sequence[BrokerAccount]) -> str:
-    """Render mosquitto's password file: one ``username:hash`` line per account."""
-    return "".join(f"{account.username}:{account.password_hash}\n" for account in accounts)
-
-
-def _acl_file(accounts: Sequence[BrokerAccount], badge_auth: BadgeAuth = "password") -> str:
-    """Render the ACL: badges confined to their own subtrees, gateways to the two halves.
-
-    With certificates a revoked badge's certificate still completes the handshake, so each
-    unrevoked badge gets its grants by name instead of by pattern: a badge left out (revoked)
-    may then do nothing once the broker has reloaded the ACL (decision 1902).
-    """
-    lines = [
-        "# Access control for the medbadge broker, generated by gateway.broker_config.",
-        "# mosquitto denies everything not granted here, including all of $SYS.",
-        "#",
-        "# Patterns apply to every account; %u is the login name, which for a badge is its",
-        "# badge id. A badge may publish only under its own badge/<id>/ subtree and receive",
-        "# only from its own gateway/<id>/ subtree. mosquitto 2.0's ACL file does not refuse",
-        "# SUBSCRIBE packets: it checks read access on every message it would deliver, so a",
-        "# badge subscribing to another badge's topics is granted the filter and gets nothing.",
-    ]
-    if badge_auth == "password":
-        lines += [f"pattern write {PREFIX}/badge/%u/#", f"pattern read {PREFIX}/gateway/%u/#"]
-    for account in accounts:
-        if account.role == "badge" and badge_auth == "certificate":
-            lines += [
-                "",
-                f"user {account.username}",
-                f"topic write {PREFIX}/badge/{account.username}/#",
-                f"topic read {PREFIX}/gateway/{account.username}/#",
-            ]
-        if account.role == "gateway":
-            # Read access is checked against each message's topic, so the same grant covers
-            # a shared subscription ($share/<group>/medbadge/v1/badge/#) for worker pools.
-            lines += [
-                "",
-                f"user {account.username}",
-                f"topic read {PREFIX}/badge/#",
-                f"topic write {PREFIX}/gateway/#",
-            ]
-    return "\n".join(lines) + "\n"
-
-
-def _config_file(out_dir: Path, persistence: Path, settings: BrokerSettings) -> str:
+def _config_file(out_dir: Path, persistence: Path, settings: BrokerSettings, plugin: Path) -> str:
     """Render mosquitto.conf; every option exists in mosquitto 2.0.11."""
     lines = [
         "# mosquitto configuration for the medbadge gateway, generated by",
@@ -264,8 +229,11 @@ def _config_file(out_dir: Path, persistence: Path, settings: BrokerSettings) -> 
         "# can never be less strict than the TLS one.",
         "per_listener_settings false",
         "allow_anonymous false",
-        f"password_file {out_dir / PASSWORD_FILE}",
-        f"acl_file {out_dir / ACL_FILE}",
+        "# Accounts and access rules (docs/broker.md): one role per badge, confined to its",
+        "# own badge/<id>/ and gateway/<id>/ subtrees; everything else is denied, $SYS too.",
+        "# The gateway disables or deletes a badge here at once, through $CONTROL.",
+        f"plugin {plugin}",
+        f"plugin_opt_config_file {out_dir / DYNSEC_FILE}",
         "# Started as root, mosquitto drops to this account before reading the files above.",
         f"user {settings.run_as_user}",
         "",
@@ -383,7 +351,7 @@ def _hand_to_broker_user(user: str, out_dir: Path, persistence: Path) -> None:
         raise BrokerConfigError(
             f"broker user {user!r} does not exist on this system: create it or set run_as_user"
         ) from exc
-    names = [CONFIG_FILE, PASSWORD_FILE, ACL_FILE, CA_CERT_FILE, SERVER_CERT_FILE, SERVER_KEY_FILE]
+    names = [CONFIG_FILE, DYNSEC_FILE, CA_CERT_FILE, SERVER_CERT_FILE, SERVER_KEY_FILE]
     try:
         for path in [out_dir, persistence, *(out_dir / name for name in names)]:
             os.chown(path, entry.pw_uid, entry.pw_gid)

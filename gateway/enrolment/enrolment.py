@@ -25,12 +25,14 @@ from evidence.enrolment import (
 )
 from evidence.hashing import sha256
 from evidence.identifiers import validate_badge_id
+from gateway.broker.accounts import refuse_reserved
 from gateway.broker.config import hash_broker_password, new_broker_password
 from gateway.datadir import GatewayDataDir
 from gateway.enrolment.nonces import NonceBook
 from gateway.errors import CertificateError, EnrolmentError
 from gateway.ledger.custody import CustodyLog
 from gateway.ledger.ledger import open_ledger
+from gateway.naming import check_name
 from gateway.pki.ca import EvidenceCA
 from gateway.storage import Storage
 from gateway.storage.badges import EnrolledBadge
@@ -82,11 +84,15 @@ def issue_code(
     """Issue a one-time code with which ``badge_id`` enrols its own key (or a new one).
 
     Refused at once when the badge is enrolled already and ``rotate`` is not given, or is
-    not enrolled and ``rotate`` is. Only the code's digest is kept.
+    not enrolled and ``rotate`` is, or when the id is one the gateway's own broker accounts
+    use (``refuse_reserved``). Only the code's digest is kept.
     """
     if not operator.strip():
         raise EnrolmentError("say who enrols the badge (--operator): the custody log records it")
     validate_badge_id(badge_id)
+    refuse_reserved(data_dir, badge_id)
+    wearer, location = check_name(wearer, "wearer"), check_name(location, "location")
+    check_name(operator, "operator")
     if not 60 <= seconds <= MAX_CODE_SECONDS:
         raise EnrolmentError(
             f"an enrolment code lasts 60 to {MAX_CODE_SECONDS} seconds, not {seconds}"
@@ -296,3 +302,36 @@ def _answer(
             "password": password,
         },
     }
+
+
+def revoke_badge(data_dir: GatewayDataDir, badge_id: str, *, operator: str, reason: str) -> None:
+    """Revoke ``badge_id``, recorded as an enrolment event and a ``revoke`` custody entry.
+
+    The intake refuses the badge at once; a running gateway deletes its broker account
+    within a poll (decision 1703), closing its session and refusing its logins.
+    """
+    if not reason.strip():
+        raise EnrolmentError("say why the badge is revoked (lost, stolen, retired...)")
+    storage = data_dir.storage()
+    try:
+        custody = CustodyLog(open_ledger(data_dir, storage))
+        storage.badges.revoke(badge_id, operator=operator, reason=reason)
+        custody.record(operator, "revoke", badge_id, reason)
+    finally:
+        storage.close()
+
+
+def lift_cutoff(data_dir: GatewayDataDir, badge_id: str, *, operator: str) -> None:
+    """Lift the badge's cut-off (decision 1702), recorded as a ``lift-cut-off`` custody entry;
+    a running gateway enables its broker account again at once."""
+    storage = data_dir.storage()
+    try:
+        custody = CustodyLog(open_ledger(data_dir, storage))
+        lifted = storage.cutoffs.lift(badge_id)
+        if lifted is None:
+            raise EnrolmentError(f"badge {badge_id} is not cut off")
+        custody.record(
+            operator, "lift-cut-off", badge_id, detail={"cut_off_at_ns": lifted.cut_off_at_ns}
+        )
+    finally:
+        storage.close()

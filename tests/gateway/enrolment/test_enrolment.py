@@ -26,7 +26,8 @@ from demo.enrolment import LocalTransport
 from evidence.bundle import EnrolmentBundle
 from evidence.enrolment import EnrolmentRequest, fingerprint
 from evidence.errors import EnrolmentProtocolError
-from evidence.keys import CustodianPrivateKey, HpkeSuite, Signer, SigningKey
+from evidence.keys import BadgeIdentity, CustodianPrivateKey, HpkeSuite, Signer, SigningKey
+from gateway.broker.config import hash_broker_password
 from gateway.cli import main
 from gateway.datadir import GatewayDataDir
 from gateway.enrolment.enrolment import accept_request, issue_code
@@ -464,3 +465,39 @@ def test_the_badge_gets_a_broker_certificate_for_its_own_tls_key(
         storage.close()
     digest = entry.detail["tls_certificate_sha256"]
     assert digest == hashlib.sha256(certificate.public_bytes(serialization.Encoding.DER)).digest()
+
+
+@pytest.mark.parametrize("reserved", ["gateway", "gateway-intake", "intake-7"])
+def test_ids_of_the_gateways_broker_accounts_are_refused(
+    data_dir: GatewayDataDir, reserved: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (data_dir.root / "gateway.toml").write_text('[broker]\nusername = "intake-7"\n')
+    assert main(["--data", str(data_dir.root), "enroll", reserved, "--no-serve"]) == 1
+    assert f"badge id {reserved!r} is reserved for the gateway's own broker accounts" in (
+        capsys.readouterr().err
+    )
+    assert enrolled_ids(data_dir) == []
+
+
+def test_a_badge_enrolled_as_the_gateway_before_is_named_by_broker_config(
+    data_dir: GatewayDataDir, capsys: pytest.CaptureFixture[str]
+) -> None:
+    storage = data_dir.storage()
+    try:  # as an older gateway allowed
+        key = BadgeIdentity.generate("gateway").signing_key.public_key
+        storage.badges.enroll(
+            "gateway",
+            key,
+            hash_broker_password("x"),
+            wearer="",
+            location="",
+            operator="t",
+            rotate=False,
+            key_origin="gateway-generated",
+        )
+    finally:
+        storage.close()
+    assert main(["--data", str(data_dir.root), "broker-config", "--broker-user", "root"]) == 1
+    assert "badge 'gateway' has the gateway's broker login name: revoke it" in (
+        capsys.readouterr().err
+    )
