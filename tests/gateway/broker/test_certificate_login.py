@@ -4,6 +4,7 @@ certificate``; badges and the gateway log in with the evidence CA's certificates
 from __future__ import annotations
 
 import ssl
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from evidence.topics import ALL_BADGES_FILTER, badge_topic
 from gateway.broker.certificates import gateway_certificate_files
 from gateway.broker.config import CONFIG_FILE
 from gateway.cli import main
+from gateway.config import GatewayConfig
+from gateway.daemon import GatewayDaemon
 from gateway.datadir import GatewayDataDir
 from gateway.intake.service import IntakeService
 from tests.enrol import enrol_by_cli
@@ -172,3 +175,41 @@ def test_the_gateway_intake_logs_in_by_its_certificate_and_a_foreign_one_is_refu
             tls_client=(foreign / "tls.crt", foreign / "tls.key"),
         )
         assert never_connected(impostor)
+
+
+def test_a_revoked_badge_is_off_the_broker_at_once_with_certificates_too(
+    data: Path, tmp_path: Path
+) -> None:
+    """The running gateway's revocation (dynamic security) reaches a certificate login."""
+    tls_port, plain_port = write_config(data, "--badge-auth", "certificate")
+    (data / "gateway.toml").write_text(
+        f"[broker]\nport = {plain_port}\ntls = false\n[console]\nenabled = false\n"
+    )
+    bundle = tmp_path / "bundles" / "er-badge-01"
+    with GeneratedBroker(data / "broker", tls_port, plain_port) as broker:
+        daemon = GatewayDaemon(GatewayDataDir(data), GatewayConfig.load(data))
+        daemon.start()
+        try:
+            deadline = time.monotonic() + 20
+            while not daemon.connected:
+                assert time.monotonic() < deadline, "the gateway did not connect"
+                time.sleep(0.02)
+            badge = badge_session(broker, bundle)
+            assert badge.connack is not None and badge.connack.value == 0
+            revoke = ["--data", str(data), "revoke", "er-badge-01", "--reason", "stolen"]
+            assert main(revoke) == 0
+            revoked_at = time.monotonic()
+            badge.wait_disconnected(1.0)
+            assert time.monotonic() - revoked_at < 1.0
+            badge.close()
+            # its certificate is still valid, so the handshake may succeed; but the account
+            # it names is gone, and with it every grant
+            again = badge_session(broker, bundle)
+            try:
+                if again.connack is not None and not again.connack.is_failure:
+                    answer = again.publish(badge_topic("er-badge-01", "alert"), b"x")
+                    assert answer is not None and answer.value == NOT_AUTHORIZED
+            finally:
+                again.close()
+        finally:
+            daemon.stop()
