@@ -29,9 +29,10 @@ from badge.privacy import PreRollMute
 from badge.receipts import ReceiptStore
 from badge.ring import Ring, StoredSegment
 from badge.sealer import Sealer
+from badge.signer import load_enrolment
 from badge.sources import AudioSource, FrameSource, PacketSource
 from badge.uplink import Uplink
-from evidence.bundle import EnrolmentBundle
+from evidence.bundle import TLS_CERT_FILE, TLS_KEY_FILE
 from evidence.messages import Heartbeat
 from evidence.sd_notify import sd_notify, watchdog_interval_s
 
@@ -97,7 +98,7 @@ class BadgeDaemon:
         self._storage_full = False
         data = config.badge.data_dir
         data.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.bundle = EnrolmentBundle.load(config.badge.bundle)
+        self.bundle = load_enrolment(config)
         self.ring = Ring.open(
             data / "ring",
             pre_roll_ns=int(config.incident.pre_roll_seconds * _SECOND_NS),
@@ -143,6 +144,11 @@ class BadgeDaemon:
                 chunk_bytes=uplink.chunk_bytes,
                 heartbeat_seconds=uplink.heartbeat_seconds,
                 bandwidth_bytes_per_s=uplink.bandwidth_bytes_per_s or None,
+                client_certificate=(
+                    None
+                    if self.bundle.client_certificate_pem is None
+                    else (config.badge.bundle / TLS_CERT_FILE, config.badge.bundle / TLS_KEY_FILE)
+                ),
             )
         self.control = ControlServer(
             config.badge.control_socket, {"press": self.press, "status": self.status}

@@ -49,3 +49,7 @@ class LinkDown(UplinkError):  # noqa: N818 - a state, not a failure of the calle
 
 class GaugeError(BadgeError):
     """The battery fuel gauge is absent, is not the chip configured, or did not answer."""
+
+
+class EnrolmentError(BadgeError):
+    """The badge could not enrol: no gateway, a refusal, or an answer that is not genuine."""

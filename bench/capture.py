@@ -149,9 +149,10 @@ def run(
 def _measure(
     width: int, height: int, seconds: float, directory: Path, busy: int = 0
 ) -> list[Figure]:
-    identity = BadgeIdentity.generate(BADGE_ID)
+    key = SigningKey.generate()
+    identity = BadgeIdentity(BADGE_ID, key)
     custodian = CustodianPrivateKey.generate()
-    identity.signing_key.save(directory / "badge.key")
+    key.save(directory / "badge.key")
     custodian.public_key.save(directory / "custodian.pub")
     cores = sorted(os.sched_getaffinity(0))
     spinners = [_start_spinner(cores, seconds + _CHILD_GRACE_SECONDS) for _ in range(busy)]

@@ -15,7 +15,7 @@ from evidence.envelope import Envelope
 from evidence.errors import EncodingError, SegmentFormatError
 from evidence.hashing import DIGEST_SIZE
 from evidence.identifiers import validate_badge_id
-from evidence.keys import SigningKey, SigningPublicKey
+from evidence.keys import Signer, SigningPublicKey
 
 HEARTBEAT_CONTEXT = "medbadge heartbeat v1"
 RECEIPT_CONTEXT = "medbadge receipt v1"
@@ -115,7 +115,7 @@ class Heartbeat:
 
     TYPE = "medbadge.heartbeat.v1"
 
-    def sign(self, key: SigningKey) -> bytes:
+    def sign(self, key: Signer) -> bytes:
         """The signed heartbeat payload."""
         return Envelope.sign(_typed_map(self, self.TYPE), key, HEARTBEAT_CONTEXT).to_bytes()
 
@@ -197,7 +197,7 @@ class Receipt:
 
     TYPE = "medbadge.receipt.v1"
 
-    def sign(self, key: SigningKey) -> bytes:
+    def sign(self, key: Signer) -> bytes:
         """The signed receipt payload."""
         return Envelope.sign(_typed_map(self, self.TYPE), key, RECEIPT_CONTEXT).to_bytes()
 
@@ -224,7 +224,7 @@ class Rejection:
 
     TYPE = "medbadge.rejection.v1"
 
-    def sign(self, key: SigningKey) -> bytes:
+    def sign(self, key: Signer) -> bytes:
         """The signed rejection payload."""
         return Envelope.sign(_typed_map(self, self.TYPE), key, REJECTION_CONTEXT).to_bytes()
 

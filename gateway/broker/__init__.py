@@ -3,6 +3,7 @@
 __all__ = [
     "access",
     "accounts",
+    "certificates",
     "config",
     "control",
     "dynsec",

@@ -48,6 +48,8 @@ _LISTENER = re.compile(r"listener\s+([0-9]{1,5})(?:\s+(\S+))?")
 _PROBE_S = 0.5
 
 Role = Literal["badge", "gateway"]
+BadgeAuth = Literal["password", "certificate"]
+"""How clients prove who they are on the TLS listener (decision 1902)."""
 
 # A listener option in mosquitto 2.0 (before any "listener" line it would open a default
 # listener on port 1883), so it is repeated in each listener block.
@@ -139,6 +141,9 @@ class BrokerSettings:
     autosave_interval_s: int = 60
     run_as_user: str = "mosquitto"
     """The account mosquitto drops to when started as root; it must own the files we write."""
+    badge_auth: BadgeAuth = "password"
+    """``certificate``: every client on the TLS listener shows a certificate from the
+    evidence CA and is known by its common name; badge passwords are then written nowhere."""
     dynsec_plugin: Path | None = None
     """mosquitto's dynamic security plugin; None: where Debian's mosquitto installs it."""
 
@@ -163,6 +168,10 @@ class BrokerSettings:
         _check_range("max_queued_messages", self.max_queued_messages, 1, 10**9)
         _check_range("max_queued_bytes", self.max_queued_bytes, 1, 2**62)
         _check_range("autosave_interval_s", self.autosave_interval_s, 1, 86_400)
+        if self.badge_auth not in ("password", "certificate"):
+            raise BrokerConfigError(
+                f"broker setting badge_auth={self.badge_auth!r}: use 'password' or 'certificate'"
+            )
         if not isinstance(self.run_as_user, str) or not _USER_NAME.fullmatch(self.run_as_user):
             raise BrokerConfigError(
                 f"broker setting run_as_user={self.run_as_user!r} is not a system user name"
@@ -308,7 +317,7 @@ def _config_file(out_dir: Path, persistence: Path, settings: BrokerSettings, plu
         f"certfile {out_dir / SERVER_CERT_FILE}",
         f"keyfile {out_dir / SERVER_KEY_FILE}",
         "tls_version tlsv1.2",
-        "require_certificate false",
+        *_client_auth_lines(settings.badge_auth),
         *_CLIENT_ID_LINES,
     ]
     if settings.plain_port is not None:
@@ -320,6 +329,17 @@ def _config_file(out_dir: Path, persistence: Path, settings: BrokerSettings, plu
             *_CLIENT_ID_LINES,
         ]
     return "\n".join(lines) + "\n"
+
+
+def _client_auth_lines(badge_auth: BadgeAuth) -> list[str]:
+    if badge_auth == "password":
+        return ["require_certificate false"]
+    return [
+        "# Every client shows a certificate the evidence CA issued from its own key; its",
+        "# common name is its login, so no password is used here (decision 1902).",
+        "require_certificate true",
+        "use_identity_as_username true",
+    ]
 
 
 def _check_accounts(accounts: Sequence[BrokerAccount]) -> None:

@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from demo.enrolment import enroll_badge
 from evidence.bundle import EnrolmentBundle
 from evidence.hashing import ZERO_DIGEST, sha256
 from evidence.incident import IncidentRecord, Press, SignedIncident, sign_alert
@@ -18,7 +19,6 @@ from evidence.messages import Heartbeat, Receipt, Rejection, SegmentChunk, Statu
 from evidence.segment import SealedSegment, SegmentFacts, seal_segment
 from evidence.topics import badge_topic, parse_gateway_topic
 from gateway.datadir import GatewayDataDir
-from gateway.enrolment.enrolment import enroll_badge
 
 CODEC: dict[str, str | int] = {
     "container": "mpegts",

@@ -17,6 +17,7 @@ from gateway.cli import main
 from gateway.config import GATEWAY_PASSWORD_FILE
 from gateway.datadir import GatewayDataDir
 from gateway.storage.cutoffs import Cutoff
+from tests.enrol import enrol_by_cli
 from tests.gateway.generated_broker import (
     GeneratedBroker,
     badge_tls_session,
@@ -36,7 +37,7 @@ def data(tmp_path: Path) -> Path:
     assert main(["--data", str(root), "init", "--hospital", "City Hospital 4"]) == 0
     for badge in ("er-badge-01", "er-badge-02"):
         bundle = tmp_path / "bundles" / badge
-        assert main(["--data", str(root), "enroll", badge, "-o", str(bundle)]) == 0
+        assert enrol_by_cli(root, badge, bundle) == 0
     return root
 
 
@@ -56,7 +57,7 @@ def test_enroll_says_no_broker_restart_is_needed(
     data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     capsys.readouterr()
-    assert main(["--data", str(data), "enroll", "icu-badge-01", "-o", str(tmp_path / "b")]) == 0
+    assert enrol_by_cli(data, "icu-badge-01", tmp_path / "b") == 0
     out = capsys.readouterr().out
     assert "no broker restart" in out
     assert "broker-config" not in out
@@ -153,7 +154,7 @@ def test_broker_config_leaves_a_running_brokers_accounts_alone(
     broker_dir = data / "broker"
     bundle = tmp_path / "bundles" / "icu-badge-07"
     with GeneratedBroker(broker_dir, tls_port, plain_port) as broker:
-        assert main(["--data", str(data), "enroll", "icu-badge-07", "-o", str(bundle)]) == 0
+        assert enrol_by_cli(data, "icu-badge-07", bundle) == 0
         accounts_before = (broker_dir / DYNSEC_FILE).read_bytes()
         write_config(data, ports=(tls_port, plain_port))
         assert (broker_dir / DYNSEC_FILE).read_bytes() == accounts_before

@@ -20,6 +20,7 @@ from gateway.broker.dynsec import DYNSEC_FILE
 from gateway.cli import main
 from gateway.config import GatewayConfig
 from gateway.daemon import GatewayDaemon
+from tests.enrol import enrol_by_cli
 from tests.gateway.badge_messages import BadgeMessages, Hospital, make_hospital
 from tests.gateway.generated_broker import (
     GeneratedBroker,
@@ -59,8 +60,7 @@ class Gateway:
 
     def enrol(self, badge_id: str, *extra: str) -> Path:
         bundle = self.bundles / f"{badge_id}{'-rotated' if extra else ''}"
-        args = ["--data", self.root, "enroll", badge_id, "-o", str(bundle), *extra]
-        assert main(args) == 0
+        assert enrol_by_cli(Path(self.root), badge_id, bundle, *extra) == 0
         return bundle
 
     def login(self, bundle: Path) -> MqttSession:
@@ -238,6 +238,7 @@ def test_a_badge_whose_password_the_gateway_cannot_know_is_named_once(
             location="",
             operator="adam",
             rotate=False,
+            key_origin="gateway-generated",
         )
     finally:
         storage.close()
@@ -269,6 +270,7 @@ def test_accounts_written_before_fingerprints_keep_working(
             location="",
             operator="adam",
             rotate=False,
+            key_origin="gateway-generated",
         )
     finally:
         storage.close()

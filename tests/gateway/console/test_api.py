@@ -4,12 +4,10 @@ CSRF, rate limits, custody records, playback, search, enrolment and the live str
 from __future__ import annotations
 
 import http.client
-import io
 import json
 import re
 import sqlite3
 import subprocess
-import tarfile
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from badge.enrolment import enrol
+from demo.enrolment import LocalTransport
 from evidence.bundle import EnrolmentBundle
 from gateway.broker.accounts import broker_accounts
 from gateway.broker.config import hash_broker_password
@@ -176,33 +176,30 @@ def test_search_filters_and_pages_through_incidents(console: ConsoleHarness) -> 
     assert 'id="older"' in page and "a-4" in page and "a-2" not in page
 
 
-def test_enrolment_bundle_downloads_once_and_revocation_closes_the_broker_account(
+def test_enrolment_code_enrols_the_badges_own_key_and_revocation_closes_the_broker_account(
     console: ConsoleHarness, tmp_path: Path
 ) -> None:
     admin = WebClient(console.url)
     admin.login("adam")
     token = admin.csrf("/badges")
-    enrolled = admin.request(
+    issued = admin.request(
         "/badges/enrol",
         {"csrf": token, "badge_id": "er-badge-07", "wearer": "Dr. N. Sadykov", "location": "ER"},
     )
-    assert enrolled.status == 303
-    link = re.search(
-        r'href="(/badges/bundle/[^"]+)"', admin.request(enrolled.headers["location"]).text
-    )
-    assert link is not None
-    bundle = admin.request(link.group(1))
-    assert bundle.status == 200 and "attachment" in bundle.headers["content-disposition"]
-    with tarfile.open(fileobj=io.BytesIO(bundle.body)) as archive:
-        archive.extractall(tmp_path / "unpacked", filter="data")
-    loaded = EnrolmentBundle.load(tmp_path / "unpacked" / "er-badge-07")
+    assert issued.status == 200  # shown on this page only, never in a URL to follow
+    code = re.search(r'<code id="code">([A-Z2-7-]+)</code>', issued.text)
+    assert code is not None
+    assert re.search(r'<div id="code-qr"><svg [^>]*class="segno"', issued.text)
+    data_dir = console.hospital.data_dir
+    enrol(tmp_path / "badge", "er-badge-07", code.group(1), LocalTransport(data_dir))
+    loaded = EnrolmentBundle.load(tmp_path / "badge")
     assert loaded.identity.badge_id == "er-badge-07"
-    assert admin.request(link.group(1)).status == 400  # once only
+    page = admin.request("/badges").text
+    assert "er-badge-07" in page and code.group(1) not in page
     revoked = admin.request(
         "/badges/er-badge-07/revoke", {"csrf": token, "reason": "lost in the car park"}
     )
     assert revoked.status == 303
-    data_dir = console.hospital.data_dir
     storage = data_dir.storage()
     try:
         assert storage.badges.get("er-badge-07").revoked_at_ns is not None
