@@ -120,7 +120,9 @@ def test_a_revoked_badge_may_do_nothing_once_the_broker_has_its_new_accounts(
         finally:
             storage.close()
         broker.stop()
-        write_config(data, "--badge-auth", "certificate", ports=(tls_port, plain_port))
+        write_config(
+            data, "--badge-auth", "certificate", "--reset-accounts", ports=(tls_port, plain_port)
+        )
         broker.start()
         after = badge_session(broker, bundle)
         if after.connack is not None and not after.connack.is_failure:
