@@ -363,6 +363,61 @@ def test_odd_entries_in_a_zip_or_folder_are_reported(packages: Packages, tmp_pat
     }
 
 
+def _zip_with(packages: Packages, target: Path, info: zipfile.ZipInfo, data: bytes) -> Path:
+    shutil.copy(packages.main, target)
+    with zipfile.ZipFile(target, "a") as archive:
+        archive.writestr(info, data)
+    return target
+
+
+def _problems(report: VerificationReport) -> dict[str | None, str]:
+    return {f.file: f.message for f in report.findings if f.check is Check.PACKAGE}
+
+
+def test_a_symbolic_link_in_the_zip_is_refused_as_a_link(
+    packages: Packages, tmp_path: Path
+) -> None:
+    link = zipfile.ZipInfo("segments/0000000044.ts")
+    link.create_system = 3
+    link.external_attr = 0o120777 << 16
+    report = verify_package(_zip_with(packages, tmp_path / "link.zip", link, b"../clip.ts"))
+    assert "is a symbolic link" in _problems(report)["segments/0000000044.ts"]
+    assert "segments/0000000044.ts" not in {f.file for f in report.findings if f.seq == 44}
+
+
+def test_a_folder_entry_in_the_zip_is_refused(packages: Packages, tmp_path: Path) -> None:
+    folder_entry = zipfile.ZipInfo("notes/")
+    folder_entry.external_attr = 0o40755 << 16 | 0x10
+    report = verify_package(_zip_with(packages, tmp_path / "dir.zip", folder_entry, b""))
+    assert "is a folder entry" in _problems(report)["notes/"]
+    assert not report.verified
+
+
+def test_a_zip_bomb_member_is_refused_before_it_is_inflated(
+    packages: Packages, tmp_path: Path
+) -> None:
+    bomb = zipfile.ZipInfo(f"{SEGMENT_42}.ts")  # a streamed file: no small file's limit
+    bomb.compress_type = zipfile.ZIP_BZIP2
+    with zipfile.ZipFile(tmp_path / "bomb.zip", "w") as archive:
+        archive.writestr(bomb, bytes(256 << 20))
+        assert archive.getinfo(bomb.filename).compress_size < 1000
+        for path in files_of(packages.unpacked):
+            if path != bomb.filename:
+                archive.write(packages.unpacked / path, path)
+    report = verify_package(tmp_path / "bomb.zip")
+    assert "a zip bomb, not inflated" in _problems(report)[bomb.filename]
+
+
+def test_a_small_file_that_declares_more_than_its_limit_is_not_read(
+    packages: Packages, tmp_path: Path
+) -> None:
+    big = zipfile.ZipInfo("receipts/segment-0000000099.receipt")
+    big.compress_type = zipfile.ZIP_DEFLATED
+    data = random.Random(3).randbytes(17 << 20)  # incompressible, so no bomb: just too large
+    report = verify_package(_zip_with(packages, tmp_path / "big.zip", big, data))
+    assert "it was not read" in _problems(report)[big.filename]
+
+
 def test_a_missing_or_unlisted_file_fails_the_file_list(folder: Path) -> None:
     (folder / "segments" / "0000000041.sig").unlink()
     (folder / "receipts" / "extra.receipt").write_bytes(b"")
@@ -406,6 +461,40 @@ def test_two_segments_swapped_with_their_headers_and_signatures(folder: Path) ->
         (Check.SEGMENT_HEADER, 41),
         (Check.SEGMENT_HEADER, 42),
     }
+    chain = [(f.seq, f.message) for f in report.findings if f.check is Check.CHAIN]
+    assert chain == [(41, "reorder: segment 41 comes after segment 42 in the package's order")]
+
+
+def test_a_segment_copied_over_its_neighbour_is_reported_as_a_duplicate(folder: Path) -> None:
+    for suffix in (".ts", ".header", ".sig"):
+        shutil.copy(folder / f"segments/0000000041{suffix}", folder / f"{SEGMENT_42}{suffix}")
+    rehash(folder)
+    report = verify_package(folder)
+    chain = [(f.seq, f.message) for f in report.findings if f.check is Check.CHAIN]
+    assert chain == [
+        (41, "duplicate: segment 41 appears more than once"),
+        (42, "gap: seq 41 to 43 (1 segments missing)"),
+    ]
+    header = [f.message for f in report.findings if f.check is Check.SEGMENT_HEADER]
+    assert header == ["the files of segment 42 hold the header of segment 41"]
+
+
+def test_a_changed_byte_of_a_segment_is_named_where_it_is(folder: Path) -> None:
+    path = folder / f"{SEGMENT_42}.ts"
+    data = bytearray(path.read_bytes())
+    data[1234] ^= 0x40
+    path.write_bytes(data)
+    rehash(folder)
+    report = verify_package(folder)
+    plaintext = [f.message for f in report.findings if f.check is Check.SEGMENT_PLAINTEXT]
+    assert len(plaintext) == 1
+    assert plaintext[0].endswith("it first differs from its copy in clip.ts at byte 1234")
+    before = sum((folder / f"segments/00000000{seq}.ts").stat().st_size for seq in (40, 41))
+    clip = [f.message for f in report.findings if f.check is Check.CLIP]
+    assert clip == [
+        f"it differs from the segments joined in order from byte {before + 1234} "
+        f"(byte 1234 of {SEGMENT_42}.ts)"
+    ]
 
 
 def test_a_segment_of_another_badge_in_place_of_one(packages: Packages, folder: Path) -> None:
