@@ -30,7 +30,12 @@ from evidence.identifiers import validate_incident_id
 from evidence.incident import SignedIncident
 from evidence.keys import CustodianPrivateKey, SigningPublicKey
 from evidence.ledger.checkpoint import format_vkey
-from evidence.package.instructions import InstructionFacts, SignedSegment, render_instructions
+from evidence.package.instructions import (
+    InstructionFacts,
+    SignedSegment,
+    plaintext_digest_offset,
+    render_instructions,
+)
 from evidence.package.layout import (
     ALERT_RECORD,
     CA_CERTIFICATE,
@@ -206,9 +211,7 @@ class _Export:
     def _incident(self) -> StoredIncident:
         incident_id, badge_id = self.request.incident_id, self.request.badge_id
         badges = (
-            [badge_id]
-            if badge_id is not None
-            else self.catalogue.badges_with_incident(incident_id)
+            [badge_id] if badge_id is not None else self.catalogue.badges_with_incident(incident_id)
         )
         if len(badges) > 1:
             raise ExportError(
@@ -417,6 +420,8 @@ class _Export:
                     SignedSegment(
                         segment_stem(stored.seq, self.digits),
                         badge_key_path(self.badge_id, staged.signers[stored.seq]),
+                        stored.seq,
+                        plaintext_digest_offset(stored.header_bytes),
                     )
                     for stored in self.segments
                 ],

@@ -33,17 +33,18 @@ def test_a_clip_from_the_middle_of_a_recording_starts_at_0_without_an_empty_edit
     clip, mp4 = tmp_path / "clip.ts", tmp_path / "clip.mp4"
     clip.write_bytes(b"".join(segment.data for segment in segments[2:]))  # starts 2 s in
     with av.open(str(clip)) as source:
-        assert source.streams.video[0].start_time * source.streams.video[0].time_base >= 1.9
+        start, base = source.streams.video[0].start_time, source.streams.video[0].time_base
+        assert start is not None and base is not None and start * base >= 1.9
     remux_to_mp4(clip, mp4)
     with av.open(str(mp4)) as derived:
         video = derived.streams.video[0]
         assert video.start_time == 0
         first = next(derived.demux(video))
         assert first.pts == 0 and first.is_keyframe
-    movie_scale = struct.unpack(">I", mp4.read_bytes()[mp4.read_bytes().find(b"mvhd") + 16 :][:4])[
-        0
-    ]
-    tracks = _edits(mp4.read_bytes())
+    data = mp4.read_bytes()
+    movie = data.find(b"mvhd")  # version 0: version/flags, two times, then the timescale
+    (movie_scale,) = struct.unpack(">I", data[movie + 16 : movie + 20])
+    tracks = _edits(data)
     assert tracks and all(media_time >= 0 for media_time in (e[1] for e in tracks[0]))
     for edits in tracks[1:]:  # the sound: at most a delay shorter than one of its frames
         assert all(
