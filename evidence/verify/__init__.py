@@ -236,6 +236,7 @@ def _summary(
         ca_fingerprint=None if ca is None else _fingerprint(ca),
         pinned_gateway_key=pinned["gateway_key"],
         pinned_ca=pinned["ca"],
+        custody_unlinked_before=media.custody_unlinked_before,
     )
 
 

@@ -52,6 +52,9 @@ class MediaView:
     """The ledger entry of each segment, by seq."""
     incident_entry: LedgerEntry | None = None
     alert_entry: LedgerEntry | None = None
+    custody_unlinked_before: int | None = None
+    """The leaf of the oldest custody entry on the incident's chain when it names no entry
+    before it (recorded before the links were kept): completeness holds from there on."""
 
 
 def read_media(contents: PackageContents, view: LedgerView, f: Findings) -> MediaView:
@@ -361,15 +364,17 @@ def _check_chain(media: MediaView, f: Findings) -> None:
 
 
 def _read_alert(contents: PackageContents, view: LedgerView, media: MediaView, f: Findings) -> None:
-    """The badge's alert, if the package has one: signed, about this incident, in the ledger."""
+    """The badge's alert (a required part): signed, about this incident, in the ledger."""
     data = contents.small.get(ALERT_RECORD)
     record = media.record
     alerts = list(view.of_kind("alert").values())
     if data is None:
-        if alerts:
-            f.fail(
-                Check.ALERT, "the ledger entries hold an alert the package lacks", file=ALERT_RECORD
-            )
+        f.fail(
+            Check.ALERT,
+            "the package has no alert record: the badge's alert is a required part of it"
+            + ("; the ledger entries hold one" if alerts else ""),
+            file=ALERT_RECORD,
+        )
         return
     f.examine(Check.ALERT)
     try:

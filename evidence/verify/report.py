@@ -40,6 +40,10 @@ class Summary:
     """SHA-256 of the evidence CA certificate as ``openssl x509 -fingerprint -sha256`` shows it."""
     pinned_gateway_key: bool = False
     pinned_ca: bool = False
+    custody_unlinked_before: int | None = None
+    """The leaf of the oldest custody entry about the incident on its chain, when that entry
+    names none before it (recorded before entries did): completeness of custody holds from
+    there on only. None when the chain reaches its first entry."""
 
 
 @dataclass(frozen=True)
@@ -141,6 +145,22 @@ def _proven(summary: Summary) -> list[str]:
         f"{summary.tsa_name}).",
         f"  Exported by {summary.exported_by} at {_time(summary.exported_at_ns)}: "
         f"{summary.justification!r}.",
+        *_custody(summary),
+    ]
+
+
+def _custody(summary: Summary) -> list[str]:
+    if summary.custody_unlinked_before is None:
+        return [
+            "  Custody: the package holds every custody entry about the incident, each naming",
+            "  the one before it, from the first to the export.",
+        ]
+    return [
+        f"  Custody: the entries from leaf {summary.custody_unlinked_before} to the export are "
+        "all here, each naming",
+        f"  the one before it; leaf {summary.custody_unlinked_before} was recorded before "
+        "entries named the one before",
+        "  them, so the package cannot show it holds every entry older than that one.",
     ]
 
 

@@ -166,8 +166,11 @@ class _Export:
         self.segments = self._segments()
         self.keys = dict(self.registry.key_history(self.badge_id))
         self.alert = self.catalogue.alert(self.badge_id, self.incident.incident_id)
-        if self.alert is not None and self.alert.ledger_index is None:
-            self.alert = None
+        if self.alert is None or self.alert.ledger_index is None:
+            raise ExportError(
+                f"incident {self.incident.incident_id} has no alert in the ledger; a package "
+                "must hold the badge's alert and its receipt (decision 2051)"
+            )
         self.digits = seq_digits(self.incident.last_seq)
 
     @property

@@ -19,6 +19,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from evidence.canonical import CanonicalValue
 from evidence.cli import main
 from evidence.hashing import sha256
 from evidence.keys import SigningKey, SigningPublicKey
@@ -40,6 +41,8 @@ from evidence.package.layout import (
 from evidence.segment import SIGNATURE_CONTEXT
 from evidence.verify import verify_package
 from evidence.verify.report import VerificationReport
+from gateway.ledger.custody import CustodyLog
+from gateway.ledger.ledger import open_ledger
 from gateway.timestamping import TimeStampAuthority, build_request
 from tests.gateway.badge_messages import Hospital, make_hospital
 from tests.gateway.court_package import deliver_incident, export, record_footage
@@ -73,12 +76,38 @@ def packages(tmp_path_factory: pytest.TempPathFactory) -> Packages:
         after=main_incident,
     )
     deliver_incident(hospital, record_footage(4.0), badge_id="badge-b", incident_id="inc-0419")
+    _custody(hospital, "inc-0417", linked=True)
+    _custody(hospital, "inc-0419", linked=False)
     made = {name: root / f"{name}.zip" for name in ("inc-0417", "inc-0418", "inc-0419")}
     for name, path in made.items():
         export(hospital, name, path)
     unpacked = root / "unpacked"
     unpack(made["inc-0417"], unpacked)
     return Packages(hospital, made["inc-0417"], made["inc-0418"], made["inc-0419"], unpacked)
+
+
+def _custody(hospital: Hospital, incident_id: str, *, linked: bool) -> int:
+    """A reviewer's view of the incident, recorded as today, or as before entries were linked."""
+    data_dir = hospital.data_dir
+    storage = data_dir.storage()
+    try:
+        custody = CustodyLog(open_ledger(data_dir, storage))
+        if linked:
+            return custody.record("Dr Aliya Sarsen", "view", incident_id, "review").ledger_index
+        body: dict[str, CanonicalValue] = {
+            "actor": "Dr Aliya Sarsen",
+            "action": "view",
+            "subject": incident_id,
+            "justification": "review",
+            "detail": {},
+        }
+        at_ns = custody.ledger.now()
+        with storage.transaction():
+            index = custody.ledger.append("custody", body, at_ns=at_ns)
+            storage.custody.add(index, "Dr Aliya Sarsen", "view", incident_id, "review", at_ns)
+        return index
+    finally:
+        storage.close()
 
 
 @pytest.fixture
@@ -587,7 +616,10 @@ def _stamp_anew(folder: Path, tsa: TimeStampAuthority, digest: bytes | None = No
 
 
 def test_a_back_dated_time_stamp_fails(packages: Packages, folder: Path) -> None:
-    _stamp_anew(folder, _tsa(packages, datetime.now(UTC) - timedelta(minutes=3)))
+    exported_ns = verify_package(packages.main).summary.exported_at_ns
+    assert exported_ns is not None  # back-dated from the export, however long the run takes
+    exported = datetime.fromtimestamp(exported_ns / 1e9, UTC)
+    _stamp_anew(folder, _tsa(packages, exported - timedelta(minutes=3)))
     report = verify_package(folder)
     messages = [f.message for f in report.findings if f.check is Check.TIMESTAMP]
     assert len(messages) == 1 and "back-dated" in messages[0]
@@ -620,3 +652,90 @@ def test_a_foreign_time_stamp_fails(packages: Packages, folder: Path, tmp_path: 
         "certs/evidence-ca.crt",
         "certs/tsa.crt",
     }
+
+
+# -- completeness of the incident ----------------------------------------------------------
+
+
+def _withhold(folder: Path, *paths: str) -> None:
+    for path in paths:
+        (folder / path).unlink()
+
+
+def _custody_entries(folder: Path) -> list[dict[str, object]]:
+    entries: list[dict[str, object]] = json.loads((folder / "custody.json").read_text())["entries"]
+    return entries
+
+
+def _withhold_custody(folder: Path, index: int) -> None:
+    """Leave one custody entry out, with its proof and its line in custody.json."""
+    _withhold(folder, f"ledger/entries/{index}.entry", f"ledger/proofs/{index}.proof")
+    document = json.loads((folder / "custody.json").read_text())
+    document["entries"] = [e for e in document["entries"] if e["ledger_index"] != index]
+    (folder / "custody.json").write_bytes(render_json(document))
+
+
+def test_the_custody_entries_chain_from_the_first_to_the_export(
+    packages: Packages, capsys: pytest.CaptureFixture[str]
+) -> None:
+    entries = _custody_entries(packages.unpacked)
+    about = [e for e in entries if e["subject"] == "inc-0417"]
+    assert [e["action"] for e in about] == ["view", "export"]
+    assert about[0]["previous"] is None and about[1]["previous"] == about[0]["ledger_index"]
+    assert verify_package(packages.main).summary.custody_unlinked_before is None
+    assert main(["verify", str(packages.main)]) == 0
+    assert "holds every custody entry about the incident" in capsys.readouterr().out
+
+
+def test_a_withheld_custody_entry_is_named(packages: Packages, folder: Path) -> None:
+    (view,) = [e for e in _custody_entries(folder) if e["action"] == "view"]
+    index = view["ledger_index"]
+    assert isinstance(index, int)
+    _withhold_custody(folder, index)
+    rehash(folder)
+    report = verify_package(folder)
+    custody = [(f.file, f.message) for f in report.findings if f.check is Check.CUSTODY]
+    assert len(custody) == 1 and custody[0][0] == f"ledger/entries/{index}.entry"
+    assert f"leaf {index}" in custody[0][1] and "withheld" in custody[0][1]
+
+
+def test_entries_recorded_before_the_links_are_reported_as_such(
+    packages: Packages, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = verify_package(packages.other_badge)
+    assert report.verified, report.findings
+    unlinked = report.summary.custody_unlinked_before
+    (view,) = [
+        e
+        for e in _custody_entries(unpack(packages.other_badge, packages.unpacked.parent / "b"))
+        if e["action"] == "view"
+    ]
+    assert unlinked == view["ledger_index"] and "previous" not in view
+    assert main(["verify", str(packages.other_badge)]) == 0
+    out = capsys.readouterr().out
+    assert f"leaf {unlinked} was recorded before entries named the one before" in out
+
+
+def test_a_package_without_its_alert_fails_naming_it(folder: Path) -> None:
+    entries = _custody_entries(folder)
+    assert entries
+    _withhold(folder, "alert.record", "receipts/alert.receipt")
+    alert_leaves = [
+        path.name.split(".")[0]
+        for path in (folder / "ledger/entries").iterdir()
+        if b"alert_sha256" in path.read_bytes() and b"receipt" not in path.read_bytes()
+    ]
+    assert len(alert_leaves) == 1
+    _withhold(
+        folder,
+        f"ledger/entries/{alert_leaves[0]}.entry",
+        f"ledger/proofs/{alert_leaves[0]}.proof",
+    )
+    rehash(folder)
+    report = verify_package(folder)
+    found = {(f.check, f.message) for f in report.findings}
+    assert (
+        Check.ALERT,
+        "the package has no alert record: the badge's alert is a required part of it",
+    ) in found
+    assert (Check.RECEIPT, "the package has no receipt for the alert") in found
