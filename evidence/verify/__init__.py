@@ -236,6 +236,11 @@ def _summary(
         ca_fingerprint=None if ca is None else _fingerprint(ca),
         pinned_gateway_key=pinned["gateway_key"],
         pinned_ca=pinned["ca"],
+        sealed_after_export_ns=(
+            None
+            if stamp is None or export is None
+            else datetime_ns(stamp.gen_time) - export.entry.at_ns
+        ),
         custody_unlinked_before=media.custody_unlinked_before,
     )
 

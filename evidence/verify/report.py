@@ -40,10 +40,35 @@ class Summary:
     """SHA-256 of the evidence CA certificate as ``openssl x509 -fingerprint -sha256`` shows it."""
     pinned_gateway_key: bool = False
     pinned_ca: bool = False
+    sealed_after_export_ns: int | None = None
+    """How long after the export entry the checkpoint's time-stamp was made (may be < 0)."""
     custody_unlinked_before: int | None = None
     """The leaf of the oldest custody entry about the incident on its chain, when that entry
     names none before it (recorded before entries did): completeness of custody holds from
     there on only. None when the chain reaches its first entry."""
+
+
+LATE_TIMESTAMP_NS = 10 * 60 * 10**9
+"""A time-stamp made more than this after the export is remarked on: it then shows only
+that the checkpoint existed by its own time, not that the export was made as it says."""
+_RESOLUTIONS_NS = (10**6, 10**7, 10**8, 10**9, 10 * 10**9, 60 * 10**9)
+
+
+def capture_window(summary: Summary) -> tuple[int, int, int] | None:
+    """The capture window widened by its error bound and rounded out to a resolution no finer
+    than that bound: (start_ns, end_ns, resolution_ns). None when the window is unknown.
+
+    A time given to the millisecond with a model good to ±11 ms claims more than it knows;
+    rounded out to 0.1 s it claims only what the model supports.
+    """
+    start, end = summary.capture_start_ns, summary.capture_end_ns
+    if start is None or end is None:
+        return None
+    error = summary.capture_error_ns or 0
+    resolution = next((r for r in _RESOLUTIONS_NS if r >= error), _RESOLUTIONS_NS[-1])
+    low = (start - error) // resolution * resolution
+    high = -(-(end + error) // resolution) * resolution
+    return low, high, resolution
 
 
 @dataclass(frozen=True)
@@ -72,6 +97,7 @@ class VerificationReport:
             "package": self.location,
             "verified": self.verified,
             "summary": asdict(self.summary),
+            "capture_window": _window_json(self.summary),
             "checks": [
                 {
                     "check": check.value,
@@ -121,30 +147,84 @@ def _time(ns: int | None, digits: int = 3) -> str:
     return text + " UTC"
 
 
-def _proven(summary: Summary) -> list[str]:
-    wearer = f" (wearer {summary.wearer})" if summary.wearer else ""
+def _window_json(summary: Summary) -> dict[str, object] | None:
+    window = capture_window(summary)
+    if window is None:
+        return None
+    low, high, resolution = window
+    return {
+        "start_ns": low,
+        "end_ns": high,
+        "resolution_ns": resolution,
+        "clock": (
+            "badge clock corrected by the gateway's model"
+            if summary.capture_clock == "gateway"
+            else "badge clock alone"
+        ),
+    }
+
+
+def _digits(resolution_ns: int) -> int:
+    """Decimal places of a second that show a time at ``resolution_ns``."""
+    digits = 0
+    while digits < 9 and 10 ** (9 - digits) > resolution_ns:
+        digits += 1
+    return digits
+
+
+def _captured(summary: Summary) -> list[str]:
+    window = capture_window(summary)
+    if window is None:
+        return ["  Captured at an unknown time: the segments' times could not be established."]
+    low, high, resolution = window
+    digits = _digits(resolution)
+    between = f"  Captured between {_time(low, digits)} and {_time(high, digits)},"
     if summary.capture_clock == "gateway" and summary.capture_error_ns is not None:
-        clock = (
-            f"± {summary.capture_error_ns / 1e9:.3f} s (gateway time: the badge's clock "
-            "corrected by the offset the gateway measured)"
-        )
-    else:
-        clock = "by the badge's own clock, which the gateway could not correct"
+        return [
+            between,
+            "  by the badge's clock as the gateway's model of it corrects it (offset and drift",
+            "  measured while the badge was connected): the gateway's estimate, good to",
+            f"  ± {summary.capture_error_ns / 1e9:.3f} s, so widened by that and rounded out to "
+            f"{resolution / 1e9:g} s.",
+        ]
+    return [
+        between,
+        "  by the badge's own clock alone: the badge's claim, which the gateway could not",
+        "  correct and nothing else bounds.",
+    ]
+
+
+def _sealed(summary: Summary) -> list[str]:
     accuracy = (
         "" if summary.sealed_accuracy_ns is None else f" ± {summary.sealed_accuracy_ns / 1e9:g} s"
     )
+    lines = [
+        f"  Received by the gateway by {_time(summary.received_ns)} (the gateway's clock).",
+        f"  Sealed no later than {_time(summary.sealed_ns, 0)}{accuracy}, by the clock of the",
+        f"  time-stamp authority {summary.tsa_name}",
+        "  (certified by the evidence CA in the package).",
+    ]
+    late = summary.sealed_after_export_ns
+    if late is not None and late > LATE_TIMESTAMP_NS:
+        lines += [
+            f"  Note: that time-stamp was made {late / 60e9:.0f} minutes after the export entry;",
+            "  it shows that the checkpoint existed by then, not that the export was made when",
+            "  it says.",
+        ]
+    return lines
+
+
+def _proven(summary: Summary) -> list[str]:
+    wearer = f" (wearer {summary.wearer})" if summary.wearer else ""
     return [
         f"  Clip from badge {summary.badge_id}{wearer}, incident {summary.incident_id}.",
-        f"  Captured between {_time(summary.capture_start_ns)} and "
-        f"{_time(summary.capture_end_ns)} {clock}.",
+        *_captured(summary),
         "  Unaltered: every segment has the SHA-256 its badge-signed header gives.",
         f"  Complete: segments {summary.first_seq}..{summary.last_seq} "
         f"({summary.segments}), no gaps.",
-        f"  Received by the gateway by {_time(summary.received_ns)}; sealed by the gateway no "
-        f"later than {_time(summary.sealed_ns, 0)}{accuracy} (RFC 3161 time from "
-        f"{summary.tsa_name}).",
-        f"  Exported by {summary.exported_by} at {_time(summary.exported_at_ns)}: "
-        f"{summary.justification!r}.",
+        *_sealed(summary),
+        f"  Exported by {summary.exported_by} at {_time(summary.exported_at_ns)} (the gateway's "
+        f"clock): {summary.justification!r}.",
         *_custody(summary),
     ]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import shutil
 import zipfile
 from dataclasses import dataclass, replace
@@ -40,7 +41,7 @@ from evidence.package.layout import (
 )
 from evidence.segment import SIGNATURE_CONTEXT
 from evidence.verify import verify_package
-from evidence.verify.report import VerificationReport
+from evidence.verify.report import Summary, VerificationReport, capture_window
 from gateway.ledger.custody import CustodyLog
 from gateway.ledger.ledger import open_ledger
 from gateway.timestamping import TimeStampAuthority, build_request
@@ -171,9 +172,12 @@ def test_the_exported_package_verifies_and_the_report_says_what_it_proves(
     assert "VERIFIED: every check holds." in out
     assert "Clip from badge badge-a (wearer Nurse badge-a), incident inc-0417." in out
     assert "Complete: segments 40..43 (4), no gaps." in out
-    assert "Captured between 20" in out and "(gateway time:" in out
-    assert "sealed by the gateway no later than" in out
-    assert "RFC 3161 time from O=Test Hospital,CN=Test Hospital Gateway TSA" in out
+    assert "Captured between 20" in out
+    assert "by the badge's clock as the gateway's model of it corrects it" in out
+    assert "Received by the gateway by 20" in out and "(the gateway's clock)" in out
+    assert "Sealed no later than 20" in out and "by the clock of the" in out
+    assert "time-stamp authority O=Test Hospital,CN=Test Hospital Gateway TSA" in out
+    assert "minutes after the export entry" not in out
     assert "Exported by Officer Dana Bekova" in out
 
 
@@ -739,3 +743,48 @@ def test_a_package_without_its_alert_fails_naming_it(folder: Path) -> None:
         "the package has no alert record: the badge's alert is a required part of it",
     ) in found
     assert (Check.RECEIPT, "the package has no receipt for the alert") in found
+
+
+# -- time claims -----------------------------------------------------------------------------
+
+
+def test_the_capture_window_is_rounded_out_to_what_the_clock_model_supports() -> None:
+    base = 1_700_000_000 * 10**9
+    summary = Summary(
+        capture_start_ns=base + 123_456_789,
+        capture_end_ns=base + 4_987_654_321,
+        capture_error_ns=11_000_000,
+        capture_clock="gateway",
+    )
+    assert capture_window(summary) == (base + 100_000_000, base + 5_000_000_000, 100_000_000)
+    lines = "\n".join(_proven_lines(summary))
+    assert "Captured between 2023-11-14 22:13:20.1 UTC and 2023-11-14 22:13:25.0 UTC," in lines
+    assert "good to\n  ± 0.011 s, so widened by that and rounded out to 0.1 s" in lines
+    badge_only = replace(summary, capture_error_ns=None, capture_clock="badge")
+    assert "by the badge's own clock alone: the badge's claim" in "\n".join(
+        _proven_lines(badge_only)
+    )
+
+
+def _proven_lines(summary: Summary) -> list[str]:
+    report = VerificationReport("p.zip", (), {}, summary)
+    return report.human().splitlines()
+
+
+def test_a_time_stamp_made_long_after_the_export_is_remarked_on(
+    packages: Packages, folder: Path
+) -> None:
+    exported_ns = verify_package(packages.main).summary.exported_at_ns
+    assert exported_ns is not None
+    later = datetime.fromtimestamp(exported_ns / 1e9, UTC) + timedelta(minutes=42)
+    _stamp_anew(folder, _tsa(packages, later))
+    text = (folder / "VERIFY.txt").read_text()  # its -attime is the token's time: follow it
+    text = re.sub(r"-attime [0-9]+", f"-attime {int(later.timestamp())}", text)
+    text = re.sub(r"\(20[0-9-]+ [0-9:]+ UTC\)", f"({later:%Y-%m-%d %H:%M:%S} UTC)", text)
+    (folder / "VERIFY.txt").write_text(text)
+    rehash(folder)
+    report = verify_package(folder)
+    assert report.verified, report.findings
+    assert report.summary.sealed_after_export_ns is not None
+    assert round(report.summary.sealed_after_export_ns / 60e9) == 42  # genTime is in seconds
+    assert "Note: that time-stamp was made 42 minutes after the export entry;" in report.human()

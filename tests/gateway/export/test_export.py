@@ -283,6 +283,19 @@ def test_an_altered_ledger_stops_the_export_before_anything_is_recorded(
     connection.close()
 
 
+def test_an_incident_whose_alert_is_not_in_the_ledger_is_not_exported(
+    small_hospital: tuple[Hospital, DeliveredIncident], tmp_path: Path
+) -> None:
+    hospital, incident = small_hospital
+    connection = sqlite3.connect(hospital.data_dir.database_path)
+    with connection:
+        connection.execute("DELETE FROM alerts")
+    connection.close()
+    with pytest.raises(ExportError, match="has no alert in the ledger; a package must hold"):
+        export(hospital, incident.incident_id, tmp_path / "out.zip")
+    assert not (tmp_path / "out.zip").exists()
+
+
 def test_a_passphrase_protected_custodian_key_needs_its_passphrase(tmp_path: Path) -> None:
     data_dir = GatewayDataDir(tmp_path / "gateway")
     data_dir.initialise("Test Hospital", HpkeSuite.X25519, b"correct horse battery")
