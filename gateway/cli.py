@@ -1,4 +1,5 @@
-"""The ``gateway`` command: initialise a hospital, enrol badges, configure the broker, run."""
+"""The ``gateway`` command: initialise a hospital, enrol badges, configure the broker, run,
+serve the console and administer its users."""
 
 from __future__ import annotations
 
@@ -20,17 +21,19 @@ from gateway.broker.config import (
     write_broker_config,
 )
 from gateway.config import GatewayConfig
-from gateway.console.server import ConsoleGateway
+from gateway.console.daemon import ConsoleDaemon
+from gateway.console.user_command import add_user_command, run_user_command
 from gateway.console.users import Role, UserDirectory, validate_password, validate_username
 from gateway.daemon import GatewayDaemon
 from gateway.datadir import GatewayDataDir
-from gateway.enrolment.enrolment import enroll_badge
+from gateway.enrolment.enrolment import enroll_badge, lift_cutoff, revoke_badge
 from gateway.errors import GatewayError
 from gateway.export.export import ExportRequest, export_incident
 from gateway.ledger.custody import CustodyLog
 from gateway.ledger.ledger import open_ledger
 from gateway.logging_setup import configure_logging
 from gateway.maintenance import cli as maintenance
+from gateway.naming import check_name
 
 DEFAULT_DATA_DIR = Path(os.environ.get("MEDBADGE_GATEWAY_DATA", "/var/lib/medbadge-gateway"))
 _SUITES = {"x25519": HpkeSuite.X25519, "mlkem768-x25519": HpkeSuite.MLKEM768_X25519}
@@ -91,6 +94,18 @@ def _parser() -> argparse.ArgumentParser:
     enroll.add_argument("--rotate", action="store_true", help="replace an enrolled badge's key")
     enroll.add_argument("--operator", default=getpass.getuser(), help="who enrols (recorded)")
 
+    revoke = commands.add_parser(
+        "revoke", help="revoke a badge: the running gateway closes its broker login at once"
+    )
+    revoke.add_argument("badge_id", help="the badge to revoke")
+    revoke.add_argument("--reason", required=True, help="why (lost, stolen, retired...; recorded)")
+    revoke.add_argument("--operator", default=getpass.getuser(), help="who revokes (recorded)")
+    lift = commands.add_parser(
+        "lift-cutoff", help="let a badge cut off for flooding log in to the broker again"
+    )
+    lift.add_argument("badge_id", help="the badge whose cut-off to lift")
+    lift.add_argument("--operator", default=getpass.getuser(), help="who lifts it (recorded)")
+
     broker = commands.add_parser(
         "broker-config", help="write the mosquitto configuration: accounts, ACL, TLS"
     )
@@ -123,12 +138,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     broker.add_argument("--config", type=Path, help="configuration (default: DATA/gateway.toml)")
 
-    run = commands.add_parser(
-        "run", help="run the gateway daemon (intake, alerts, webhooks, the console)"
-    )
+    run = commands.add_parser("run", help="run the gateway daemon (intake, alerts, webhooks)")
     run.add_argument("--config", type=Path, help="configuration (default: DATA/gateway.toml)")
+    console = commands.add_parser(
+        "console", help="serve the security console (its own process, beside 'gateway run')"
+    )
+    console.add_argument("--config", type=Path, help="configuration (default: DATA/gateway.toml)")
     _add_export_command(commands)
     maintenance.add_commands(commands)
+    add_user_command(commands)
     return parser
 
 
@@ -182,6 +200,7 @@ def create_first_admin(data_dir: GatewayDataDir, username: str, password: str) -
 def _run(args: argparse.Namespace) -> int:
     data_dir = GatewayDataDir(args.data)
     if args.command == "init":
+        check_name(args.hospital, "hospital name")
         admin_password = _admin_password(args)
         data_dir.initialise(args.hospital, _SUITES[args.suite], _custodian_passphrase(args))
         print(f"initialised gateway data directory {data_dir.root} for {args.hospital}")
@@ -193,10 +212,22 @@ def _run(args: argparse.Namespace) -> int:
         return _broker_config(args, data_dir)
     if args.command == "run":
         return _run_daemon(args, data_dir)
+    if args.command == "console":
+        return _run_console(args, data_dir)
     if args.command == "export":
         return _export(args, data_dir)
     if args.command in maintenance.COMMANDS:
         return maintenance.run(args, data_dir)
+    if args.command == "revoke":
+        revoke_badge(data_dir, args.badge_id, operator=args.operator, reason=args.reason)
+        print(f"revoked badge {args.badge_id}; a running gateway closes its broker login now")
+        return 0
+    if args.command == "lift-cutoff":
+        lift_cutoff(data_dir, args.badge_id, operator=args.operator)
+        print(f"lifted the cut-off of badge {args.badge_id}; it may log in to the broker again")
+        return 0
+    if args.command == "user":
+        return run_user_command(args, data_dir)
     return _enroll(args, data_dir)
 
 
@@ -218,7 +249,7 @@ def _enroll(args: argparse.Namespace, data_dir: GatewayDataDir) -> int:
     print(f"copy {bundle} to the badge (it holds the badge's private key: keep it secret)")
     print(
         "then run 'gateway broker-config' so the broker accepts the badge's new login, "
-        "and reload mosquitto (systemctl reload mosquitto)"
+        "and restart mosquitto (systemctl restart mosquitto)"
     )
     return 0
 
@@ -260,8 +291,8 @@ def _broker_config(args: argparse.Namespace, data_dir: GatewayDataDir) -> int:
         )
     print(f"start the broker with: mosquitto -c {config_path}")
     print(
-        "a running broker reloads passwd and acl on SIGHUP (systemctl reload mosquitto, or "
-        "kill -HUP <pid>); restart it after changing ports or host names"
+        "a running broker reads its accounts only when it starts: restart it "
+        "(systemctl restart mosquitto); revocations and cut-offs reach it at once, without one"
     )
     return 0
 
@@ -295,9 +326,14 @@ def _run_daemon(args: argparse.Namespace, data_dir: GatewayDataDir) -> int:
     """``gateway run``: the daemon, until SIGTERM."""
     config = GatewayConfig.load(data_dir.root, args.config)
     configure_logging(config.log_level)
-    if config.console.enabled:
-        return ConsoleGateway(data_dir, config).run()
     return GatewayDaemon(data_dir, config).run()
+
+
+def _run_console(args: argparse.Namespace, data_dir: GatewayDataDir) -> int:
+    """``gateway console``: the console, until SIGTERM."""
+    config = GatewayConfig.load(data_dir.root, args.config)
+    configure_logging(config.log_level)
+    return ConsoleDaemon(data_dir, config).run()
 
 
 def _add_export_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

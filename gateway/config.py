@@ -2,6 +2,9 @@
 
 Every key is optional; a missing file means every default. See docs/gateway-config.md for
 each key. Relative paths are taken relative to the data directory.
+
+This module is long because every table of the file is typed, defaulted and checked here,
+in one place, so that each key has one default and one error message.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ GATEWAY_ACCOUNT = "gateway"
 GATEWAY_PASSWORD_FILE = "broker-gateway.password"  # noqa: S105 - a file name, not a password
 """The gateway account's password, in the data directory's ``keys/``."""
 LOG_LEVELS = ("debug", "info", "warning", "error")
+MIB = 1024 * 1024
+GIB = 1024 * MIB
 
 
 @dataclass(frozen=True)
@@ -84,12 +89,30 @@ class GatewayPaths:
 
 
 @dataclass(frozen=True)
+class ConsoleLimits:
+    """The bounds of ``gateway console``: connections, the time to send a request, idling."""
+
+    max_connections: int = 512
+    """Open connections in all; past it the newest connection still waiting for its first
+    request, from the address holding the most, makes way (or the new one is refused)."""
+    max_connections_per_address: int = 32
+    """Open connections from one client address (a desk behind one NAT shares one)."""
+    header_timeout_seconds: float = 10.0
+    """A new connection must finish its TLS handshake and first request headers this soon."""
+    idle_timeout_seconds: int = 5
+    """A kept-alive connection with no new request this long is closed."""
+    live_poll_ms: int = 20
+    """How often the console looks in the database for alerts the intake has stored."""
+
+
+@dataclass(frozen=True)
 class ConsoleSettings:
-    """Where and how ``gateway run`` serves the security console (HTTP API and pages)."""
+    """Where and how ``gateway console`` serves the security console (HTTP API and pages)."""
 
     enabled: bool = True
     host: str = "127.0.0.1"
-    """The listening address; "0.0.0.0" for every interface (then use TLS)."""
+    """The listening address: the gateway's address on the security desks' network ("0.0.0.0"
+    listens on every interface, reachable from every ward)."""
     port: int = 8443
     tls: bool = True
     """Serve HTTPS with a server certificate from the hospital evidence CA."""
@@ -103,6 +126,8 @@ class ConsoleSettings:
     """No session lasts longer than this, however busy."""
     custodian_passphrase_file: Path | None = None
     """The custodian key's passphrase, when the key is protected (playback decrypts with it)."""
+    limits: ConsoleLimits = ConsoleLimits()
+    """What one client, and all of them together, may hold of the console process."""
 
 
 @dataclass(frozen=True)
@@ -130,6 +155,52 @@ class MonitoringSettings:
 
 
 @dataclass(frozen=True)
+class QuarantineSettings:
+    """How much of what the intake refuses is kept, per badge and in all (decision 1700).
+
+    Past a quota only a line of metadata is kept (badge, topic, size, SHA-256, reason,
+    time), in a log rotated at ``log_bytes`` with one older file kept, and the refusal is
+    counted as not kept.
+    """
+
+    badge_bytes: int = 64 * MIB
+    badge_entries: int = 1000
+    total_bytes: int = 512 * MIB
+    total_entries: int = 20_000
+    log_bytes: int = 8 * MIB
+
+
+@dataclass(frozen=True)
+class ReserveSettings:
+    """Free space on the data directory's file system kept for alerts, receipts and evidence.
+
+    The reserve is the larger of ``bytes`` and ``percent`` of the file system; below it
+    the quarantine keeps no bytes and the console warns "disk low" (decision 1701).
+    """
+
+    bytes: int = 2 * GIB
+    percent: float = 5.0
+
+
+@dataclass(frozen=True)
+class CutoffSettings:
+    """A badge with more than ``refusals`` refused messages within ``window_seconds`` is cut
+    off at the broker until an administrator lifts it (decision 1702)."""
+
+    refusals: int = 100
+    window_seconds: float = 60.0
+
+
+@dataclass(frozen=True)
+class IntakeLimits:
+    """What one badge's refused messages may cost the gateway."""
+
+    quarantine: QuarantineSettings = QuarantineSettings()
+    reserve: ReserveSettings = ReserveSettings()
+    cutoff: CutoffSettings = CutoffSettings()
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     """The whole gateway configuration, paths already resolved against the data directory."""
 
@@ -144,6 +215,7 @@ class GatewayConfig:
     retention_days: int = 365
     """Footage older than this (and not on legal hold) may be deleted by a custodian."""
     monitoring: MonitoringSettings = MonitoringSettings()
+    limits: IntakeLimits = IntakeLimits()
 
     @classmethod
     def load(cls, data_root: Path, path: Path | None = None) -> GatewayConfig:
@@ -177,6 +249,7 @@ class GatewayConfig:
         stamps = tables.table("timestamps")
         retention = tables.table("retention")
         monitoring = tables.table("monitoring")
+        limits = tuple(tables.table(name) for name in ("quarantine", "reserve", "cutoff"))
         hooks = tables.array("webhook")
         tables.finish()
         config = cls(
@@ -195,13 +268,37 @@ class GatewayConfig:
             timestamps=_timestamps(stamps),
             retention_days=retention.integer("days", 365, 1, 36500),
             monitoring=_monitoring(monitoring),
+            limits=_limits(*limits),
         )
-        for table in (broker, paths, live, log, console, stamps, retention, monitoring):
+        for table in (broker, paths, live, log, console, stamps, retention, monitoring, *limits):
             table.finish()
         urls = [hook.url for hook in config.webhooks]
         if len(set(urls)) != len(urls):
             raise GatewayConfigError("a [[webhook]] url is listed twice: list each URL once")
         return config
+
+
+def _limits(quarantine: _Table, reserve: _Table, cutoff: _Table) -> IntakeLimits:
+    badge_bytes = quarantine.integer("badge_bytes", 64 * MIB, 0, 2**50)
+    badge_entries = quarantine.integer("badge_entries", 1000, 0, 10**9)
+    kept = QuarantineSettings(
+        badge_bytes=badge_bytes,
+        badge_entries=badge_entries,
+        total_bytes=quarantine.integer("total_bytes", 512 * MIB, badge_bytes, 2**50),
+        total_entries=quarantine.integer("total_entries", 20_000, badge_entries, 10**9),
+        log_bytes=quarantine.integer("log_bytes", 8 * MIB, 4096, 2**40),
+    )
+    return IntakeLimits(
+        quarantine=kept,
+        reserve=ReserveSettings(
+            bytes=reserve.integer("bytes", 2 * GIB, 0, 2**60),
+            percent=reserve.number("percent", 5.0, 0.0, 50.0),
+        ),
+        cutoff=CutoffSettings(
+            refusals=cutoff.integer("refusals", 100, 1, 100_000),
+            window_seconds=cutoff.number("window_seconds", 60.0, 1.0, 86_400.0),
+        ),
+    )
 
 
 def _timestamps(table: _Table) -> TimestampSettings:
@@ -269,6 +366,17 @@ def _console(table: _Table) -> ConsoleSettings:
         session_idle_minutes=table.integer("session_idle_minutes", 30, 1, 24 * 60),
         session_max_hours=table.integer("session_max_hours", 12, 1, 7 * 24),
         custodian_passphrase_file=table.optional_path("custodian_passphrase_file"),
+        limits=_console_limits(table),
+    )
+
+
+def _console_limits(table: _Table) -> ConsoleLimits:
+    return ConsoleLimits(
+        max_connections=table.integer("max_connections", 512, 2, 100_000),
+        max_connections_per_address=table.integer("max_connections_per_address", 32, 1, 100_000),
+        header_timeout_seconds=table.number("header_timeout_seconds", 10.0, 0.1, 300),
+        idle_timeout_seconds=table.integer("idle_timeout_seconds", 5, 1, 3600),
+        live_poll_ms=table.integer("live_poll_ms", 20, 1, 10_000),
     )
 
 

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 from evidence.package.layout import CLAIMS, Check
+from evidence.text import escape_unsafe
 from evidence.verify.findings import Finding
 
 
@@ -119,15 +120,20 @@ class VerificationReport:
         }
 
     def human(self) -> str:
-        """A short report: what was proven, or every failure with where it is."""
-        lines = [f"medbadge evidence package {self.location}"]
+        """A short report: what was proven, or every failure with where it is.
+
+        Text from the package (names, reasons, file names) is shown with its control, bidi
+        and zero-width characters escaped (``evidence.text``): an older package may hold
+        them, and they must neither reorder nor split a line of the report.
+        """
+        lines = [f"medbadge evidence package {escape_unsafe(self.location)}"]
         if self.verified:
             lines.append("VERIFIED: every check holds.")
             lines += _proven(self.summary)
         else:
             count = len(self.findings)
             lines.append(f"NOT VERIFIED: {count} problem{'s' if count != 1 else ''} found.")
-            lines += [f"  {finding.line()}" for finding in self.findings]
+            lines += [f"  {escape_unsafe(finding.line())}" for finding in self.findings]
         lines += _trust(self.summary)
         examined = ", ".join(
             f"{name} {count}" for name, count in sorted(self.examined.items()) if count
@@ -201,7 +207,7 @@ def _sealed(summary: Summary) -> list[str]:
     lines = [
         f"  Received by the gateway by {_time(summary.received_ns)} (the gateway's clock).",
         f"  Sealed no later than {_time(summary.sealed_ns, 0)}{accuracy}, by the clock of the",
-        f"  time-stamp authority {summary.tsa_name}",
+        f"  time-stamp authority {escape_unsafe(summary.tsa_name or '')}",
         "  (certified by the evidence CA in the package).",
     ]
     late = summary.sealed_after_export_ns
@@ -215,15 +221,20 @@ def _sealed(summary: Summary) -> list[str]:
 
 
 def _proven(summary: Summary) -> list[str]:
-    wearer = f" (wearer {summary.wearer})" if summary.wearer else ""
+    badge, incident = (
+        escape_unsafe(summary.badge_id or ""),
+        escape_unsafe(summary.incident_id or ""),
+    )
+    wearer = f" (wearer {escape_unsafe(summary.wearer)})" if summary.wearer else ""
+    exported_by = escape_unsafe(summary.exported_by or "")
     return [
-        f"  Clip from badge {summary.badge_id}{wearer}, incident {summary.incident_id}.",
+        f"  Clip from badge {badge}{wearer}, incident {incident}.",
         *_captured(summary),
         "  Unaltered: every segment has the SHA-256 its badge-signed header gives.",
         f"  Complete: segments {summary.first_seq}..{summary.last_seq} "
         f"({summary.segments}), no gaps.",
         *_sealed(summary),
-        f"  Exported by {summary.exported_by} at {_time(summary.exported_at_ns)} (the gateway's "
+        f"  Exported by {exported_by} at {_time(summary.exported_at_ns)} (the gateway's "
         f"clock): {summary.justification!r}.",
         *_custody(summary),
     ]

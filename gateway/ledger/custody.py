@@ -17,8 +17,9 @@ from typing import Literal, get_args
 
 from evidence.canonical import CanonicalValue, encode
 from evidence.errors import EncodingError
-from gateway.errors import CustodyError, LedgerIntegrityError
+from gateway.errors import CustodyError, InvalidTextError, LedgerIntegrityError
 from gateway.ledger.ledger import Ledger, LedgerEntry
+from gateway.naming import check_justification, check_name
 from gateway.storage import Storage
 from gateway.storage.custody import CustodyFilter, CustodyRow
 
@@ -32,6 +33,8 @@ CustodyAction = Literal[
     "key-rotation",
     "enrol",
     "revoke",
+    "cut-off",
+    "lift-cut-off",
     "acknowledge",
     "resolve",
     "user-change",
@@ -176,6 +179,15 @@ def _check(actor: str, action: str, subject: str, justification: str) -> None:
     for what, text in (("actor", actor), ("subject", subject), ("justification", justification)):
         if len(text) > MAX_TEXT:
             raise CustodyError(f"the custody {what} is longer than {MAX_TEXT} characters")
+    try:
+        check_name(actor, "actor", limit=MAX_TEXT)
+        check_name(subject, "subject", limit=MAX_TEXT)
+        if action in JUSTIFIED_ACTIONS:
+            check_justification(justification)
+        else:
+            check_name(justification, "reason", limit=MAX_TEXT)
+    except InvalidTextError as error:
+        raise CustodyError(str(error)) from None
 
 
 def _entry(row: CustodyRow) -> CustodyEntry:

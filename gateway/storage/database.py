@@ -169,11 +169,27 @@ def _write_transaction(
         yield False
         connection.execute("COMMIT")
     except BaseException as error:
-        if connection.in_transaction:
-            connection.execute("ROLLBACK")
+        rollback_failure = _roll_back(connection)
         if isinstance(error, sqlite3.Error) and failed is not None:
-            raise failed(error) from None
+            translated = failed(error)
+            if rollback_failure is not None:
+                translated.add_note(rollback_failure)
+            raise translated from None
+        if rollback_failure is not None:
+            error.add_note(rollback_failure)
         raise
+
+
+def _roll_back(connection: sqlite3.Connection) -> str | None:
+    """Roll back an open transaction; say how the ROLLBACK failed, if it did, so that the
+    error that made it necessary (a full disk, say) is the one raised, not this one."""
+    if not connection.in_transaction:
+        return None
+    try:
+        connection.execute("ROLLBACK")
+    except sqlite3.Error as failure:
+        return f"the ROLLBACK after it failed too: {type(failure).__name__}: {failure}"
+    return None
 
 
 def open_database(path: Path) -> SqliteDatabase:

@@ -91,7 +91,19 @@ def test_the_drill_back_up_destroy_restore_elsewhere_export_verify(
 
     package = tmp_path / "after-restore.zip"
     export = ["export", site.incident.incident_id, "-o", str(package), "--actor", "Clerk Aru"]
-    assert main(["--data", str(elsewhere), *export, "--justification", "Drill", "--no-mp4"]) == 0
+    assert (
+        main(
+            [
+                "--data",
+                str(elsewhere),
+                *export,
+                "--justification",
+                "restore drill export",
+                "--no-mp4",
+            ]
+        )
+        == 0
+    )
     with zipfile.ZipFile(package) as archive:  # the footage opened with the restored key
         assert archive.read(CLIP) == b"".join(site.incident.plaintexts)
     assert evidence_main(["verify", str(package), "--gateway-key", str(site.gateway_key)]) == 0
