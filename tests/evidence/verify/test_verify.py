@@ -49,6 +49,7 @@ from tests.gateway.badge_messages import Hospital, make_hospital
 from tests.gateway.court_package import deliver_incident, export, record_footage
 
 SEGMENT_42 = "segments/0000000042"
+REVIEW = "complaint 2026-114 from ward 3"
 PEM = Encoding.PEM
 
 
@@ -94,18 +95,18 @@ def _custody(hospital: Hospital, incident_id: str, *, linked: bool) -> int:
     try:
         custody = CustodyLog(open_ledger(data_dir, storage))
         if linked:
-            return custody.record("Dr Aliya Sarsen", "view", incident_id, "review").ledger_index
+            return custody.record("Dr Aliya Sarsen", "view", incident_id, REVIEW).ledger_index
         body: dict[str, CanonicalValue] = {
             "actor": "Dr Aliya Sarsen",
             "action": "view",
             "subject": incident_id,
-            "justification": "review",
+            "justification": REVIEW,
             "detail": {},
         }
         at_ns = custody.ledger.now()
         with storage.transaction():
             index = custody.ledger.append("custody", body, at_ns=at_ns)
-            storage.custody.add(index, "Dr Aliya Sarsen", "view", incident_id, "review", at_ns)
+            storage.custody.add(index, "Dr Aliya Sarsen", "view", incident_id, REVIEW, at_ns)
         return index
     finally:
         storage.close()
