@@ -214,7 +214,7 @@ _WHAT_THIS_IS = (
     "  derived/clip.mp4  a copy for web browsers, repackaged without re-encoding; a",
     "                    convenience copy, not the evidence",
     "  incident.record   the badge's signed record of the incident and its segments",
-    "  alert.record      the badge's signed alert, if the gateway received one",
+    "  alert.record      the badge's signed alert, sent when the button was pressed",
     "  receipts/         the gateway's signed receipts for what it received",
     "  ledger/           entries of the gateway's tamper-evident log (RFC 9162), proofs",
     "                    that they are in it, the log's signed checkpoint and its RFC 3161",
@@ -265,8 +265,9 @@ _WHAT_ELSE = (
     "    to the root of the signed checkpoint (RFC 9162 hashing; any implementation of",
     "    Certificate Transparency proofs can check them too);",
     "  - the badge's keys are the ones the ledger records as enrolled;",
-    "  - the receipts are signed by the gateway, and custody.json is the custody log's",
-    "    entries for this incident, each proven to be in the ledger.",
+    "  - the badge's alert and every receipt are there, signed by the gateway;",
+    "  - custody.json is the custody log's entries for this incident, each proven to be in",
+    "    the ledger, and none withheld: each names the one before it, back from the export.",
     "It prints what was proven (badge, times, segments) or exactly what failed and where.",
 )
 
