@@ -4,8 +4,9 @@ A real gateway (temporary data directory, enrolled badge, real Intake with the g
 TSA) receives one incident of ``SEGMENTS`` sealed segments of ``SEGMENT_BYTES`` random bytes
 each, chunk by chunk as a badge sends them, and exports it with ``gateway.export.export``. The
 package (the segments plus ``clip.ts``, their concatenation: about 1 GiB) is then verified
-with ``evidence.verify.verify_package`` and hashed with ``sha256sum``, alternately, and the
-median times compared.
+with ``evidence.verify.verify_package`` and hashed in one pass of OpenSSL's SHA-256 (and
+with ``sha256sum``), alternately, and the median times compared: the figure is the
+verifier's time against that one pass.
 
 Honest choices. The plaintext is random bytes, not video, so the derived MP4 is left out
 (``--no-mp4``): a remux of random bytes would fail, and an MP4 made from some other clip
@@ -31,7 +32,7 @@ from bench.report import Figure
 from demo.enrolment import enroll_badge
 from evidence.bundle import EnrolmentBundle
 from evidence.hashing import ZERO_DIGEST, sha256
-from evidence.incident import IncidentRecord, Press, SignedIncident
+from evidence.incident import IncidentRecord, Press, SignedIncident, sign_alert
 from evidence.keys import HpkeSuite
 from evidence.messages import SegmentChunk
 from evidence.segment import SealedSegment, SegmentFacts, seal_segment
@@ -90,6 +91,9 @@ def fill_gateway(root: Path, segments: int, segment_bytes: int) -> GatewayDataDi
         timestamper=data_dir.timestamper(),
     )
     try:
+        press = Press(1, _SEGMENT_NS, _SEGMENT_NS)
+        alert = sign_alert(bundle.identity, INCIDENT, press, "bench", 0)
+        intake.handle(badge_topic(BADGE, "alert"), alert)  # a package requires its alert
         intake.handle(badge_topic(BADGE, "incident"), _record(bundle, segments))
         previous = ZERO_DIGEST
         for seq in range(segments):
@@ -178,13 +182,14 @@ def measure(package: Path, segments: int, segment_bytes: int, rounds: int) -> Fi
         name="verify",
         value=megabytes / verify_s,
         unit="MB/s",
-        limit_value=megabytes / sha256sum_s,
-        ratio=sha256sum_s / verify_s,
-        goal=">= 0.9 (sha256sum time / verify time)",
+        limit_value=megabytes / openssl_s,
+        ratio=openssl_s / verify_s,
+        goal=">= 0.9 (one pass of OpenSSL SHA-256 over the zip / verify time)",
         note=(
             f"package {size / 2**20:.0f} MiB: {segments} segments of {segment_bytes} random "
-            "bytes and clip.ts, no derived MP4; sha256sum over the zip itself; SHA-256 alone "
-            f"(OpenSSL, one pass) {megabytes / openssl_s:.0f} MB/s"
+            "bytes and clip.ts, no derived MP4; the limit is one pass of OpenSSL's SHA-256 "
+            f"(hashlib) over the zip itself; sha256sum of the zip {megabytes / sha256sum_s:.0f} "
+            "MB/s"
         ),
     )
 

@@ -25,6 +25,13 @@ _LOCAL_SIGNATURE = b"PK\x03\x04"
 _EMPTY_ZIP_SIGNATURE = b"PK\x05\x06"
 _UTF8_NAME_FLAG = 0x800
 _ENCRYPTED_FLAG = 0x1
+_UNIX = 3
+"""The zip "made by" system whose upper 16 bits of external attributes hold a Unix mode."""
+MEMBER_LIMIT = 1 << 34
+"""The most a compressed zip member may declare (16 GiB): more than any incident's video."""
+DEFLATE_RATIO_LIMIT = 1032
+"""Deflate cannot inflate one byte into more than about 1032: a member declaring more from
+its compressed size is a lie or another method's bomb, refused before anything is inflated."""
 # What zipfile raises on a damaged zip; "version 8.4" in a garbled header is NotImplementedError.
 _ZIP_ERRORS = (
     zipfile.BadZipFile,
@@ -84,7 +91,15 @@ def blocks(files: PackageFiles, name: str) -> Iterator[bytes]:
 
 
 def read_whole(files: PackageFiles, name: str, limit: int) -> bytes:
-    """All of file ``name``; FormatError if it holds more than ``limit`` bytes."""
+    """All of file ``name``; FormatError if it holds more than ``limit`` bytes.
+
+    A file whose listing declares more is refused before a byte of it is read (or inflated).
+    """
+    if files.size(name) > limit:
+        raise FormatError(
+            f"{name} declares {files.size(name)} bytes, more than the {limit} such a file can "
+            "have; it was not read"
+        )
     stream = files.open(name)
     try:
         data = stream.read(limit + 1)
@@ -125,6 +140,26 @@ def _name_problem(name: str) -> str | None:
     return None
 
 
+def _member_problem(info: zipfile.ZipInfo) -> str | None:
+    """Why zip member ``info`` is refused before it is read: a link, a folder, or a bomb."""
+    mode = info.external_attr >> 16 if info.create_system == _UNIX else 0
+    if stat.S_ISLNK(mode):
+        return "is a symbolic link, not a file: a package holds only plain files"
+    if info.is_dir() or stat.S_ISDIR(mode):
+        return "is a folder entry: a package holds only plain files"
+    if stat.S_IFMT(mode) and not stat.S_ISREG(mode):
+        return "is a special file, not a plain file"
+    if info.compress_type != zipfile.ZIP_STORED:
+        if info.file_size > MEMBER_LIMIT:
+            return f"declares {info.file_size} bytes, more than the {MEMBER_LIMIT} allowed"
+        if info.file_size > DEFLATE_RATIO_LIMIT * max(info.compress_size, 1):
+            return (
+                f"declares {info.file_size} bytes from {info.compress_size} compressed: "
+                "a zip bomb, not inflated"
+            )
+    return None
+
+
 class ZipPackage:
     """A package zip, its uncompressed members read directly at their offsets."""
 
@@ -141,9 +176,9 @@ class ZipPackage:
         self._members: dict[str, zipfile.ZipInfo] = {}
         for info in self._zip.infolist():
             name = info.filename
-            if info.is_dir():
-                continue
-            problem = _name_problem(name)
+            problem = _name_problem(name.rstrip("/") if info.is_dir() else name)
+            if problem is None:
+                problem = _member_problem(info)
             if problem is None and name in self._members:
                 problem = "appears twice in the zip"
             if problem is not None:
@@ -165,7 +200,7 @@ class ZipPackage:
         if info.compress_type == zipfile.ZIP_STORED:
             return _StoredMember(self._fd, self._data_offset(info), info.file_size, name)
         try:
-            return _CompressedMember(self._zip.open(info), name)
+            return _CompressedMember(self._zip.open(info), name, info.file_size)
         except _ZIP_ERRORS as error:
             raise FormatError(f"zip member {name} cannot be read: {error}") from None
 
@@ -263,17 +298,26 @@ class _StoredMember:
 
 
 class _CompressedMember:
-    """A compressed zip member, decompressed (and CRC-checked) by zipfile."""
+    """A compressed zip member, inflated block by block (and CRC-checked) by zipfile.
 
-    def __init__(self, stream: IO[bytes], name: str) -> None:
+    Never more than the member's declared size is inflated: a member that would inflate to
+    more is refused at that point, whatever its directory entry claims.
+    """
+
+    def __init__(self, stream: IO[bytes], name: str, declared: int) -> None:
         self._stream = stream
         self._name = name
+        self._remaining = declared
 
     def read(self, size: int) -> bytes:
         try:
-            return self._stream.read(size)
+            data = self._stream.read(min(size, self._remaining + 1))
         except _ZIP_ERRORS as error:
             raise FormatError(f"zip member {self._name} cannot be read: {error}") from None
+        if len(data) > self._remaining:
+            raise FormatError(f"zip member {self._name} inflates to more than it declares")
+        self._remaining -= len(data)
+        return data
 
     def close(self) -> None:
         self._stream.close()

@@ -3,7 +3,9 @@
 The page is rendered from facts the verifier can establish itself, so ``evidence verify``
 renders it again and requires the package's copy to be byte for byte the same: nobody can
 edit the instructions to leave a check out. Every line starting with ``    $ `` is one shell
-command, run in the unpacked package; each must succeed.
+command, run in the unpacked package; each must succeed. The commands need nothing but a
+POSIX shell, GNU coreutils and OpenSSL 3 (the tests run them under dash with only those on
+PATH), and each one that checks a segment says which segment failed.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from evidence.errors import FormatError
 from evidence.package.layout import (
     CA_CERTIFICATE,
     CHECKPOINT_NOTE,
@@ -26,14 +29,37 @@ from evidence.segment import SIGNATURE_CONTEXT
 
 COMMAND_PREFIX = "    $ "
 """How a command line starts in VERIFY.txt."""
+DIGEST_LABEL = b"ipt_sha256X "
+"""How the plaintext's SHA-256 is introduced in a canonical header: the CBOR text "pt_sha256"
+(0x69 and its nine letters), then the head of a 32-byte string (0x58 0x20). All twelve bytes
+are printable, so a shell can compare them."""
+_DIGEST_SIZE = 32
+
+
+def plaintext_digest_offset(header: bytes) -> int:
+    """Where, counting from 0, the 32-byte ``pt_sha256`` stands in canonical ``header``.
+
+    FormatError if the label is not there exactly once (a canonical header has it once).
+    """
+    at = header.find(DIGEST_LABEL)
+    if at < 0 or header.find(DIGEST_LABEL, at + 1) >= 0:
+        raise FormatError("the header does not name its plaintext's SHA-256 exactly once")
+    offset = at + len(DIGEST_LABEL)
+    if offset + _DIGEST_SIZE > len(header):
+        raise FormatError("the header ends inside its plaintext's SHA-256")
+    return offset
 
 
 @dataclass(frozen=True)
 class SignedSegment:
-    """One segment as the instructions name it: its file stem and the badge key that signed it."""
+    """One segment as the instructions name it: its file stem, the badge key that signed it,
+    and where its signed header holds the SHA-256 of its ``.ts``."""
 
     stem: str
     key_path: str
+    seq: int
+    digest_offset: int
+    """``plaintext_digest_offset`` of the segment's header."""
     algorithm: str = "ed25519"
     """The key's algorithm: ``ed25519`` or ``ecdsa-p256`` (decision 1901)."""
 
@@ -59,7 +85,10 @@ def render_instructions(facts: InstructionFacts) -> bytes:
         "",
         *_HOW_TO_START,
         "",
-        "1. No file was changed after the export: every line must end in OK.",
+        "1. Every file is the one SHA256SUMS lists: every line must end in OK. This alone",
+        "   does not show that nobody changed the package, since anyone can write a new",
+        "   SHA256SUMS; the signatures checked below, which nobody but the badge and the",
+        "   gateway can make, do.",
         "",
         f"{COMMAND_PREFIX}sha256sum -c {CHECKSUMS}",
         "",
@@ -68,19 +97,33 @@ def render_instructions(facts: InstructionFacts) -> bytes:
         "",
         f"{COMMAND_PREFIX}cat segments/*.ts | sha256sum",
         f"{COMMAND_PREFIX}sha256sum < {CLIP}",
-        f'{COMMAND_PREFIX}cat segments/*.ts | cmp - {CLIP} && echo "{CLIP} is the segments joined"',
+        f'{COMMAND_PREFIX}[ "$(cat segments/*.ts | sha256sum)" = "$(sha256sum < {CLIP})" ] && '
+        f'echo "{CLIP} is the segments joined"',
         "",
         *_signature_intro(facts.segments),
         "",
         *[_segment_command(segment) for segment in facts.segments],
         "",
-        "4. The gateway signed the ledger checkpoint (the summary of its tamper-evident log",
+        "4. Each segment's video (.ts) is the one its signed header describes: the header",
+        "   holds the SHA-256 of the .ts, after the label 'pt_sha256' at the byte the",
+        "   command names; the command reads those 32 bytes, compares them with sha256sum",
+        "   of the .ts, and prints 'matches its signed header' or FAILED with the segment.",
+        "",
+        *[_digest_command(segment) for segment in facts.segments],
+        "",
+        "5. keys/gateway-signing.pub (which checks the checkpoint below) and",
+        "   keys/gateway.vkey (the form the hospital publishes) are one and the same key:",
+        "   the command prints 'one key'.",
+        "",
+        _same_key_command(),
+        "",
+        "6. The gateway signed the ledger checkpoint (the summary of its tamper-evident log",
         "   that every ledger entry in this package is proven to be part of): the command",
         "   prints 'Signature Verified Successfully'.",
         "",
         _checkpoint_command(),
         "",
-        "5. The checkpoint existed at the time its RFC 3161 time-stamp gives, as certified by",
+        "7. The checkpoint existed at the time its RFC 3161 time-stamp gives, as certified by",
         "   the hospital's evidence CA: the first command prints 'Verification: OK', the",
         "   second shows the time-stamp. The -attime value is the time-stamp's own time",
         f"   ({stamped:%Y-%m-%d %H:%M:%S} UTC), so the check still holds after the time-stamping",
@@ -91,6 +134,8 @@ def render_instructions(facts: InstructionFacts) -> bytes:
         f" -in {CHECKPOINT_TOKEN} -CAfile {CA_CERTIFICATE} -untrusted {TSA_CERTIFICATE}"
         f" -attime {facts.timestamp_seconds}",
         f"{COMMAND_PREFIX}openssl ts -reply -in {CHECKPOINT_TOKEN} -text",
+        "",
+        *_NOT_CHECKED,
         "",
         *_WHAT_ELSE,
         "",
@@ -152,6 +197,31 @@ def _p256_segment_command(segment: SignedSegment) -> str:
     )
 
 
+def _digest_command(segment: SignedSegment) -> str:
+    # tail -c +N counts from 1; the label stands just before the digest.
+    label = segment.digest_offset - len(DIGEST_LABEL) + 1
+    name = f"segment {segment.seq}"
+    return (
+        f"{COMMAND_PREFIX}f={segment.stem}; "
+        f'[ "$(tail -c +{label} $f.header | head -c {len(DIGEST_LABEL)})" = '
+        f"'{DIGEST_LABEL.decode('ascii')}' ] && "
+        f'[ "$(tail -c +{segment.digest_offset + 1} $f.header | head -c {_DIGEST_SIZE} | '
+        f"od -An -v -tx1 | tr -d ' \\n')\" = \"$(sha256sum < $f.ts | cut -d' ' -f1)\" ] && "
+        f'echo "{name}: $f.ts matches its signed header" || '
+        f'{{ echo "FAILED: {name}: $f.ts is not the video its signed header describes"; false; }}'
+    )
+
+
+def _same_key_command() -> str:
+    # A PEM Ed25519 key is DER ending in the 32 key bytes; a vkey is name+id+base64(0x01 key).
+    return (
+        f'{COMMAND_PREFIX}[ "$(openssl pkey -pubin -in {GATEWAY_KEY} -outform DER | tail -c 32 '
+        f'| base64)" = "$(cut -d+ -f3- {GATEWAY_VKEY} | base64 -d | tail -c 32 | base64)" ] && '
+        f'echo "{GATEWAY_KEY} and {GATEWAY_VKEY} are one key" || '
+        f'{{ echo "FAILED: {GATEWAY_KEY} and {GATEWAY_VKEY} are different keys"; false; }}'
+    )
+
+
 def _checkpoint_command() -> str:
     # A signed note is its text, a blank line, then "— <name> base64(key id || signature)";
     # the checkpoint text is three lines, the key id four bytes.
@@ -177,7 +247,7 @@ _WHAT_THIS_IS = (
     "  derived/clip.mp4  a copy for web browsers, repackaged without re-encoding; a",
     "                    convenience copy, not the evidence",
     "  incident.record   the badge's signed record of the incident and its segments",
-    "  alert.record      the badge's signed alert, if the gateway received one",
+    "  alert.record      the badge's signed alert, sent when the button was pressed",
     "  receipts/         the gateway's signed receipts for what it received",
     "  ledger/           entries of the gateway's tamper-evident log (RFC 9162), proofs",
     "                    that they are in it, the log's signed checkpoint and its RFC 3161",
@@ -191,11 +261,26 @@ _WHAT_THIS_IS = (
 _HOW_TO_START = (
     "How to check it with standard tools",
     "-----------------------------------",
-    "You need a terminal with GNU coreutils (sha256sum, cmp, base64) and OpenSSL 3.",
+    "You need a POSIX shell with GNU coreutils (sha256sum, od, base64, ...) and OpenSSL 3.",
     "Unpack the zip into an empty folder and run each command below in that folder, for",
     "example after: unzip PACKAGE.zip -d evidence && cd evidence",
     "Lines starting with $ are commands: type them without the $. Every command must",
     "succeed; any FAILED, 'differ' or error message means the package was altered.",
+)
+
+_NOT_CHECKED = (
+    "What these commands do not check",
+    "--------------------------------",
+    "  - that no segment is missing, repeated or out of order: the segment names are",
+    "    numbered, but only the verifier below follows the chain of headers;",
+    "  - the rest of each header (times, sequence number, the link to the one before):",
+    "    the commands read only its SHA-256 of the video, at the byte they name;",
+    "  - that the badge keys in keys/ are the badge's: the ledger entries record their",
+    "    enrolment, and only the verifier checks those entries and their proofs;",
+    "  - the ledger entries, their proofs, the receipts and custody.json at all;",
+    "  - whether the hospital's key and CA are the ones it publishes (see the end);",
+    "  - that the hospital as a whole did not make the whole package anew: everything",
+    "    here rests on keys the hospital holds or vouches for.",
 )
 
 _WHAT_ELSE = (
@@ -217,8 +302,9 @@ _WHAT_ELSE = (
     "    (badge-hardware), or, for badges enrolled before badges made their own keys, by",
     "    the hospital's gateway (gateway-generated: the hospital held that key too, so its",
     "    signatures are weaker evidence);",
-    "  - the receipts are signed by the gateway, and custody.json is the custody log's",
-    "    entries for this incident, each proven to be in the ledger.",
+    "  - the badge's alert and every receipt are there, signed by the gateway;",
+    "  - custody.json is the custody log's entries for this incident, each proven to be in",
+    "    the ledger, and none withheld: each names the one before it, back from the export.",
     "It prints what was proven (badge, times, segments) or exactly what failed and where.",
 )
 

@@ -23,7 +23,12 @@ from evidence.errors import FormatError
 from evidence.hashing import sha256
 from evidence.keys import SigningPublicKey
 from evidence.package.files import PackageFiles, open_package
-from evidence.package.instructions import InstructionFacts, SignedSegment, render_instructions
+from evidence.package.instructions import (
+    InstructionFacts,
+    SignedSegment,
+    plaintext_digest_offset,
+    render_instructions,
+)
 from evidence.package.layout import (
     INSTRUCTIONS,
     MANIFEST,
@@ -159,15 +164,24 @@ def _check_instructions(
     if record is None or stamp is None or set(media.signers) != set(media.stems):
         return  # what is missing has its own finding; the text cannot be rebuilt without it
     f.examine(Check.INSTRUCTIONS)
+    try:
+        segments = [
+            SignedSegment(
+                media.stems[seq],
+                media.signers[seq],
+                seq,
+                plaintext_digest_offset(contents.small[media.stems[seq] + ".header"]),
+                media.keys[media.signers[seq]].algorithm,
+            )
+            for seq in sorted(media.stems)
+        ]
+    except FormatError as error:  # a signed header without the label: not one the badge wrote
+        f.fail(Check.INSTRUCTIONS, f"it cannot be rendered for this package: {error}")
+        return
     facts = InstructionFacts(
         incident_id=record.incident_id,
         badge_id=record.badge_id,
-        segments=[
-            SignedSegment(
-                media.stems[seq], media.signers[seq], media.keys[media.signers[seq]].algorithm
-            )
-            for seq in sorted(media.stems)
-        ],
+        segments=segments,
         timestamp_seconds=int(stamp.gen_time.timestamp()),
     )
     if render_instructions(facts) != data:
@@ -228,6 +242,12 @@ def _summary(
                 {media.origins[path] for path in media.signers.values() if path in media.origins}
             )
         ),
+        sealed_after_export_ns=(
+            None
+            if stamp is None or export is None
+            else datetime_ns(stamp.gen_time) - export.entry.at_ns
+        ),
+        custody_unlinked_before=media.custody_unlinked_before,
     )
 
 

@@ -3,6 +3,13 @@
 The export's own custody entry (made before the package was written, and proven to be in
 the ledger) names the clip's SHA-256, the derived MP4's, and the certificates the package
 carries, so none of them can be swapped without breaking the gateway's signed checkpoint.
+
+Each custody entry names the leaf of the one before it about the same subject
+(``previous``), and the export entry, the newest about the incident when the package was
+made, is proven by the checkpoint: following the links from it shows the package holds
+every custody entry about the incident, or names the one it withholds (decision 2051).
+Entries recorded before the links were kept have no ``previous``; the chain then ends
+there, and the report says from which leaf on completeness is proven.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from evidence.package.layout import (
     TSA_CERTIFICATE,
     Check,
     custody_document,
+    entry_path,
     render_json,
 )
 from evidence.verify.files import PackageContents
@@ -95,8 +103,9 @@ def check_receipts(
     for seq in range(media.record.first_seq, media.record.last_seq + 1):
         if seq in media.stems and ("segment", str(seq)) not in receipted:
             f.fail(Check.RECEIPT, f"the package has no receipt for segment {seq}", seq=seq)
-    if ("incident", media.record.incident_id) not in receipted:
-        f.fail(Check.RECEIPT, "the package has no receipt for the incident")
+    for subject in ("incident", "alert"):
+        if (subject, media.record.incident_id) not in receipted:
+            f.fail(Check.RECEIPT, f"the package has no receipt for the {subject}")
 
 
 def _receipt_problem(path: str, receipt: Receipt, media: MediaView) -> str | None:
@@ -151,7 +160,56 @@ def check_custody(
     if not exports:
         f.fail(Check.CUSTODY, "no custody entry records the export that made this package")
         return None
-    return exports[-1]
+    export = exports[-1]
+    media.custody_unlinked_before = _follow_chain(custody, record.incident_id, export, f)
+    return export
+
+
+def _follow_chain(
+    custody: dict[int, LedgerEntry], incident_id: str, export: ExportEntry, f: Findings
+) -> int | None:
+    """Follow ``previous`` from the export entry; return the leaf of an entry without one.
+
+    Every custody entry about the incident must be on the chain, and every entry the chain
+    names must be in the package. None when the chain reaches its first entry.
+    """
+    about = {index for index, entry in custody.items() if entry.body.get("subject") == incident_id}
+    newer = [index for index in about if index > export.index]
+    for later in sorted(newer):
+        f.fail(Check.CUSTODY, f"custody entry {later} about the incident is newer than its export")
+    seen: set[int] = set()
+    index = export.index
+    while True:
+        entry = custody.get(index)
+        if entry is None or entry.body.get("subject") != incident_id:
+            f.fail(
+                Check.CUSTODY,
+                f"the custody entry at leaf {index}, which leaf {max(seen)} names as the one "
+                "before it about this incident, is not in the package: it was withheld",
+                file=entry_path(index),
+            )
+            return None
+        seen.add(index)
+        if "previous" not in entry.body:
+            return index  # recorded before entries named the one before them
+        previous = entry.body["previous"]
+        if previous is not None and (not isinstance(previous, int) or previous >= index):
+            f.fail(
+                Check.CUSTODY,
+                f"the custody entry at leaf {index} names {previous!r} as the one before it",
+                file=entry_path(index),
+            )
+            return None
+        if previous is None:
+            break
+        index = previous
+    for stray in sorted(about - seen - set(newer)):
+        f.fail(
+            Check.CUSTODY,
+            f"custody entry {stray} about the incident is not on the chain the export ends",
+            file=entry_path(stray),
+        )
+    return None
 
 
 def check_export(

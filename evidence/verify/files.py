@@ -51,6 +51,9 @@ class PackageContents:
     manifest: dict[str, Any] | None = None
     listed: dict[str, tuple[int, bytes]] = field(default_factory=dict)
     """The manifest's files as path -> (size, SHA-256)."""
+    clip_differences: dict[str, int] = field(default_factory=dict)
+    """For a segment whose bytes clip.ts does not repeat: the first byte of the segment
+    where the two differ (the segment's own length when clip.ts ends inside it)."""
 
     def paths(self, role: str) -> list[str]:
         """The files with ``role``, in path order (segments: in seq order)."""
@@ -122,19 +125,26 @@ class _ClipInStep:
         self.size = 0
         self.difference: str | None = None
 
-    def follow(self, block: bytes, segment: str, offset: int) -> None:
-        """Read as many clip bytes as ``block`` holds and compare them with it."""
+    def follow(self, block: bytes, segment: str, offset: int) -> int | None:
+        """Read as many clip bytes as ``block`` holds and compare them with it.
+
+        Returns the first position within ``block`` where clip.ts differs, if it does.
+        """
         data = self._stream.read(len(block))
         self.digest.update(data)
         self.size += len(data)
-        if self.difference is None and data != block:
-            where = self.size - len(data)
+        if data == block:
+            return None
+        at = _first_difference(data, block)
+        if self.difference is None:
+            where = self.size - len(data) + at
             self.difference = (
                 f"it differs from the segments joined in order from byte {where} "
-                f"(byte {offset} of {segment})"
-                if len(data) == len(block)
-                else f"it ends at byte {self.size}, before the segments joined do"
+                f"(byte {offset + at} of {segment})"
+                if at < len(data)
+                else f"it ends at byte {self.size}, inside {segment} (its byte {offset + at})"
             )
+        return at
 
     def finish(self) -> None:
         """Hash whatever clip.ts holds beyond the segments."""
@@ -146,6 +156,21 @@ class _ClipInStep:
         self._stream.close()
         if extra and self.difference is None:
             self.difference = f"it holds {extra} bytes more than the segments joined"
+
+
+def _first_difference(first: bytes, second: bytes) -> int:
+    """The first index where ``first`` and ``second`` differ (the shorter's length if one is
+    the other's start), found by halving so that even a 1 MiB block costs a few compares."""
+    low, high = 0, min(len(first), len(second))
+    if first[:high] == second[:high]:
+        return high
+    while high - low > 1:  # first[:low] == second[:low]; first[:high] != second[:high]
+        middle = (low + high) // 2
+        if first[low:middle] == second[low:middle]:
+            low = middle
+        else:
+            high = middle
+    return low
 
 
 def _stream_media(files: PackageFiles, contents: PackageContents, f: Findings) -> None:
@@ -163,7 +188,9 @@ def _stream_media(files: PackageFiles, contents: PackageContents, f: Findings) -
             for block in blocks(files, path):
                 digest.update(block)
                 if clip is not None:
-                    clip.follow(block, path, size)
+                    at = clip.follow(block, path, size)
+                    if at is not None and path not in contents.clip_differences:
+                        contents.clip_differences[path] = size + at
                 size += len(block)
         except FormatError as error:
             f.fail(Check.PACKAGE, str(error), file=path)

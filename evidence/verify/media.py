@@ -46,6 +46,9 @@ class MediaView:
     record: IncidentRecord | None = None
     headers: dict[int, SegmentHeader] = field(default_factory=dict)
     """Every well-formed header, by seq."""
+    misplaced: dict[int, SegmentHeader] = field(default_factory=dict)
+    """Well-formed headers of this badge filed under another seq's name, by the file's seq:
+    what a reorder or a duplicate leaves, kept so the chain can name it as such."""
     signers: dict[int, str] = field(default_factory=dict)
     """The key file that verified each segment's header, by seq."""
     stems: dict[int, str] = field(default_factory=dict)
@@ -54,6 +57,9 @@ class MediaView:
     """The ledger entry of each segment, by seq."""
     incident_entry: LedgerEntry | None = None
     alert_entry: LedgerEntry | None = None
+    custody_unlinked_before: int | None = None
+    """The leaf of the oldest custody entry on the incident's chain when it names no entry
+    before it (recorded before the links were kept): completeness holds from there on."""
 
 
 def read_media(contents: PackageContents, view: LedgerView, f: Findings) -> MediaView:
@@ -232,7 +238,7 @@ def _check_segment(
     except EvidenceError as error:
         f.fail(Check.SEGMENT_HEADER, str(error), file=stem + ".header", seq=seq)
         return
-    if header.seq != seq or header.badge_id != media.badge_id:
+    if header.badge_id != media.badge_id:
         f.fail(
             Check.SEGMENT_HEADER,
             f"the header is for segment {header.seq} of badge {header.badge_id}, not segment "
@@ -241,7 +247,6 @@ def _check_segment(
             seq=seq,
         )
         return
-    media.headers[seq] = header
     f.examine(Check.SEGMENT_SIGNATURE)
     signer = _signer(media, signature, SIGNATURE_CONTEXT, header_bytes)
     if signer is None:
@@ -251,18 +256,35 @@ def _check_segment(
             file=stem + ".sig",
             seq=seq,
         )
-    else:
+    if header.seq != seq:
+        if signer is not None:  # the badge's own header, filed under another seq's name
+            media.misplaced[seq] = header
+        f.fail(
+            Check.SEGMENT_HEADER,
+            f"the files of segment {seq} hold the header of segment {header.seq}",
+            file=stem + ".header",
+            seq=seq,
+        )
+        return
+    media.headers[seq] = header
+    if signer is not None:
         media.signers[seq] = signer
     f.examine(Check.SEGMENT_PLAINTEXT)
     if plaintext is not None and (plaintext.size, plaintext.sha256) != (
         header.plaintext_size,
         header.plaintext_sha256,
     ):
+        changed = contents.clip_differences.get(stem + ".ts")
         f.fail(
             Check.SEGMENT_PLAINTEXT,
             f"it holds {plaintext.size} bytes with SHA-256 {plaintext.sha256.hex()}, but its "
             f"signed header says {header.plaintext_size} bytes with SHA-256 "
-            f"{header.plaintext_sha256.hex()}",
+            f"{header.plaintext_sha256.hex()}"
+            + (
+                ""
+                if changed is None
+                else f"; it first differs from its copy in clip.ts at byte {changed}"
+            ),
             file=stem + ".ts",
             seq=seq,
         )
@@ -329,25 +351,45 @@ def _check_chain(media: MediaView, f: Findings) -> None:
             f"gap: segments {present[-1] + 1}..{record.last_seq} at the end are missing",
             seq=present[-1] + 1,
         )
-    # A missing or unreadable header has its own finding; chain the headers there are.
-    headers = [media.headers[seq] for seq in present if seq in media.headers]
+    # A missing or unreadable header has its own finding; chain the headers there are, in
+    # file order, with those filed under another seq's name where they are found, so that
+    # a reorder or a duplicate is named as one and not as a gap.
+    headers = [
+        media.headers.get(seq) or media.misplaced[seq]
+        for seq in present
+        if seq in media.headers or seq in media.misplaced
+    ]
     if not headers:
         return
     for finding in check_chain(headers).findings:
-        if finding.kind is not FindingKind.REBOOT:
+        if finding.kind is FindingKind.REORDER:
+            f.fail(
+                Check.CHAIN,
+                f"reorder: {finding.message} in the package's order",
+                seq=finding.seq,
+            )
+        elif finding.kind is FindingKind.DUPLICATE:
+            f.fail(
+                Check.CHAIN,
+                f"duplicate: segment {finding.seq} appears more than once",
+                seq=finding.seq,
+            )
+        elif finding.kind is not FindingKind.REBOOT:
             f.fail(Check.CHAIN, finding.message, seq=finding.seq)
 
 
 def _read_alert(contents: PackageContents, view: LedgerView, media: MediaView, f: Findings) -> None:
-    """The badge's alert, if the package has one: signed, about this incident, in the ledger."""
+    """The badge's alert (a required part): signed, about this incident, in the ledger."""
     data = contents.small.get(ALERT_RECORD)
     record = media.record
     alerts = list(view.of_kind("alert").values())
     if data is None:
-        if alerts:
-            f.fail(
-                Check.ALERT, "the ledger entries hold an alert the package lacks", file=ALERT_RECORD
-            )
+        f.fail(
+            Check.ALERT,
+            "the package has no alert record: the badge's alert is a required part of it"
+            + ("; the ledger entries hold one" if alerts else ""),
+            file=ALERT_RECORD,
+        )
         return
     f.examine(Check.ALERT)
     try:

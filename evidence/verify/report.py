@@ -44,6 +44,35 @@ class Summary:
     badge_key_origins: tuple[str, ...] = ()
     """How the badge keys that signed the segments were made, as their enrolment entries say:
     ``badge-generated``, ``badge-hardware`` or ``gateway-generated``."""
+    sealed_after_export_ns: int | None = None
+    """How long after the export entry the checkpoint's time-stamp was made (may be < 0)."""
+    custody_unlinked_before: int | None = None
+    """The leaf of the oldest custody entry about the incident on its chain, when that entry
+    names none before it (recorded before entries did): completeness of custody holds from
+    there on only. None when the chain reaches its first entry."""
+
+
+LATE_TIMESTAMP_NS = 10 * 60 * 10**9
+"""A time-stamp made more than this after the export is remarked on: it then shows only
+that the checkpoint existed by its own time, not that the export was made as it says."""
+_RESOLUTIONS_NS = (10**6, 10**7, 10**8, 10**9, 10 * 10**9, 60 * 10**9)
+
+
+def capture_window(summary: Summary) -> tuple[int, int, int] | None:
+    """The capture window widened by its error bound and rounded out to a resolution no finer
+    than that bound: (start_ns, end_ns, resolution_ns). None when the window is unknown.
+
+    A time given to the millisecond with a model good to ±11 ms claims more than it knows;
+    rounded out to 0.1 s it claims only what the model supports.
+    """
+    start, end = summary.capture_start_ns, summary.capture_end_ns
+    if start is None or end is None:
+        return None
+    error = summary.capture_error_ns or 0
+    resolution = next((r for r in _RESOLUTIONS_NS if r >= error), _RESOLUTIONS_NS[-1])
+    low = (start - error) // resolution * resolution
+    high = -(-(end + error) // resolution) * resolution
+    return low, high, resolution
 
 
 @dataclass(frozen=True)
@@ -72,6 +101,7 @@ class VerificationReport:
             "package": self.location,
             "verified": self.verified,
             "summary": asdict(self.summary),
+            "capture_window": _window_json(self.summary),
             "checks": [
                 {
                     "check": check.value,
@@ -127,38 +157,105 @@ def _time(ns: int | None, digits: int = 3) -> str:
     return text + " UTC"
 
 
+def _window_json(summary: Summary) -> dict[str, object] | None:
+    window = capture_window(summary)
+    if window is None:
+        return None
+    low, high, resolution = window
+    return {
+        "start_ns": low,
+        "end_ns": high,
+        "resolution_ns": resolution,
+        "clock": (
+            "badge clock corrected by the gateway's model"
+            if summary.capture_clock == "gateway"
+            else "badge clock alone"
+        ),
+    }
+
+
+def _digits(resolution_ns: int) -> int:
+    """Decimal places of a second that show a time at ``resolution_ns``."""
+    digits = 0
+    while digits < 9 and 10 ** (9 - digits) > resolution_ns:
+        digits += 1
+    return digits
+
+
+def _captured(summary: Summary) -> list[str]:
+    window = capture_window(summary)
+    if window is None:
+        return ["  Captured at an unknown time: the segments' times could not be established."]
+    low, high, resolution = window
+    digits = _digits(resolution)
+    between = f"  Captured between {_time(low, digits)} and {_time(high, digits)},"
+    if summary.capture_clock == "gateway" and summary.capture_error_ns is not None:
+        return [
+            between,
+            "  by the badge's clock as the gateway's model of it corrects it (offset and drift",
+            "  measured while the badge was connected): the gateway's estimate, good to",
+            f"  ± {summary.capture_error_ns / 1e9:.3f} s, so widened by that and rounded out to "
+            f"{resolution / 1e9:g} s.",
+        ]
+    return [
+        between,
+        "  by the badge's own clock alone: the badge's claim, which the gateway could not",
+        "  correct and nothing else bounds.",
+    ]
+
+
+def _sealed(summary: Summary) -> list[str]:
+    accuracy = (
+        "" if summary.sealed_accuracy_ns is None else f" ± {summary.sealed_accuracy_ns / 1e9:g} s"
+    )
+    lines = [
+        f"  Received by the gateway by {_time(summary.received_ns)} (the gateway's clock).",
+        f"  Sealed no later than {_time(summary.sealed_ns, 0)}{accuracy}, by the clock of the",
+        f"  time-stamp authority {escape_unsafe(summary.tsa_name or '')}",
+        "  (certified by the evidence CA in the package).",
+    ]
+    late = summary.sealed_after_export_ns
+    if late is not None and late > LATE_TIMESTAMP_NS:
+        lines += [
+            f"  Note: that time-stamp was made {late / 60e9:.0f} minutes after the export entry;",
+            "  it shows that the checkpoint existed by then, not that the export was made when",
+            "  it says.",
+        ]
+    return lines
+
+
 def _proven(summary: Summary) -> list[str]:
     badge, incident = (
         escape_unsafe(summary.badge_id or ""),
         escape_unsafe(summary.incident_id or ""),
     )
     wearer = f" (wearer {escape_unsafe(summary.wearer)})" if summary.wearer else ""
-    exported_by, tsa = (
-        escape_unsafe(summary.exported_by or ""),
-        escape_unsafe(summary.tsa_name or ""),
-    )
-    if summary.capture_clock == "gateway" and summary.capture_error_ns is not None:
-        clock = (
-            f"± {summary.capture_error_ns / 1e9:.3f} s (gateway time: the badge's clock "
-            "corrected by the offset the gateway measured)"
-        )
-    else:
-        clock = "by the badge's own clock, which the gateway could not correct"
-    accuracy = (
-        "" if summary.sealed_accuracy_ns is None else f" ± {summary.sealed_accuracy_ns / 1e9:g} s"
-    )
+    exported_by = escape_unsafe(summary.exported_by or "")
     return [
         f"  Clip from badge {badge}{wearer}, incident {incident}.",
-        f"  Captured between {_time(summary.capture_start_ns)} and "
-        f"{_time(summary.capture_end_ns)} {clock}.",
+        *_captured(summary),
         "  Unaltered: every segment has the SHA-256 its badge-signed header gives.",
         f"  Complete: segments {summary.first_seq}..{summary.last_seq} "
         f"({summary.segments}), no gaps.",
-        f"  Received by the gateway by {_time(summary.received_ns)}; sealed by the gateway no "
-        f"later than {_time(summary.sealed_ns, 0)}{accuracy} (RFC 3161 time from "
-        f"{tsa}).",
-        f"  Exported by {exported_by} at {_time(summary.exported_at_ns)}: "
-        f"{summary.justification!r}.",
+        *_sealed(summary),
+        f"  Exported by {exported_by} at {_time(summary.exported_at_ns)} (the gateway's "
+        f"clock): {summary.justification!r}.",
+        *_custody(summary),
+    ]
+
+
+def _custody(summary: Summary) -> list[str]:
+    if summary.custody_unlinked_before is None:
+        return [
+            "  Custody: the package holds every custody entry about the incident, each naming",
+            "  the one before it, from the first to the export.",
+        ]
+    return [
+        f"  Custody: the entries from leaf {summary.custody_unlinked_before} to the export are "
+        "all here, each naming",
+        f"  the one before it; leaf {summary.custody_unlinked_before} was recorded before "
+        "entries named the one before",
+        "  them, so the package cannot show it holds every entry older than that one.",
     ]
 
 

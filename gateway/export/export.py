@@ -30,7 +30,12 @@ from evidence.identifiers import validate_incident_id
 from evidence.incident import SignedIncident
 from evidence.keys import CustodianPrivateKey, SigningPublicKey
 from evidence.ledger.checkpoint import format_vkey
-from evidence.package.instructions import InstructionFacts, SignedSegment, render_instructions
+from evidence.package.instructions import (
+    InstructionFacts,
+    SignedSegment,
+    plaintext_digest_offset,
+    render_instructions,
+)
 from evidence.package.layout import (
     ALERT_RECORD,
     CA_CERTIFICATE,
@@ -167,8 +172,11 @@ class _Export:
         self.segments = self._segments()
         self.keys = dict(self.registry.key_history(self.badge_id))
         self.alert = self.catalogue.alert(self.badge_id, self.incident.incident_id)
-        if self.alert is not None and self.alert.ledger_index is None:
-            self.alert = None
+        if self.alert is None or self.alert.ledger_index is None:
+            raise ExportError(
+                f"incident {self.incident.incident_id} has no alert in the ledger; a package "
+                "must hold the badge's alert and its receipt (decision 2051)"
+            )
         self.digits = seq_digits(self.incident.last_seq)
 
     @property
@@ -212,9 +220,7 @@ class _Export:
     def _incident(self) -> StoredIncident:
         incident_id, badge_id = self.request.incident_id, self.request.badge_id
         badges = (
-            [badge_id]
-            if badge_id is not None
-            else self.catalogue.badges_with_incident(incident_id)
+            [badge_id] if badge_id is not None else self.catalogue.badges_with_incident(incident_id)
         )
         if len(badges) > 1:
             raise ExportError(
@@ -423,6 +429,8 @@ class _Export:
                     SignedSegment(
                         segment_stem(stored.seq, self.digits),
                         badge_key_path(self.badge_id, staged.signers[stored.seq]),
+                        stored.seq,
+                        plaintext_digest_offset(stored.header_bytes),
                         self.keys[staged.signers[stored.seq]].algorithm,
                     )
                     for stored in self.segments

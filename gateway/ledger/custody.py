@@ -3,7 +3,9 @@
 Every login, view, export, legal hold, retention deletion, key change, alert acknowledgement
 or resolution and console user change is a ledger entry
 of kind ``custody`` (so it is covered by the signed, time-stamped checkpoints) and a row in
-``custody_entries`` (so it can be searched). Both are written in one transaction. Viewing
+``custody_entries`` (so it can be searched). Both are written in one transaction, and each
+entry names the leaf of the entry before it about the same subject (``previous``; None for
+the first), so the entries about an incident form one chain. Viewing
 or exporting footage without a stated reason is refused.
 """
 
@@ -47,6 +49,7 @@ MAX_PAGE = 1000
 MAX_TEXT = 2000
 """Longest actor, subject or justification accepted, in characters (a leaf stays small)."""
 
+
 @dataclass(frozen=True)
 class CustodyEntry:
     """One custody record, with the index of the ledger leaf that holds it."""
@@ -61,6 +64,9 @@ class CustodyEntry:
     at_ns: int
     """Gateway time of the action, in ns."""
     detail: Mapping[str, CanonicalValue] = field(default_factory=dict)
+    previous: int | None = None
+    """The ledger leaf of the entry before it about the same subject (None: the first, or an
+    entry recorded before entries named the one before them)."""
 
 
 class CustodyLog:
@@ -110,11 +116,27 @@ class CustodyLog:
             raise CustodyError(f"custody detail for {action} of {subject!r}: {error}") from None
         at_ns = self._ledger.now()
         with self._storage.transaction():
+            previous = self._previous(subject)
+            body["previous"] = previous
             index = self._ledger.append("custody", body, at_ns=at_ns)
             entry_id = self._storage.custody.add(
                 index, actor, action, subject, justification, at_ns
             )
-        return CustodyEntry(entry_id, index, actor, action, subject, justification, at_ns, details)
+        return CustodyEntry(
+            entry_id, index, actor, action, subject, justification, at_ns, details, previous
+        )
+
+    def _previous(self, subject: str) -> int | None:
+        """The ledger leaf of the newest custody entry about ``subject``, if there is one.
+
+        Each entry names it as ``previous``, so the entries about one incident (or badge, or
+        user) form a chain whose head, the newest, is in the log: a package holding the head
+        shows it holds every entry before it (decision 2051).
+        """
+        rows = self._storage.custody.find(
+            CustodyFilter(subject=subject), limit=1, offset=0, newest_first=True
+        )
+        return rows[0].ledger_index if rows else None
 
     def entries(
         self,
@@ -184,4 +206,15 @@ def _entry(row: CustodyRow) -> CustodyEntry:
         or not isinstance(detail, dict)
     ):
         raise LedgerIntegrityError(f"{where}: the search row differs from the ledger leaf")
-    return CustodyEntry(entry_id, index, actor, action, subject, justification, at_ns, detail)
+    previous = body.get("previous")
+    return CustodyEntry(
+        entry_id,
+        index,
+        actor,
+        action,
+        subject,
+        justification,
+        at_ns,
+        detail,
+        previous if isinstance(previous, int) else None,
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import shutil
 import zipfile
 from dataclasses import dataclass, replace
@@ -19,6 +20,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from evidence.canonical import CanonicalValue
 from evidence.cli import main
 from evidence.hashing import sha256
 from evidence.keys import SigningKey, SigningPublicKey
@@ -39,12 +41,15 @@ from evidence.package.layout import (
 )
 from evidence.segment import SIGNATURE_CONTEXT
 from evidence.verify import verify_package
-from evidence.verify.report import VerificationReport
+from evidence.verify.report import Summary, VerificationReport, capture_window
+from gateway.ledger.custody import CustodyLog
+from gateway.ledger.ledger import open_ledger
 from gateway.timestamping import TimeStampAuthority, build_request
 from tests.gateway.badge_messages import Hospital, make_hospital
 from tests.gateway.court_package import deliver_incident, export, record_footage
 
 SEGMENT_42 = "segments/0000000042"
+REVIEW = "complaint 2026-114 from ward 3"
 PEM = Encoding.PEM
 
 
@@ -73,12 +78,38 @@ def packages(tmp_path_factory: pytest.TempPathFactory) -> Packages:
         after=main_incident,
     )
     deliver_incident(hospital, record_footage(4.0), badge_id="badge-b", incident_id="inc-0419")
+    _custody(hospital, "inc-0417", linked=True)
+    _custody(hospital, "inc-0419", linked=False)
     made = {name: root / f"{name}.zip" for name in ("inc-0417", "inc-0418", "inc-0419")}
     for name, path in made.items():
         export(hospital, name, path)
     unpacked = root / "unpacked"
     unpack(made["inc-0417"], unpacked)
     return Packages(hospital, made["inc-0417"], made["inc-0418"], made["inc-0419"], unpacked)
+
+
+def _custody(hospital: Hospital, incident_id: str, *, linked: bool) -> int:
+    """A reviewer's view of the incident, recorded as today, or as before entries were linked."""
+    data_dir = hospital.data_dir
+    storage = data_dir.storage()
+    try:
+        custody = CustodyLog(open_ledger(data_dir, storage))
+        if linked:
+            return custody.record("Dr Aliya Sarsen", "view", incident_id, REVIEW).ledger_index
+        body: dict[str, CanonicalValue] = {
+            "actor": "Dr Aliya Sarsen",
+            "action": "view",
+            "subject": incident_id,
+            "justification": REVIEW,
+            "detail": {},
+        }
+        at_ns = custody.ledger.now()
+        with storage.transaction():
+            index = custody.ledger.append("custody", body, at_ns=at_ns)
+            storage.custody.add(index, "Dr Aliya Sarsen", "view", incident_id, REVIEW, at_ns)
+        return index
+    finally:
+        storage.close()
 
 
 @pytest.fixture
@@ -142,9 +173,12 @@ def test_the_exported_package_verifies_and_the_report_says_what_it_proves(
     assert "VERIFIED: every check holds." in out
     assert "Clip from badge badge-a (wearer Nurse badge-a), incident inc-0417." in out
     assert "Complete: segments 40..43 (4), no gaps." in out
-    assert "Captured between 20" in out and "(gateway time:" in out
-    assert "sealed by the gateway no later than" in out
-    assert "RFC 3161 time from O=Test Hospital,CN=Test Hospital Gateway TSA" in out
+    assert "Captured between 20" in out
+    assert "by the badge's clock as the gateway's model of it corrects it" in out
+    assert "Received by the gateway by 20" in out and "(the gateway's clock)" in out
+    assert "Sealed no later than 20" in out and "by the clock of the" in out
+    assert "time-stamp authority O=Test Hospital,CN=Test Hospital Gateway TSA" in out
+    assert "minutes after the export entry" not in out
     assert "Exported by Officer Dana Bekova" in out
 
 
@@ -363,6 +397,61 @@ def test_odd_entries_in_a_zip_or_folder_are_reported(packages: Packages, tmp_pat
     }
 
 
+def _zip_with(packages: Packages, target: Path, info: zipfile.ZipInfo, data: bytes) -> Path:
+    shutil.copy(packages.main, target)
+    with zipfile.ZipFile(target, "a") as archive:
+        archive.writestr(info, data)
+    return target
+
+
+def _problems(report: VerificationReport) -> dict[str | None, str]:
+    return {f.file: f.message for f in report.findings if f.check is Check.PACKAGE}
+
+
+def test_a_symbolic_link_in_the_zip_is_refused_as_a_link(
+    packages: Packages, tmp_path: Path
+) -> None:
+    link = zipfile.ZipInfo("segments/0000000044.ts")
+    link.create_system = 3
+    link.external_attr = 0o120777 << 16
+    report = verify_package(_zip_with(packages, tmp_path / "link.zip", link, b"../clip.ts"))
+    assert "is a symbolic link" in _problems(report)["segments/0000000044.ts"]
+    assert "segments/0000000044.ts" not in {f.file for f in report.findings if f.seq == 44}
+
+
+def test_a_folder_entry_in_the_zip_is_refused(packages: Packages, tmp_path: Path) -> None:
+    folder_entry = zipfile.ZipInfo("notes/")
+    folder_entry.external_attr = 0o40755 << 16 | 0x10
+    report = verify_package(_zip_with(packages, tmp_path / "dir.zip", folder_entry, b""))
+    assert "is a folder entry" in _problems(report)["notes/"]
+    assert not report.verified
+
+
+def test_a_zip_bomb_member_is_refused_before_it_is_inflated(
+    packages: Packages, tmp_path: Path
+) -> None:
+    bomb = zipfile.ZipInfo(f"{SEGMENT_42}.ts")  # a streamed file: no small file's limit
+    bomb.compress_type = zipfile.ZIP_BZIP2
+    with zipfile.ZipFile(tmp_path / "bomb.zip", "w") as archive:
+        archive.writestr(bomb, bytes(256 << 20))
+        assert archive.getinfo(bomb.filename).compress_size < 1000
+        for path in files_of(packages.unpacked):
+            if path != bomb.filename:
+                archive.write(packages.unpacked / path, path)
+    report = verify_package(tmp_path / "bomb.zip")
+    assert "a zip bomb, not inflated" in _problems(report)[bomb.filename]
+
+
+def test_a_small_file_that_declares_more_than_its_limit_is_not_read(
+    packages: Packages, tmp_path: Path
+) -> None:
+    big = zipfile.ZipInfo("receipts/segment-0000000099.receipt")
+    big.compress_type = zipfile.ZIP_DEFLATED
+    data = random.Random(3).randbytes(17 << 20)  # incompressible, so no bomb: just too large
+    report = verify_package(_zip_with(packages, tmp_path / "big.zip", big, data))
+    assert "it was not read" in _problems(report)[big.filename]
+
+
 def test_a_missing_or_unlisted_file_fails_the_file_list(folder: Path) -> None:
     (folder / "segments" / "0000000041.sig").unlink()
     (folder / "receipts" / "extra.receipt").write_bytes(b"")
@@ -406,6 +495,40 @@ def test_two_segments_swapped_with_their_headers_and_signatures(folder: Path) ->
         (Check.SEGMENT_HEADER, 41),
         (Check.SEGMENT_HEADER, 42),
     }
+    chain = [(f.seq, f.message) for f in report.findings if f.check is Check.CHAIN]
+    assert chain == [(41, "reorder: segment 41 comes after segment 42 in the package's order")]
+
+
+def test_a_segment_copied_over_its_neighbour_is_reported_as_a_duplicate(folder: Path) -> None:
+    for suffix in (".ts", ".header", ".sig"):
+        shutil.copy(folder / f"segments/0000000041{suffix}", folder / f"{SEGMENT_42}{suffix}")
+    rehash(folder)
+    report = verify_package(folder)
+    chain = [(f.seq, f.message) for f in report.findings if f.check is Check.CHAIN]
+    assert chain == [
+        (41, "duplicate: segment 41 appears more than once"),
+        (42, "gap: seq 41 to 43 (1 segments missing)"),
+    ]
+    header = [f.message for f in report.findings if f.check is Check.SEGMENT_HEADER]
+    assert header == ["the files of segment 42 hold the header of segment 41"]
+
+
+def test_a_changed_byte_of_a_segment_is_named_where_it_is(folder: Path) -> None:
+    path = folder / f"{SEGMENT_42}.ts"
+    data = bytearray(path.read_bytes())
+    data[1234] ^= 0x40
+    path.write_bytes(data)
+    rehash(folder)
+    report = verify_package(folder)
+    plaintext = [f.message for f in report.findings if f.check is Check.SEGMENT_PLAINTEXT]
+    assert len(plaintext) == 1
+    assert plaintext[0].endswith("it first differs from its copy in clip.ts at byte 1234")
+    before = sum((folder / f"segments/00000000{seq}.ts").stat().st_size for seq in (40, 41))
+    clip = [f.message for f in report.findings if f.check is Check.CLIP]
+    assert clip == [
+        f"it differs from the segments joined in order from byte {before + 1234} "
+        f"(byte 1234 of {SEGMENT_42}.ts)"
+    ]
 
 
 def test_a_segment_of_another_badge_in_place_of_one(packages: Packages, folder: Path) -> None:
@@ -498,7 +621,10 @@ def _stamp_anew(folder: Path, tsa: TimeStampAuthority, digest: bytes | None = No
 
 
 def test_a_back_dated_time_stamp_fails(packages: Packages, folder: Path) -> None:
-    _stamp_anew(folder, _tsa(packages, datetime.now(UTC) - timedelta(minutes=3)))
+    exported_ns = verify_package(packages.main).summary.exported_at_ns
+    assert exported_ns is not None  # back-dated from the export, however long the run takes
+    exported = datetime.fromtimestamp(exported_ns / 1e9, UTC)
+    _stamp_anew(folder, _tsa(packages, exported - timedelta(minutes=3)))
     report = verify_package(folder)
     messages = [f.message for f in report.findings if f.check is Check.TIMESTAMP]
     assert len(messages) == 1 and "back-dated" in messages[0]
@@ -531,3 +657,135 @@ def test_a_foreign_time_stamp_fails(packages: Packages, folder: Path, tmp_path: 
         "certs/evidence-ca.crt",
         "certs/tsa.crt",
     }
+
+
+# -- completeness of the incident ----------------------------------------------------------
+
+
+def _withhold(folder: Path, *paths: str) -> None:
+    for path in paths:
+        (folder / path).unlink()
+
+
+def _custody_entries(folder: Path) -> list[dict[str, object]]:
+    entries: list[dict[str, object]] = json.loads((folder / "custody.json").read_text())["entries"]
+    return entries
+
+
+def _withhold_custody(folder: Path, index: int) -> None:
+    """Leave one custody entry out, with its proof and its line in custody.json."""
+    _withhold(folder, f"ledger/entries/{index}.entry", f"ledger/proofs/{index}.proof")
+    document = json.loads((folder / "custody.json").read_text())
+    document["entries"] = [e for e in document["entries"] if e["ledger_index"] != index]
+    (folder / "custody.json").write_bytes(render_json(document))
+
+
+def test_the_custody_entries_chain_from_the_first_to_the_export(
+    packages: Packages, capsys: pytest.CaptureFixture[str]
+) -> None:
+    entries = _custody_entries(packages.unpacked)
+    about = [e for e in entries if e["subject"] == "inc-0417"]
+    assert [e["action"] for e in about] == ["view", "export"]
+    assert about[0]["previous"] is None and about[1]["previous"] == about[0]["ledger_index"]
+    assert verify_package(packages.main).summary.custody_unlinked_before is None
+    assert main(["verify", str(packages.main)]) == 0
+    assert "holds every custody entry about the incident" in capsys.readouterr().out
+
+
+def test_a_withheld_custody_entry_is_named(packages: Packages, folder: Path) -> None:
+    (view,) = [e for e in _custody_entries(folder) if e["action"] == "view"]
+    index = view["ledger_index"]
+    assert isinstance(index, int)
+    _withhold_custody(folder, index)
+    rehash(folder)
+    report = verify_package(folder)
+    custody = [(f.file, f.message) for f in report.findings if f.check is Check.CUSTODY]
+    assert len(custody) == 1 and custody[0][0] == f"ledger/entries/{index}.entry"
+    assert f"leaf {index}" in custody[0][1] and "withheld" in custody[0][1]
+
+
+def test_entries_recorded_before_the_links_are_reported_as_such(
+    packages: Packages, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = verify_package(packages.other_badge)
+    assert report.verified, report.findings
+    unlinked = report.summary.custody_unlinked_before
+    (view,) = [
+        e
+        for e in _custody_entries(unpack(packages.other_badge, packages.unpacked.parent / "b"))
+        if e["action"] == "view"
+    ]
+    assert unlinked == view["ledger_index"] and "previous" not in view
+    assert main(["verify", str(packages.other_badge)]) == 0
+    out = capsys.readouterr().out
+    assert f"leaf {unlinked} was recorded before entries named the one before" in out
+
+
+def test_a_package_without_its_alert_fails_naming_it(folder: Path) -> None:
+    entries = _custody_entries(folder)
+    assert entries
+    _withhold(folder, "alert.record", "receipts/alert.receipt")
+    alert_leaves = [
+        path.name.split(".")[0]
+        for path in (folder / "ledger/entries").iterdir()
+        if b"alert_sha256" in path.read_bytes() and b"receipt" not in path.read_bytes()
+    ]
+    assert len(alert_leaves) == 1
+    _withhold(
+        folder,
+        f"ledger/entries/{alert_leaves[0]}.entry",
+        f"ledger/proofs/{alert_leaves[0]}.proof",
+    )
+    rehash(folder)
+    report = verify_package(folder)
+    found = {(f.check, f.message) for f in report.findings}
+    assert (
+        Check.ALERT,
+        "the package has no alert record: the badge's alert is a required part of it",
+    ) in found
+    assert (Check.RECEIPT, "the package has no receipt for the alert") in found
+
+
+# -- time claims -----------------------------------------------------------------------------
+
+
+def test_the_capture_window_is_rounded_out_to_what_the_clock_model_supports() -> None:
+    base = 1_700_000_000 * 10**9
+    summary = Summary(
+        capture_start_ns=base + 123_456_789,
+        capture_end_ns=base + 4_987_654_321,
+        capture_error_ns=11_000_000,
+        capture_clock="gateway",
+    )
+    assert capture_window(summary) == (base + 100_000_000, base + 5_000_000_000, 100_000_000)
+    lines = "\n".join(_proven_lines(summary))
+    assert "Captured between 2023-11-14 22:13:20.1 UTC and 2023-11-14 22:13:25.0 UTC," in lines
+    assert "good to\n  ± 0.011 s, so widened by that and rounded out to 0.1 s" in lines
+    badge_only = replace(summary, capture_error_ns=None, capture_clock="badge")
+    assert "by the badge's own clock alone: the badge's claim" in "\n".join(
+        _proven_lines(badge_only)
+    )
+
+
+def _proven_lines(summary: Summary) -> list[str]:
+    report = VerificationReport("p.zip", (), {}, summary)
+    return report.human().splitlines()
+
+
+def test_a_time_stamp_made_long_after_the_export_is_remarked_on(
+    packages: Packages, folder: Path
+) -> None:
+    exported_ns = verify_package(packages.main).summary.exported_at_ns
+    assert exported_ns is not None
+    later = datetime.fromtimestamp(exported_ns / 1e9, UTC) + timedelta(minutes=42)
+    _stamp_anew(folder, _tsa(packages, later))
+    text = (folder / "VERIFY.txt").read_text()  # its -attime is the token's time: follow it
+    text = re.sub(r"-attime [0-9]+", f"-attime {int(later.timestamp())}", text)
+    text = re.sub(r"\(20[0-9-]+ [0-9:]+ UTC\)", f"({later:%Y-%m-%d %H:%M:%S} UTC)", text)
+    (folder / "VERIFY.txt").write_text(text)
+    rehash(folder)
+    report = verify_package(folder)
+    assert report.verified, report.findings
+    assert report.summary.sealed_after_export_ns is not None
+    assert round(report.summary.sealed_after_export_ns / 60e9) == 42  # genTime is in seconds
+    assert "Note: that time-stamp was made 42 minutes after the export entry;" in report.human()

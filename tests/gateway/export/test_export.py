@@ -159,7 +159,8 @@ def test_the_derived_mp4_is_the_same_frames_remuxed_and_marked_as_derived(
 def test_the_commands_in_verify_txt_succeed_as_written(exported: Exported) -> None:
     text = (exported.unpacked / INSTRUCTIONS).read_text()
     lines = commands(text)
-    assert len(lines) == 1 + 3 + 4 + 1 + 2 + 2  # sums, clip, 4 segments, checkpoint, ts, trust
+    # sums, clip, 4 signatures, 4 video hashes, one key, checkpoint, time-stamp, trust
+    assert len(lines) == 1 + 3 + 4 + 4 + 1 + 1 + 2 + 2
     outputs = []
     for line in lines:
         completed = subprocess.run(
@@ -176,9 +177,12 @@ def test_the_commands_in_verify_txt_succeed_as_written(exported: Exported) -> No
     assert outputs[0].count(": OK") == len(files) - 1  # every file but SHA256SUMS itself
     assert outputs[1] == outputs[2]
     assert outputs[3] == "clip.ts is the segments joined\n"
-    assert outputs[4:9] == ["Signature Verified Successfully\n"] * 5
-    assert outputs[9].strip().endswith("Verification: OK")
-    assert "-attime" in lines[9]
+    assert outputs[4:8] == ["Signature Verified Successfully\n"] * 4
+    assert all(output.endswith("matches its signed header\n") for output in outputs[8:12])
+    assert outputs[12].endswith("are one key\n")
+    assert outputs[13] == "Signature Verified Successfully\n"
+    assert outputs[14].strip().endswith("Verification: OK")
+    assert "-attime" in lines[14]
 
 
 def test_a_changed_file_makes_the_standard_commands_fail(
@@ -277,6 +281,19 @@ def test_an_altered_ledger_stops_the_export_before_anything_is_recorded(
     connection = sqlite3.connect(hospital.data_dir.database_path)
     assert connection.execute("SELECT COUNT(*) FROM ledger_leaves").fetchone() == (leaves,)
     connection.close()
+
+
+def test_an_incident_whose_alert_is_not_in_the_ledger_is_not_exported(
+    small_hospital: tuple[Hospital, DeliveredIncident], tmp_path: Path
+) -> None:
+    hospital, incident = small_hospital
+    connection = sqlite3.connect(hospital.data_dir.database_path)
+    with connection:
+        connection.execute("DELETE FROM alerts")
+    connection.close()
+    with pytest.raises(ExportError, match="has no alert in the ledger; a package must hold"):
+        export(hospital, incident.incident_id, tmp_path / "out.zip")
+    assert not (tmp_path / "out.zip").exists()
 
 
 def test_a_passphrase_protected_custodian_key_needs_its_passphrase(tmp_path: Path) -> None:

@@ -153,7 +153,26 @@ def test_each_entry_is_provable_in_the_ledger(custody: Custody) -> None:
             "subject": entry.subject,
             "justification": entry.justification,
             "detail": entry.detail,
+            "previous": entry.previous,
         }
+
+
+def test_the_entries_about_one_subject_form_a_chain(custody: Custody) -> None:
+    made = record_day(custody.log)
+    chains = {
+        subject: [
+            (entry.ledger_index, entry.previous) for entry in made if entry.subject == subject
+        ]
+        for subject in ("inc-1", "inc-2", "guard-ivanova")
+    }
+    assert chains == {
+        "inc-1": [(1, None), (4, 1), (5, 4)],
+        "inc-2": [(2, None)],
+        "guard-ivanova": [(0, None)],
+    }
+    assert CustodyLog(custody.ledger).entries(subject="inc-1") == [
+        entry for entry in made if entry.subject == "inc-1"
+    ]
 
 
 def test_a_search_row_that_differs_from_its_leaf_is_refused(
