@@ -1,4 +1,5 @@
-"""Run benchmarks: ``python -m bench NAME [--json]``, or ``all``."""
+"""Run benchmarks: ``python -m bench NAME [--json]``, or ``all``; ``python -m bench alert
+--under-attack`` runs the alert benchmark while the attacks of ``bench.attack`` run."""
 
 from __future__ import annotations
 
@@ -38,12 +39,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=float,
         help=f"seal-radio: the emulated radio link's rate (default {seal_latency.RADIO_MBIT:g})",
     )
+    parser.add_argument(
+        "--under-attack",
+        action="store_true",
+        help="alert: with the console flooded, a badge flooding and a login flood (issue 14)",
+    )
     args = parser.parse_args(argv)
+    if args.under_attack and args.name != "alert":
+        parser.error("--under-attack is a setting of the alert benchmark only")
     names = list(BENCHMARKS) if args.name == "all" else [args.name]
     for name in names:
         runner = BENCHMARKS[name]
         if name == "seal-radio" and args.link_mbit is not None:
             runner = functools.partial(seal_latency.run_over_radio, rate_mbit=args.link_mbit)
+        if name == "alert" and args.under_attack:
+            runner = functools.partial(alert.run, under_attack=True)
         try:
             figures = runner()
         except RadioLinkError as error:
