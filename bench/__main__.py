@@ -1,4 +1,5 @@
-"""Run benchmarks: ``python -m bench NAME [--json]``, or ``all``."""
+"""Run benchmarks: ``python -m bench NAME [--json]``, or ``all``; ``python -m bench alert
+--under-attack`` runs the alert benchmark while the attacks of ``bench.attack`` run."""
 
 from __future__ import annotations
 
@@ -49,7 +50,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=int,
         help=f"watch: how many badges connected (default {watch.BADGES})",
     )
+    parser.add_argument(
+        "--under-attack",
+        action="store_true",
+        help="alert: while a badge floods, the console port is held and a login flood runs",
+    )
     args = parser.parse_args(argv)
+    if args.under_attack and args.name != "alert":
+        parser.error("--under-attack is a setting of the alert benchmark only")
     names = list(BENCHMARKS) if args.name == "all" else [args.name]
     for name in names:
         runner = BENCHMARKS[name]
@@ -61,6 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 presses=args.presses or watch.PRESSES,
                 badges=args.badges or watch.BADGES,
             )
+        if name == "alert" and args.under_attack:
+            runner = functools.partial(alert.run, under_attack=True)
         try:
             figures = runner()
         except RadioLinkError as error:

@@ -14,6 +14,13 @@ Three processes besides the broker (the demo's mosquitto, TLS on loopback):
 * a fleet process (``python -m bench.fleet``) holding the other 199 badges' connections,
   each heartbeating every 10 s (the default).
 
+With ``under_attack`` (``python -m bench alert --under-attack``) ``gateway console`` runs
+too, with a security officer, and an attack process (``python -m bench.attack``) runs every
+attack on the gateway at once while the badge presses: the second badge floods its own topics
+with garbage until it is cut off (or 10 s pass), 2,000 idle sockets and a slow-header client
+hold the console's port, and wrong passwords for the officer come from four addresses. The
+fleet then holds the other 198 badges, so 200 are still connected.
+
 Press and channel event are read from the same CLOCK_MONOTONIC in two processes. The limit
 is the loopback round trip through the same broker in the same run: a QoS 1 publish of an
 alert-sized payload to a subscriber in another process (see ``bench.loopback``),
@@ -44,6 +51,7 @@ from badge.ring import Ring
 from badge.uplink import Uplink
 from bench.loopback import BenchHospital, RawTransfer
 from bench.report import Figure
+from demo.run import DEMO_OFFICER, add_demo_officer
 from evidence.bundle import EnrolmentBundle
 from evidence.incident import Press, sign_alert
 from evidence.messages import Heartbeat
@@ -145,9 +153,14 @@ def _percentiles(samples_ms: Sequence[float]) -> tuple[float, float]:
     return cuts[49], cuts[98]
 
 
-def run(presses: int = PRESSES, badges: int = BADGES) -> list[Figure]:
-    """Press ``presses`` times with ``badges`` connected; probe the loopback between presses."""
+def run(
+    presses: int = PRESSES, badges: int = BADGES, *, under_attack: bool = False
+) -> list[Figure]:
+    """Press ``presses`` times with ``badges`` connected; probe the loopback between presses.
+
+    ``under_attack``: the console runs, and the attacks of ``bench.attack`` with it."""
     alert_ms: list[float] = []
+    attacked = ""
     loopback_ms: list[float] = []
     with (
         tempfile.TemporaryDirectory(prefix="medbadge-bench-alert-") as temporary,
@@ -160,12 +173,18 @@ def run(presses: int = PRESSES, badges: int = BADGES) -> list[Figure]:
         hospital.configure_broker()
         hospital.start_broker()
         watch = _start_gateway(hospital, running)
-        start_fleet(hospital, running)
+        fleet_ids = hospital.badge_ids[2:] if under_attack else hospital.badge_ids[1:]
+        start_fleet(hospital, running, fleet_ids)
         pressing = hospital.badge_ids[0]
         badge = BadgeProcess(hospital.bundle_dir(pressing), root / "pressing-badge")
         running.callback(badge.stop)
         raw = RawTransfer(hospital)
         running.callback(raw.close)
+        attacks = None
+        if under_attack:
+            add_demo_officer(hospital.gateway_data)
+            hospital.start_console()
+            attacks = AttackProcess(hospital, hospital.badge_ids[1], running)
         probe = os.urandom(_alert_size(EnrolmentBundle.load(hospital.bundle_dir(pressing))))
         for number in range(presses + 1):
             incident, pressed = badge.press()
@@ -177,14 +196,18 @@ def run(presses: int = PRESSES, badges: int = BADGES) -> list[Figure]:
                 continue  # warm-up
             alert_ms.append((arrived - pressed) / 1e6)
             loopback_ms.append(round_trip * 1e3)
+        if attacks is not None:
+            attacked = f"; under attack: {attacks.finish()}"
     note = (
-        f"{presses} presses, {badges} badges connected ({badges - 1} of them heartbeating "
-        f"every {HEARTBEAT_S:g} s in another process)"
+        f"{presses} presses, {badges} badges connected ({len(fleet_ids)} of them heartbeating "
+        f"every {HEARTBEAT_S:g} s in another process){attacked}"
     )
     goal = "p99 < 50 ms (ratio: press to console event / loopback round trip)"
     figures = []
+    prefix = "alert-under-attack" if under_attack else "alert"
+    names = (f"{prefix}-p50", f"{prefix}-p99")
     for name, alert, loopback in zip(
-        ("alert-p50", "alert-p99"), _percentiles(alert_ms), _percentiles(loopback_ms), strict=True
+        names, _percentiles(alert_ms), _percentiles(loopback_ms), strict=True
     ):
         figures.append(Figure(name, alert, "ms", loopback, alert / loopback, goal, note))
     return figures
@@ -205,8 +228,52 @@ def _start_gateway(hospital: BenchHospital, running: contextlib.ExitStack) -> Ch
     return watch
 
 
-def start_fleet(hospital: BenchHospital, running: contextlib.ExitStack) -> None:
-    """Every badge but the first, connected and heartbeating from another process."""
+class AttackProcess:
+    """``python -m bench.attack`` against the hospital's broker and console."""
+
+    def __init__(
+        self, hospital: BenchHospital, flooder: str, running: contextlib.ExitStack
+    ) -> None:
+        """Start it with ``flooder``'s bundle; wait until every attack is under way."""
+        self._process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bench.attack",
+                str(hospital.bundle_dir(flooder)),
+                str(hospital.console_port),
+                DEMO_OFFICER,
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        running.callback(self._end)
+        if self._process.stdout is None or self._process.stdout.readline().strip() != "attacking":
+            raise RuntimeError("the attacks did not start")
+        self._counts = ""
+
+    def finish(self) -> str:
+        """End the attacks; what they did, as one line of JSON."""
+        self._counts = self._end()
+        return self._counts
+
+    def _end(self) -> str:
+        if self._process.returncode is not None:
+            return self._counts
+        output, _ = self._process.communicate(timeout=WAIT_S)
+        return output.strip()
+
+
+def start_fleet(
+    hospital: BenchHospital,
+    running: contextlib.ExitStack,
+    badge_ids: Sequence[str] | None = None,
+) -> None:
+    """``badge_ids`` (every badge but the first by default) connected and heartbeating from
+    another process."""
+    if badge_ids is None:
+        badge_ids = hospital.badge_ids[1:]
     fleet = subprocess.Popen(
         [
             sys.executable,
@@ -214,7 +281,7 @@ def start_fleet(hospital: BenchHospital, running: contextlib.ExitStack) -> None:
             "bench.fleet",
             "--heartbeat-seconds",
             str(HEARTBEAT_S),
-            *(str(hospital.bundle_dir(badge_id)) for badge_id in hospital.badge_ids[1:]),
+            *(str(hospital.bundle_dir(badge_id)) for badge_id in badge_ids),
         ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from bench import alert, capture, ingest, seal_latency, watch
 from bench import backup as bench_backup
-from bench import capture, ingest, seal_latency, watch
 from bench import verify as bench_verify
 from bench.__main__ import BENCHMARKS, main
 from bench.radio import RadioLink, RadioLinkError
@@ -203,3 +203,21 @@ def test_seal_radio_alone_without_a_link_says_why_and_exits_2(
 def _namespaces() -> str:
     listed = subprocess.run(["ip", "netns", "list"], check=True, capture_output=True, text=True)
     return listed.stdout
+
+
+def test_alert_under_attack_reports_its_percentiles_and_what_the_attacks_did() -> None:
+    """A short real run: the broker, the gateway, the console, a pressing badge, a fleet
+    of two and the attack process."""
+    figures = alert.run(presses=3, badges=4, under_attack=True)
+    assert [figure.name for figure in figures] == [
+        "alert-under-attack-p50",
+        "alert-under-attack-p99",
+    ]
+    for figure in figures:
+        assert figure.unit == "ms" and figure.value > 0 and figure.limit_value > 0
+        assert figure.ratio == pytest.approx(figure.value / figure.limit_value)
+    note = figures[1].note
+    assert "3 presses, 4 badges connected (2 of them" in note
+    counts = json.loads(note.split("under attack: ", 1)[1])
+    assert counts["flood_sent"] > 0 and counts["sockets_held"] > 0
+    assert counts["login_refused"] + counts["login_delayed"] > 0
