@@ -11,7 +11,9 @@ and 1505). A message is acknowledged
 is stored, all in arrival order (``gateway.intake.acks``), so a message the gateway had not
 finished storing when it died is delivered again (decisions 0700, 1500).
 The client asks the broker for at most ``QUEUE_LIMIT`` unacknowledged messages (MQTT v5
-Receive Maximum), which bounds the queue and the memory it holds. Receipts and rejections
+Receive Maximum), which bounds the queue and the memory it holds; QoS 0 messages, which
+Receive Maximum does not bound and badges never send, get ``QOS0_ROOM`` more places and are
+shed past them, so paho's thread never waits. Receipts and rejections
 go out with QoS 1, on a socket with Nagle's algorithm off. paho reconnects on its own,
 backing off from 1 s to 60 s.
 
@@ -28,6 +30,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +65,12 @@ RECONNECT_MAX_S = 60
 QUEUE_LIMIT = 32
 """Messages read but not yet handled and acknowledged: enough to keep reading while the
 intake flushes a segment to disk; at most 32 MiB even at the broker's largest packet."""
+QOS0_ROOM = QUEUE_LIMIT
+"""QoS 0 messages waiting at most. Receive Maximum does not bound QoS 0, and badges send
+nothing at QoS 0, so one past this room is shed at once: paho's network thread never waits
+for room, and keeps reading the broker's answers and the other badges' alerts
+(decision 1705)."""
+_SHED_LOG_EVERY_S = 10.0
 
 
 def _ignore_alert(_event: AlertEvent) -> None:
@@ -96,6 +105,8 @@ class IntakeProbe:
     """Messages read from the broker, waiting for the intake thread."""
     store_pending: int
     """Segments handed to the store process, not yet stored."""
+    shed: int = 0
+    """QoS 0 messages shed for want of room since start (``QOS0_ROOM``)."""
 
 
 def _no_delay(_client: mqtt.Client, _userdata: Any, sock: Any) -> None:
@@ -140,7 +151,11 @@ class IntakeService:
         )
         self._session_expiry_s = session_expiry_s
         self._subscribed = threading.Event()
-        self._deliveries: queue.Queue[Delivery | None] = queue.Queue(QUEUE_LIMIT)
+        # room for every unacknowledged QoS 1 message and for QOS0_ROOM QoS 0 ones besides
+        self._deliveries: queue.Queue[Delivery | None] = queue.Queue(QUEUE_LIMIT + QOS0_ROOM)
+        self.shed = 0
+        """QoS 0 messages shed since start because QOS0_ROOM was full."""
+        self._shed_logged_at = -_SHED_LOG_EVERY_S
         self._stopping = threading.Event()
         self._connection = 0
         self._connection_lock = threading.Lock()
@@ -218,6 +233,7 @@ class IntakeService:
             store_failure=self._stage.failure(),
             connected=self._subscribed.is_set(),
             queued=self._deliveries.qsize(),
+            shed=self.shed,
             store_pending=self._stage.pending(),
         )
 
@@ -291,6 +307,9 @@ class IntakeService:
         if topic == RESPONSE_TOPIC:  # the broker's answer to a command, not a badge's message
             self.control.answered(bytes(message.payload))
             return
+        if message.qos == 0 and self._deliveries.qsize() >= QOS0_ROOM:
+            self._shed_one(topic)
+            return
         delivery = Delivery(
             topic, bytes(message.payload), message.mid, message.qos, self._connection
         )
@@ -300,6 +319,19 @@ class IntakeService:
                 return
             except queue.Full:  # the broker sent beyond Receive Maximum; wait for room
                 continue
+
+    def _shed_one(self, topic: str) -> None:
+        """Count a QoS 0 message there was no room for; say so at most every 10 s."""
+        self.shed += 1
+        now = time.monotonic()
+        if now - self._shed_logged_at >= _SHED_LOG_EVERY_S:
+            self._shed_logged_at = now
+            log.warning(
+                "shed QoS 0 messages the intake had no room for (%d so far; badges send at QoS "
+                "1, so these are not a badge's evidence), the last on %r",
+                self.shed,
+                topic[:200],
+            )
 
     def _work(self) -> None:
         """The intake thread: handle each queued message in order, then acknowledge it

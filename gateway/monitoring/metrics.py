@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from gateway.alerts.alerts import AlertEvent
 from gateway.config import MonitoringSettings
@@ -101,6 +101,12 @@ class GatewayCollector:
         queues.add_metric(["store"], sample.intake.store_pending)
         queues.add_metric(["webhook"], sample.webhook_queued)
         yield queues
+        shed = CounterMetricFamily(
+            f"{PREFIX}intake_shed_qos0",
+            "QoS 0 messages the intake shed for want of room (badges send at QoS 1 only).",
+        )
+        shed.add_metric([], sample.intake.shed)
+        yield shed
         yield _gauge(
             "webhook_undelivered",
             "Alerts no webhook accepted in time since the start (in the undelivered file).",

@@ -33,12 +33,13 @@ NOW = datetime.now(UTC).replace(microsecond=654321)
 
 @pytest.fixture(scope="module")
 def ca() -> EvidenceCA:
-    return EvidenceCA.create("City Hospital No. 1")
+    # made at NOW, not when the module's tests start, however long collection took
+    return EvidenceCA.create("City Hospital No. 1", now=NOW)
 
 
 @pytest.fixture(scope="module")
 def tsa(ca: EvidenceCA) -> TimeStampAuthority:
-    key, certificate = ca.issue_tsa_certificate("City Hospital No. 1 Gateway TSA")
+    key, certificate = ca.issue_tsa_certificate("City Hospital No. 1 Gateway TSA", now=NOW)
     return TimeStampAuthority(key, certificate, ca.certificate, clock=lambda: NOW)
 
 

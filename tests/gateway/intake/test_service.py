@@ -9,6 +9,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,7 +24,7 @@ from gateway.alerts.alerts import AlertEvent
 from gateway.broker.accounts import broker_accounts
 from gateway.broker.config import hash_broker_password
 from gateway.intake.intake import PARTIAL_DIR
-from gateway.intake.service import IntakeService
+from gateway.intake.service import QOS0_ROOM, QUEUE_LIMIT, IntakeService
 from tests.gateway.badge_messages import BadgeMessages, Hospital, make_hospital
 from tests.mosquitto import HOST, TLS_HOSTNAME, MosquittoProcess, MqttSession
 
@@ -309,4 +310,56 @@ def test_the_intake_sends_without_waiting_for_acks(
         assert isinstance(connection, socket.socket)
         assert connection.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
     finally:
+        service.stop()
+
+
+def test_a_qos0_flood_is_shed_and_never_stops_the_network_thread(
+    broker: MosquittoProcess, hospital: Hospital, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alerts: list[AlertEvent] = []
+    service = IntakeService(
+        hospital.data_dir,
+        TLS_HOSTNAME,
+        broker.tls_port,
+        "gateway",
+        GATEWAY_PASSWORD,
+        broker.ca_file,
+        on_alert=alerts.append,
+    )
+    draining = threading.Event()
+    handle = service.intake.handle
+
+    def slow_handle(topic: str, payload: bytes) -> None:  # an intake that cannot keep up
+        draining.wait(WAIT_S)
+        handle(topic, payload)
+
+    monkeypatch.setattr(service.intake, "handle", slow_handle)
+    service.start()
+    try:
+        assert service.wait_connected(WAIT_S)
+        flooder = badge_session(broker, hospital.bundles["badge-a"])
+        flood = 10 * (QUEUE_LIMIT + QOS0_ROOM)
+        for number in range(flood):
+            flooder.client.publish(
+                BadgeMessages.of(hospital.bundles["badge-a"]).topic("alert"),
+                b"garbage %d" % number,
+                qos=0,
+            )
+        # paho's thread read on although the intake handled none: it shed what had no room
+        wait_until(lambda: service.shed >= flood - 2 * QOS0_ROOM, "the flood read and shed")
+        waiting = service.probe().queued
+        assert waiting <= QOS0_ROOM
+        # another badge's alert (QoS 1) still finds room while the intake is held up
+        bundle = hospital.bundles["badge-b"]
+        badge = BadgeMessages.of(bundle)
+        wearer = badge_session(broker, bundle)
+        wearer.publish(badge.topic("alert"), badge.alert("inc-q"))
+        wait_until(lambda: service.probe().queued == waiting + 1, "the alert read")
+        draining.set()
+        wait_until(lambda: [event.incident_id for event in alerts] == ["inc-q"], "the alert")
+        assert service.probe().shed == service.shed
+        flooder.close()
+        wearer.close()
+    finally:
+        draining.set()
         service.stop()
