@@ -11,6 +11,7 @@ import pytest
 from tests.mosquitto import MosquittoProcess, running_broker
 from tests.postgres import PostgresServer, running_postgres
 from tests.seaweedfs import SeaweedServer, running_seaweed
+from tests.storage_backends import BACKENDS, DatabaseFactory, TestDatabase
 
 
 @pytest.fixture
@@ -32,3 +33,12 @@ def seaweed_server() -> Iterator[SeaweedServer]:
     """One SeaweedFS S3 server of our own for the whole run (free ports, removed afterwards)."""
     with running_seaweed() as server:
         yield server
+
+
+@pytest.fixture(params=BACKENDS)
+def database_factory(request: pytest.FixtureRequest) -> DatabaseFactory:
+    """Each test twice: on a SQLite file in its directory, and on a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return lambda root: TestDatabase("sqlite", root / "gateway.db")
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    return lambda _root: TestDatabase("postgresql", server.create_database())

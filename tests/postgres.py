@@ -113,11 +113,15 @@ class PostgresServer:
                 time.sleep(0.05)
 
     def create_database(self) -> str:
-        """A new, empty database on this server; its URL."""
+        """A new, empty database on this server; its URL.
+
+        Each is a schema of its own in one database, which its URL puts first on the search
+        path: a schema costs milliseconds, a ``CREATE DATABASE`` a checkpoint.
+        """
         name = f"test_{next(self._databases)}"
         with psycopg.connect(self.url(), autocommit=True) as connection:
-            connection.execute(f'CREATE DATABASE "{name}"')
-        return self.url(name)
+            connection.execute(f'CREATE SCHEMA "{name}"')
+        return f"{self.url()}?options=-csearch_path%3D{name}"
 
     def stop(self) -> None:
         """Stop the server immediately and remove its directory."""

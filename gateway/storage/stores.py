@@ -6,6 +6,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
+from gateway.errors import StorageError
 from gateway.storage.alert_actions import AlertActions
 from gateway.storage.badge_states import BadgeStates
 from gateway.storage.badges import BadgeRegistry
@@ -21,13 +22,16 @@ from gateway.storage.sessions import ConsoleSessions
 from gateway.storage.users import ConsoleUsers
 from gateway.storage.vault import DirectoryVault, Vault
 
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+"""How a database URL of the PostgreSQL backend begins."""
+
 
 @dataclass(frozen=True)
 class StorageSettings:
-    """Where the gateway keeps its records and its footage (the one-box backends)."""
+    """Where the gateway keeps its records and its footage."""
 
-    database: Path
-    """The SQLite database file."""
+    database: Path | str
+    """The SQLite database file (the one-box default), or a ``postgresql://`` URL."""
     vault: Path
     """The directory of sealed segments."""
 
@@ -76,9 +80,23 @@ def open_storage(settings: StorageSettings) -> Storage:
 
     This is the one place the storage is opened; StorageError or VaultError says why not.
     """
-    database = open_database(settings.database)
+    database = _open_database(settings.database)
     try:
         return Storage(database, DirectoryVault(settings.vault))
     except BaseException:
         database.close()
         raise
+
+
+def _open_database(where: Path | str) -> Database:
+    """The SQLite file at a path, or the PostgreSQL database a URL names."""
+    if isinstance(where, Path):
+        return open_database(where)
+    if not where.startswith(POSTGRES_SCHEMES):
+        raise StorageError(
+            f"database {where.split('://')[0]!r}: a database URL starts with postgresql://"
+        )
+    # psycopg is imported only where PostgreSQL is used: the one-box gateway needs none
+    from gateway.storage.postgres import open_postgres  # noqa: PLC0415
+
+    return open_postgres(where)
