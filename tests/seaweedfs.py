@@ -99,7 +99,7 @@ class SeaweedServer:
         argv = [
             str(weed_binary()), "server", f"-ip={HOST}", f"-ip.bind={HOST}",
             f"-dir={self.root / 'data'}", "-filer", "-s3", f"-s3.config={config}",
-            "-volume.max=4", "-master.volumeSizeLimitMB=64",
+            "-volume.max=300", "-master.volumeSizeLimitMB=16",
             *(f"-{name}={port}" for name, port in self.ports.items()),
         ]
         with self.log_path.open("ab") as log:

@@ -18,6 +18,7 @@ from gateway.storage.database import Database, open_database
 from gateway.storage.incident_index import IncidentIndex
 from gateway.storage.leaves import Leaves
 from gateway.storage.retention import RetentionRecords
+from gateway.storage.s3_vault_settings import S3VaultSettings
 from gateway.storage.sessions import ConsoleSessions
 from gateway.storage.users import ConsoleUsers
 from gateway.storage.vault import DirectoryVault, Vault
@@ -32,8 +33,9 @@ class StorageSettings:
 
     database: Path | str
     """The SQLite database file (the one-box default), or a ``postgresql://`` URL."""
-    vault: Path
-    """The directory of sealed segments."""
+    vault: Path | S3VaultSettings
+    """The directory of sealed segments (the one-box default), or an S3 bucket with Object
+    Lock."""
 
 
 class Storage:
@@ -82,7 +84,7 @@ def open_storage(settings: StorageSettings) -> Storage:
     """
     database = _open_database(settings.database)
     try:
-        return Storage(database, DirectoryVault(settings.vault))
+        return Storage(database, _open_vault(settings.vault))
     except BaseException:
         database.close()
         raise
@@ -100,3 +102,13 @@ def _open_database(where: Path | str) -> Database:
     from gateway.storage.postgres import open_postgres  # noqa: PLC0415
 
     return open_postgres(where)
+
+
+def _open_vault(where: Path | S3VaultSettings) -> Vault:
+    """The directory vault at a path, or the S3 bucket the settings name."""
+    if isinstance(where, Path):
+        return DirectoryVault(where)
+    # boto3 is imported only where the S3 vault is used
+    from gateway.storage.s3_vault import connect  # noqa: PLC0415
+
+    return connect(where)
