@@ -7,6 +7,7 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psycopg
 
@@ -49,6 +50,20 @@ class TestDatabase:
                 connection.close()
         with psycopg.connect(self.location, autocommit=True) as reader:
             return reader.execute(translate(sql), args).fetchall()
+
+
+    def gateway_toml(self, root: Path) -> str:
+        """The ``[database]`` table a data directory's gateway.toml needs for this database
+        (nothing for SQLite, the default); its password goes in a 0600 passfile in ``root``."""
+        if isinstance(self.location, Path):
+            return ""
+        parts = urlsplit(self.location)
+        root.mkdir(parents=True, exist_ok=True)
+        passfile = root / "pgpass"
+        passfile.touch(mode=0o600)
+        passfile.write_text(f"*:*:*:*:{parts.password}\n")
+        without_password = self.location.replace(f":{parts.password}@", "@", 1)
+        return f'[database]\nurl = "{without_password}&passfile={passfile}"\n'
 
 
 DatabaseFactory = Callable[[Path], TestDatabase]
