@@ -7,6 +7,7 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
@@ -40,7 +41,7 @@ class TestDatabase:
         with psycopg.connect(self.location, autocommit=True) as editor:
             editor.execute(translate(sql), args)
 
-    def rows(self, sql: str, *args: object) -> list[tuple[object, ...]]:
+    def rows(self, sql: str, *args: object) -> list[tuple[Any, ...]]:
         """What a query returns, read directly."""
         if isinstance(self.location, Path):
             connection = sqlite3.connect(self.location)
