@@ -27,6 +27,7 @@ from gateway.console.users import Role, UserDirectory
 from gateway.intake.intake import Intake
 from tests.gateway.badge_messages import BOOT_MONO_NS, BadgeMessages, Hospital, make_hospital
 from tests.mosquitto import free_port
+from tests.storage_backends import TestDatabase
 
 PASSWORD = "correct horse battery staple"  # noqa: S105 - the test users' password
 USERS = {
@@ -113,6 +114,8 @@ class ConsoleHarness:
     intake: Intake
     server: ConsoleServer
     published: list[tuple[str, bytes]] = field(default_factory=list)
+    database: TestDatabase | None = None
+    """The hospital's database, read directly by tests that check rows."""
 
     @property
     def url(self) -> str:
@@ -132,9 +135,10 @@ class ConsoleHarness:
 
 
 @contextmanager
-def running_console(root: Path) -> Iterator[ConsoleHarness]:
-    """A hospital with USERS and badges badge-a and badge-b, its intake and its console."""
-    hospital = make_hospital(root)
+def running_console(root: Path, toml: str = "") -> Iterator[ConsoleHarness]:
+    """A hospital with USERS and badges badge-a and badge-b, its intake and its console;
+    ``toml`` is its gateway.toml (none: SQLite and the vault directory)."""
+    hospital = make_hospital(root, config=toml)
     add_users(hospital)
     channel = AlertChannel()
     published: list[tuple[str, bytes]] = []
