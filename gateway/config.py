@@ -2,6 +2,10 @@
 
 Every key is optional; a missing file means every default. See docs/gateway-config.md for
 each key. Relative paths are taken relative to the data directory.
+
+The module is long because the file is read in one pass: every table is taken from the
+parsed TOML here, beside the others, so an unknown key is refused by one check and no key
+is read twice.
 """
 
 from __future__ import annotations
