@@ -174,13 +174,16 @@ class PostgresDatabase:
                 for row in rows:
                     copy.write_row(row)
                     count += 1
-            for column in columns:
+            identities = self._db.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = %s"
+                " AND table_schema = current_schema() AND is_identity = 'YES'",
+                (table,),
+            ).fetchall()
+            for (column,) in identities:
                 self._db.execute(
                     "SELECT setval(pg_get_serial_sequence(%s, %s),"  # noqa: S608 - our names
-                    f" (SELECT MAX({column}) FROM {table}))"
-                    " WHERE pg_get_serial_sequence(%s, %s) IS NOT NULL"
-                    f" AND EXISTS (SELECT 1 FROM {table})",
-                    (table, column, table, column),
+                    f" (SELECT MAX({column}) FROM {table})) WHERE EXISTS (SELECT 1 FROM {table})",
+                    (table, column),
                 )
         except psycopg.Error as error:
             raise self._failed(error) from None

@@ -234,6 +234,14 @@ class S3Vault:
         entries = [*listed.get("Versions", ()), *listed.get("DeleteMarkers", ())]
         return [str(entry["VersionId"]) for entry in entries if entry.get("Key") == key]
 
+    def is_empty(self) -> bool:
+        """True when the bucket holds no object, version or delete marker at all."""
+        try:
+            listed = self._s3.list_object_versions(Bucket=self.bucket, MaxKeys=1)
+        except (ClientError, BotoCoreError) as error:
+            raise self._failed("cannot list the bucket", error) from None
+        return not listed.get("Versions") and not listed.get("DeleteMarkers")
+
     def _missing(self, sha256: bytes) -> VaultError:
         return VaultError(f"S3 bucket {self.bucket} holds no segment with SHA-256 {sha256.hex()}")
 
