@@ -7,7 +7,7 @@ import functools
 import sys
 from collections.abc import Callable, Sequence
 
-from bench import alert, capture, console, ingest, seal, seal_latency, verify
+from bench import alert, backup, capture, console, ingest, seal, seal_latency, verify
 from bench.radio import RadioLinkError
 from bench.report import Figure
 
@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, Callable[[], list[Figure]]] = {
     "seal-latency": seal_latency.run,
     "seal-radio": seal_latency.run_over_radio,
     "verify": verify.run,
+    "backup": backup.run,
 }
 
 

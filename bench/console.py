@@ -8,7 +8,8 @@ written straight into the store. The console serves it over HTTP on 127.0.0.1, a
 - playback: p99 time to the first MP4 byte against the first byte of a static file from the
   same server (the HTTP round trip);
 - alert: p99 from a press reaching the intake to its event arriving on a live stream,
-  against the alert path alone (intake to the live channel) measured in the same run.
+  against the alert path alone (intake to the live channel) measured in the same run; the
+  console hears of the alert as ``gateway console`` does, by following the database.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from evidence.topics import badge_topic
 from gateway.alerts.alerts import AlertEvent
 from gateway.alerts.live import AlertChannel
 from gateway.config import GatewayConfig
+from gateway.console.live_feed import AlertFollower
 from gateway.console.server import ConsoleServer
 from gateway.console.users import Role, UserDirectory
 from gateway.datadir import GatewayDataDir
@@ -68,6 +70,7 @@ def run() -> list[Figure]:
         bundle = root / "bundle"
         enroll_badge(data_dir, "bench-badge", bundle, wearer="Nurse Bench", location="ER")
         channel = AlertChannel()
+        """The intake's own live channel (what ``gateway run`` publishes to)."""
         intake = Intake(data_dir, lambda _topic, _payload: None, channel.publish)
         try:
             _ingest_real_incident(intake, EnrolmentBundle.load(bundle))
@@ -86,7 +89,13 @@ def run() -> list[Figure]:
             config = GatewayConfig.from_mapping(
                 data_dir.root, {"console": {"tls": False, "host": "127.0.0.1", "port": port}}
             )
-            server = ConsoleServer(data_dir, config, channel)
+            console_channel = AlertChannel()
+            follower_storage = data_dir.storage()
+            follower = AlertFollower(
+                follower_storage, console_channel, config.console.limits.live_poll_ms / 1000
+            )
+            follower.start()
+            server = ConsoleServer(data_dir, config, console_channel)
             server.start()
             try:
                 client = _Client(f"http://127.0.0.1:{port}")
@@ -94,6 +103,9 @@ def run() -> list[Figure]:
                 playback = _playback_figure(client)
                 alert = _alert_figure(client, intake, channel, EnrolmentBundle.load(bundle))
             finally:
+                follower.stop()
+                follower_storage.close()
+                console_channel.close()
                 channel.close()
                 server.stop()
         finally:
@@ -306,7 +318,8 @@ def _csrf(page: str) -> str:
 def _playback_figure(client: _Client) -> Figure:
     incident = "/incidents/bench-badge/real-1"
     page = client.post(
-        incident + "/view", {"csrf": _csrf(client.get(incident)), "justification": "benchmark"}
+        incident + "/view",
+        {"csrf": _csrf(client.get(incident)), "justification": "benchmark playback"},
     )
     found = re.search(r'src="(/incidents/bench-badge/real-1/video/[^"]+)"', page)
     if found is None:

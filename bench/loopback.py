@@ -146,7 +146,7 @@ class BenchHospital(Demo):
         (self.gateway_data / "gateway.toml").write_text(
             f'[broker]\nhost = "{self.broker_host}"\nport = {self.port}\n\n'
             f'[paths]\nbroker_dir = "{self.broker_dir}"\n\n'
-            # the console runs inside ``gateway run``, as in production, on a port of its own
+            # read by ``gateway console`` only; ``gateway run`` serves no HTTP
             f'[console]\nhost = "127.0.0.1"\nport = {self.console_port}\ntls = false\n'
         )
 

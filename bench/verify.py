@@ -66,6 +66,19 @@ def run(
 
 def build_package(root: Path, segments: int, segment_bytes: int) -> Path:
     """A gateway in ``root`` receives one incident of random segments and exports it."""
+    data_dir = fill_gateway(root, segments, segment_bytes)
+    package = root / "package.zip"
+    export_incident(
+        data_dir,
+        ExportRequest(INCIDENT, package, "bench", "throughput benchmark", derived_mp4=False),
+    )
+    shutil.rmtree(data_dir.root / "vault")  # the package is all that is measured
+    return package
+
+
+def fill_gateway(root: Path, segments: int, segment_bytes: int) -> GatewayDataDir:
+    """A gateway in ``root / "gateway"`` that has received one incident of ``segments``
+    random segments of ``segment_bytes``, chunk by chunk as a badge sends them."""
     data_dir = GatewayDataDir(root / "gateway")
     data_dir.initialise("Bench Hospital", HpkeSuite.X25519, None)
     enroll_badge(data_dir, BADGE, root / "bundle", wearer="Bench Nurse")
@@ -86,13 +99,7 @@ def build_package(root: Path, segments: int, segment_bytes: int) -> Path:
                 intake.handle(badge_topic(BADGE, "segment"), chunk)
     finally:
         intake.close()
-    package = root / "package.zip"
-    export_incident(
-        data_dir,
-        ExportRequest(INCIDENT, package, "bench", "throughput benchmark", derived_mp4=False),
-    )
-    shutil.rmtree(data_dir.root / "vault")  # the package is all that is measured
-    return package
+    return data_dir
 
 
 def _record(bundle: EnrolmentBundle, segments: int) -> bytes:

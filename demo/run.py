@@ -2,7 +2,8 @@
 
 It runs the product's own commands as separate processes, exactly as a hospital would:
 ``gateway init``, ``gateway enroll``, ``gateway broker-config``, mosquitto with that
-configuration, ``gateway run``, ``badge run`` on the synthetic camera, then ``badge press``;
+configuration, ``gateway run``, ``gateway console``, ``badge run`` on the synthetic camera,
+then ``badge press``;
 it waits until the gateway has receipted the whole incident and reports what happened.
 System tests and benchmarks drive the same :class:`Demo` with other :class:`DemoSettings`
 (a smaller picture, shorter rolls, a bandwidth cap) and kill and restart its processes.
@@ -22,6 +23,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,7 +153,7 @@ class Demo:
             raise DemoError(f"{name} exited early; see {self.root / (name + '.log')}")
 
     def process(self, name: str) -> subprocess.Popen[bytes]:
-        """The newest process started as ``name`` ("mosquitto", "gateway" or "badge")."""
+        """The newest process started as ``name`` ("mosquitto", "gateway", "console", "badge")."""
         for started, process in reversed(self.processes):
             if started == name:
                 return process
@@ -245,21 +247,39 @@ class Demo:
 
     def start_gateway(self) -> None:
         """Start ``gateway run`` and wait for systemd's READY=1 on our own notify socket."""
-        self._say("gateway run: intake, vault, ledger, receipts, live alerts")
-        notify_path = self.root / "notify.sock"
+        self._say("gateway run: intake, vault, ledger, receipts, live alerts, webhooks")
+        self._start_notified("gateway", [*self.gateway_cmd, "run"])
+
+    def start_console(self) -> None:
+        """Start ``gateway console`` (a process of its own) and wait for its READY=1."""
+        self._say(f"gateway console: the security console at {self.console_url}")
+        self._start_notified("console", [*self.gateway_cmd, "console"])
+
+    @property
+    def console_url(self) -> str:
+        """Where a browser on this machine reaches the demo's console."""
+        return f"http://127.0.0.1:{self.console_port}/"
+
+    def console_status(self) -> str:
+        """What the console's login page answers: "answering" or what went wrong."""
+        try:
+            with urllib.request.urlopen(self.console_url + "login", timeout=5) as page:  # noqa: S310
+                return "answering" if page.status == 200 else f"HTTP {page.status}"
+        except OSError as error:
+            return f"not answering: {error}"
+
+    def _start_notified(self, name: str, args: Sequence[str]) -> None:
+        """Start ``args`` as ``name`` and wait up to 30 s for READY=1 on a notify socket."""
+        notify_path = self.root / f"{name}-notify.sock"
         notify_path.unlink(missing_ok=True)
         notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         notify.bind(str(notify_path))
         notify.settimeout(0.5)
         try:
-            process = self._start(
-                "gateway",
-                [*self.gateway_cmd, "run"],
-                env={**os.environ, "NOTIFY_SOCKET": str(notify_path)},
-            )
+            process = self._start(name, args, env={**os.environ, "NOTIFY_SOCKET": str(notify_path)})
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
-                self._alive("gateway", process)
+                self._alive(name, process)
                 try:
                     if b"READY=1" in notify.recv(4096):
                         return
@@ -267,7 +287,7 @@ class Demo:
                     continue
         finally:
             notify.close()
-        raise DemoError("gateway did not report READY within 30 s; see gateway.log")
+        raise DemoError(f"{name} did not report READY within 30 s; see {name}.log")
 
     def write_badge_config(self) -> None:
         """Write ``badge.toml`` for the synthetic camera and microphone."""
@@ -385,6 +405,7 @@ class Demo:
         print()
         print(f"incident {incident} from badge {BADGE_ID} (Nurse A. Bekova, Emergency, bay 3)")
         print(f"  alert reached the gateway {latency_ms:.1f} ms after the press")
+        print(f"  security console ({self.console_status()}) at {self.console_url}")
         when = "before" if pre_roll_kept_ns < pressed.post_roll_until_wall_ns else "after"
         print(
             f"  pre-roll: {len(kept)} segments receipted "
@@ -452,11 +473,12 @@ def add_demo_officer(gateway_data: Path) -> None:
 
 def _keep_running(demo: Demo) -> None:
     """Leave the console up until Ctrl-C, saying where it is and how to log in."""
-    print(f"\nsecurity console: http://127.0.0.1:{demo.console_port}/")
+    print(f"\nsecurity console: {demo.console_url}")
     print(f"  log in as {DEMO_OFFICER} (security officer) or {DEMO_ADMIN} (administrator),")
-    print(f"  password {DEMO_PASSWORD!r}; press Ctrl-C to stop everything", flush=True)
+    print(f"  password {DEMO_PASSWORD!r} (the administrator first sets up two-step login with")
+    print("  an authenticator app); press Ctrl-C to stop everything", flush=True)
     try:
-        while demo.process("gateway").poll() is None:
+        while demo.process("gateway").poll() is None and demo.process("console").poll() is None:
             time.sleep(0.5)
     except KeyboardInterrupt:
         print()
@@ -481,6 +503,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         demo.configure_broker()
         demo.start_broker()
         demo.start_gateway()
+        demo.start_console()
         demo.start_badge()
         demo.export_and_verify(demo.press_and_follow())
         if args.keep_running:

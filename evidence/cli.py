@@ -14,6 +14,7 @@ from cryptography import x509
 from evidence.errors import EvidenceError, PackageError
 from evidence.keys import SigningPublicKey
 from evidence.ledger.checkpoint import parse_vkey
+from evidence.text import json_escape_unsafe
 from evidence.verify import verify_package
 
 EXIT_VERIFIED = 0
@@ -80,7 +81,8 @@ def _verify(args: argparse.Namespace) -> int:
     )
     try:
         if args.json:
-            print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False), flush=True)
+            document = json.dumps(report.as_dict(), indent=2, ensure_ascii=False)
+            print(json_escape_unsafe(document), flush=True)
         else:
             print(report.human(), end="", flush=True)
     except BrokenPipeError:  # the reader (head, a pager) stopped early: the status still holds

@@ -14,6 +14,8 @@ __all__ = [
     "intake",
     "ledger",
     "logging_setup",
+    "maintenance",
+    "monitoring",
     "pki",
     "storage",
     "timestamping",

@@ -1,4 +1,5 @@
-"""The ``gateway`` command: initialise a hospital, enrol badges, configure the broker, run."""
+"""The ``gateway`` command: initialise a hospital, enrol badges, configure the broker, run,
+serve the console and administer its users."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 from evidence.durable import write_durably
 from evidence.errors import EvidenceError
 from evidence.keys import HpkeSuite
+from gateway import migrate_command
 from gateway.broker.accounts import broker_accounts
 from gateway.broker.config import (
     BrokerSettings,
@@ -20,16 +22,19 @@ from gateway.broker.config import (
     write_broker_config,
 )
 from gateway.config import GatewayConfig
-from gateway.console.server import ConsoleGateway
+from gateway.console.daemon import ConsoleDaemon
+from gateway.console.user_command import add_user_command, run_user_command
 from gateway.console.users import Role, UserDirectory, validate_password, validate_username
 from gateway.daemon import GatewayDaemon
 from gateway.datadir import GatewayDataDir
-from gateway.enrolment.enrolment import enroll_badge
+from gateway.enrolment.enrolment import enroll_badge, lift_cutoff, revoke_badge
 from gateway.errors import GatewayError
 from gateway.export.export import ExportRequest, export_incident
 from gateway.ledger.custody import CustodyLog
 from gateway.ledger.ledger import open_ledger
 from gateway.logging_setup import configure_logging
+from gateway.maintenance import cli as maintenance
+from gateway.naming import check_name
 
 DEFAULT_DATA_DIR = Path(os.environ.get("MEDBADGE_GATEWAY_DATA", "/var/lib/medbadge-gateway"))
 _SUITES = {"x25519": HpkeSuite.X25519, "mlkem768-x25519": HpkeSuite.MLKEM768_X25519}
@@ -90,6 +95,18 @@ def _parser() -> argparse.ArgumentParser:
     enroll.add_argument("--rotate", action="store_true", help="replace an enrolled badge's key")
     enroll.add_argument("--operator", default=getpass.getuser(), help="who enrols (recorded)")
 
+    revoke = commands.add_parser(
+        "revoke", help="revoke a badge: the running gateway closes its broker login at once"
+    )
+    revoke.add_argument("badge_id", help="the badge to revoke")
+    revoke.add_argument("--reason", required=True, help="why (lost, stolen, retired...; recorded)")
+    revoke.add_argument("--operator", default=getpass.getuser(), help="who revokes (recorded)")
+    lift = commands.add_parser(
+        "lift-cutoff", help="let a badge cut off for flooding log in to the broker again"
+    )
+    lift.add_argument("badge_id", help="the badge whose cut-off to lift")
+    lift.add_argument("--operator", default=getpass.getuser(), help="who lifts it (recorded)")
+
     broker = commands.add_parser(
         "broker-config", help="write the mosquitto configuration: accounts, ACL, TLS"
     )
@@ -122,12 +139,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     broker.add_argument("--config", type=Path, help="configuration (default: DATA/gateway.toml)")
 
-    run = commands.add_parser(
-        "run", help="run the gateway daemon (intake, alerts, webhooks, the console)"
-    )
+    run = commands.add_parser("run", help="run the gateway daemon (intake, alerts, webhooks)")
     run.add_argument("--config", type=Path, help="configuration (default: DATA/gateway.toml)")
+    console = commands.add_parser(
+        "console", help="serve the security console (its own process, beside 'gateway run')"
+    )
+    console.add_argument("--config", type=Path, help="configuration (default: DATA/gateway.toml)")
     _add_export_command(commands)
-    _add_migrate_command(commands)
+    migrate_command.add_command(commands)
+    maintenance.add_commands(commands)
+    add_user_command(commands)
     return parser
 
 
@@ -181,6 +202,7 @@ def create_first_admin(data_dir: GatewayDataDir, username: str, password: str) -
 def _run(args: argparse.Namespace) -> int:
     data_dir = GatewayDataDir(args.data)
     if args.command == "init":
+        check_name(args.hospital, "hospital name")
         admin_password = _admin_password(args)
         data_dir.initialise(args.hospital, _SUITES[args.suite], _custodian_passphrase(args))
         print(f"initialised gateway data directory {data_dir.root} for {args.hospital}")
@@ -192,10 +214,24 @@ def _run(args: argparse.Namespace) -> int:
         return _broker_config(args, data_dir)
     if args.command == "run":
         return _run_daemon(args, data_dir)
+    if args.command == "console":
+        return _run_console(args, data_dir)
     if args.command == "export":
         return _export(args, data_dir)
-    if args.command == "migrate":
-        return _migrate(args, data_dir)
+    if args.command == migrate_command.COMMAND:
+        return migrate_command.run(args, data_dir)
+    if args.command in maintenance.COMMANDS:
+        return maintenance.run(args, data_dir)
+    if args.command == "revoke":
+        revoke_badge(data_dir, args.badge_id, operator=args.operator, reason=args.reason)
+        print(f"revoked badge {args.badge_id}; a running gateway closes its broker login now")
+        return 0
+    if args.command == "lift-cutoff":
+        lift_cutoff(data_dir, args.badge_id, operator=args.operator)
+        print(f"lifted the cut-off of badge {args.badge_id}; it may log in to the broker again")
+        return 0
+    if args.command == "user":
+        return run_user_command(args, data_dir)
     return _enroll(args, data_dir)
 
 
@@ -217,7 +253,7 @@ def _enroll(args: argparse.Namespace, data_dir: GatewayDataDir) -> int:
     print(f"copy {bundle} to the badge (it holds the badge's private key: keep it secret)")
     print(
         "then run 'gateway broker-config' so the broker accepts the badge's new login, "
-        "and reload mosquitto (systemctl reload mosquitto)"
+        "and restart mosquitto (systemctl restart mosquitto)"
     )
     return 0
 
@@ -259,8 +295,8 @@ def _broker_config(args: argparse.Namespace, data_dir: GatewayDataDir) -> int:
         )
     print(f"start the broker with: mosquitto -c {config_path}")
     print(
-        "a running broker reloads passwd and acl on SIGHUP (systemctl reload mosquitto, or "
-        "kill -HUP <pid>); restart it after changing ports or host names"
+        "a running broker reads its accounts only when it starts: restart it "
+        "(systemctl restart mosquitto); revocations and cut-offs reach it at once, without one"
     )
     return 0
 
@@ -294,9 +330,14 @@ def _run_daemon(args: argparse.Namespace, data_dir: GatewayDataDir) -> int:
     """``gateway run``: the daemon, until SIGTERM."""
     config = GatewayConfig.load(data_dir.root, args.config)
     configure_logging(config.log_level)
-    if config.console.enabled:
-        return ConsoleGateway(data_dir, config).run()
     return GatewayDaemon(data_dir, config).run()
+
+
+def _run_console(args: argparse.Namespace, data_dir: GatewayDataDir) -> int:
+    """``gateway console``: the console, until SIGTERM."""
+    config = GatewayConfig.load(data_dir.root, args.config)
+    configure_logging(config.log_level)
+    return ConsoleDaemon(data_dir, config).run()
 
 
 def _add_export_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -317,53 +358,6 @@ def _add_export_command(commands: argparse._SubParsersAction[argparse.ArgumentPa
     export.add_argument(
         "--no-mp4", action="store_true", help="leave out the browser-playable derived MP4"
     )
-
-
-def _add_migrate_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """``gateway migrate --to-database URL --to-vault s3://BUCKET ...``."""
-    migrate = commands.add_parser(
-        "migrate",
-        help="copy this hospital (SQLite and the vault directory) into PostgreSQL and S3",
-    )
-    migrate.add_argument(
-        "--to-database", required=True,
-        help="postgresql:// URL of an empty database (a password only through ?passfile=)",
-    )
-    migrate.add_argument("--to-vault", required=True, help="s3://bucket, with Object Lock")
-    migrate.add_argument("--vault-endpoint", required=True, help="the S3 API's URL")
-    migrate.add_argument(
-        "--vault-credentials", type=Path, required=True,
-        help='JSON {"access_key": ..., "secret_key": ...}, mode 0600',
-    )
-
-
-def _migrate(args: argparse.Namespace, data_dir: GatewayDataDir) -> int:
-    """``gateway migrate``: copy, check, and say what to put in gateway.toml."""
-    # psycopg and boto3 (the fleet extra) are imported only by the command that needs them
-    from gateway.migrate import migrate_hospital, vault_settings  # noqa: PLC0415
-
-    config = GatewayConfig.load(data_dir.root)
-    url = GatewayConfig.from_mapping(
-        data_dir.root, {"database": {"url": args.to_database}}
-    ).database_url  # the same rules as gateway.toml: no password on the command line
-    vault = vault_settings(
-        args.to_vault, args.vault_endpoint, args.vault_credentials, config.retention_days
-    )
-    result = migrate_hospital(data_dir, url, vault, print)
-    checked = (
-        "no signed checkpoint yet"
-        if result.checkpoint_size is None
-        else f"its last checkpoint (size {result.checkpoint_size})"
-    )
-    print(
-        f"copied {sum(result.copied.rows.values())} rows and {result.copied.segments} "
-        f"segments; the ledger ({result.ledger_size} entries) verifies against {checked}"
-    )
-    print(
-        f'now set [database] url = "{args.to_database}" and [vault] url = "{args.to_vault}"'
-        " in gateway.toml (docs/gateway-config.md), then start the gateway"
-    )
-    return 0
 
 
 def _export(args: argparse.Namespace, data_dir: GatewayDataDir) -> int:

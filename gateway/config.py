@@ -3,9 +3,8 @@
 Every key is optional; a missing file means every default. See docs/gateway-config.md for
 each key. Relative paths are taken relative to the data directory.
 
-The module is long because the file is read in one pass: every table is taken from the
-parsed TOML here, beside the others, so an unknown key is refused by one check and no key
-is read twice.
+This module is long because every table of the file is typed, defaulted and checked here,
+in one place, so that each key has one default and one error message.
 """
 
 from __future__ import annotations
@@ -26,6 +25,8 @@ GATEWAY_ACCOUNT = "gateway"
 GATEWAY_PASSWORD_FILE = "broker-gateway.password"  # noqa: S105 - a file name, not a password
 """The gateway account's password, in the data directory's ``keys/``."""
 LOG_LEVELS = ("debug", "info", "warning", "error")
+MIB = 1024 * 1024
+GIB = 1024 * MIB
 
 
 @dataclass(frozen=True)
@@ -88,12 +89,30 @@ class GatewayPaths:
 
 
 @dataclass(frozen=True)
+class ConsoleLimits:
+    """The bounds of ``gateway console``: connections, the time to send a request, idling."""
+
+    max_connections: int = 512
+    """Open connections in all; past it the newest connection still waiting for its first
+    request, from the address holding the most, makes way (or the new one is refused)."""
+    max_connections_per_address: int = 32
+    """Open connections from one client address (a desk behind one NAT shares one)."""
+    header_timeout_seconds: float = 10.0
+    """A new connection must finish its TLS handshake and first request headers this soon."""
+    idle_timeout_seconds: int = 5
+    """A kept-alive connection with no new request this long is closed."""
+    live_poll_ms: int = 20
+    """How often the console looks in the database for alerts the intake has stored."""
+
+
+@dataclass(frozen=True)
 class ConsoleSettings:
-    """Where and how ``gateway run`` serves the security console (HTTP API and pages)."""
+    """Where and how ``gateway console`` serves the security console (HTTP API and pages)."""
 
     enabled: bool = True
     host: str = "127.0.0.1"
-    """The listening address; "0.0.0.0" for every interface (then use TLS)."""
+    """The listening address: the gateway's address on the security desks' network ("0.0.0.0"
+    listens on every interface, reachable from every ward)."""
     port: int = 8443
     tls: bool = True
     """Serve HTTPS with a server certificate from the hospital evidence CA."""
@@ -107,6 +126,8 @@ class ConsoleSettings:
     """No session lasts longer than this, however busy."""
     custodian_passphrase_file: Path | None = None
     """The custodian key's passphrase, when the key is protected (playback decrypts with it)."""
+    limits: ConsoleLimits = ConsoleLimits()
+    """What one client, and all of them together, may hold of the console process."""
 
 
 @dataclass(frozen=True)
@@ -134,6 +155,66 @@ class S3VaultConfig:
 
 
 @dataclass(frozen=True)
+class MonitoringSettings:
+    """The health and metrics listener of ``gateway run`` (``/healthz``, ``/metrics``)."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    """The listening address: loopback by default (a scraper on this machine, or a proxy)."""
+    port: int = 9180
+    disk_min_free_mb: int = 1024
+    """``/healthz`` reports the disk unhealthy below this much free space in the data directory."""
+    checkpoint_max_age_s: int = 300
+    """``/healthz`` reports the ledger unhealthy when entries wait longer for a checkpoint."""
+
+
+@dataclass(frozen=True)
+class QuarantineSettings:
+    """How much of what the intake refuses is kept, per badge and in all (decision 1700).
+
+    Past a quota only a line of metadata is kept (badge, topic, size, SHA-256, reason,
+    time), in a log rotated at ``log_bytes`` with one older file kept, and the refusal is
+    counted as not kept.
+    """
+
+    badge_bytes: int = 64 * MIB
+    badge_entries: int = 1000
+    total_bytes: int = 512 * MIB
+    total_entries: int = 20_000
+    log_bytes: int = 8 * MIB
+
+
+@dataclass(frozen=True)
+class ReserveSettings:
+    """Free space on the data directory's file system kept for alerts, receipts and evidence.
+
+    The reserve is the larger of ``bytes`` and ``percent`` of the file system; below it
+    the quarantine keeps no bytes and the console warns "disk low" (decision 1701).
+    """
+
+    bytes: int = 2 * GIB
+    percent: float = 5.0
+
+
+@dataclass(frozen=True)
+class CutoffSettings:
+    """A badge with more than ``refusals`` refused messages within ``window_seconds`` is cut
+    off at the broker until an administrator lifts it (decision 1702)."""
+
+    refusals: int = 100
+    window_seconds: float = 60.0
+
+
+@dataclass(frozen=True)
+class IntakeLimits:
+    """What one badge's refused messages may cost the gateway."""
+
+    quarantine: QuarantineSettings = QuarantineSettings()
+    reserve: ReserveSettings = ReserveSettings()
+    cutoff: CutoffSettings = CutoffSettings()
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     """The whole gateway configuration, paths already resolved against the data directory."""
 
@@ -152,6 +233,8 @@ class GatewayConfig:
     directory."""
     vault: S3VaultConfig | None = None
     """``[vault]``: an S3 bucket; None, the vault directory in the data directory."""
+    monitoring: MonitoringSettings = MonitoringSettings()
+    limits: IntakeLimits = IntakeLimits()
 
     @classmethod
     def load(cls, data_root: Path, path: Path | None = None) -> GatewayConfig:
@@ -186,6 +269,8 @@ class GatewayConfig:
         retention = tables.table("retention")
         database = tables.table("database")
         vault = tables.table("vault")
+        monitoring = tables.table("monitoring")
+        limits = tuple(tables.table(name) for name in ("quarantine", "reserve", "cutoff"))
         hooks = tables.array("webhook")
         tables.finish()
         config = cls(
@@ -205,8 +290,13 @@ class GatewayConfig:
             retention_days=retention.integer("days", 365, 1, 36500),
             database_url=_database_url(database),
             vault=_vault(vault),
+            monitoring=_monitoring(monitoring),
+            limits=_limits(*limits),
         )
-        for table in (broker, paths, live, log, console, stamps, retention, database, vault):
+        for table in (
+            broker, paths, live, log, console, stamps, retention, database, vault, monitoring,
+            *limits,
+        ):
             table.finish()
         urls = [hook.url for hook in config.webhooks]
         if len(set(urls)) != len(urls):
@@ -254,6 +344,29 @@ def _vault(table: _Table) -> S3VaultConfig | None:
     )
 
 
+def _limits(quarantine: _Table, reserve: _Table, cutoff: _Table) -> IntakeLimits:
+    badge_bytes = quarantine.integer("badge_bytes", 64 * MIB, 0, 2**50)
+    badge_entries = quarantine.integer("badge_entries", 1000, 0, 10**9)
+    kept = QuarantineSettings(
+        badge_bytes=badge_bytes,
+        badge_entries=badge_entries,
+        total_bytes=quarantine.integer("total_bytes", 512 * MIB, badge_bytes, 2**50),
+        total_entries=quarantine.integer("total_entries", 20_000, badge_entries, 10**9),
+        log_bytes=quarantine.integer("log_bytes", 8 * MIB, 4096, 2**40),
+    )
+    return IntakeLimits(
+        quarantine=kept,
+        reserve=ReserveSettings(
+            bytes=reserve.integer("bytes", 2 * GIB, 0, 2**60),
+            percent=reserve.number("percent", 5.0, 0.0, 50.0),
+        ),
+        cutoff=CutoffSettings(
+            refusals=cutoff.integer("refusals", 100, 1, 100_000),
+            window_seconds=cutoff.number("window_seconds", 60.0, 1.0, 86_400.0),
+        ),
+    )
+
+
 def _timestamps(table: _Table) -> TimestampSettings:
     url = table.text("tsa_url", "")
     ca_file = table.optional_path("tsa_ca_file")
@@ -292,6 +405,19 @@ def _broker(table: _Table, root: Path) -> BrokerConnection:
     )
 
 
+def _monitoring(table: _Table) -> MonitoringSettings:
+    host = table.text("host", "127.0.0.1")
+    if not host or any(character.isspace() for character in host):
+        raise GatewayConfigError(f"monitoring.host = {host!r} is not a host name or address")
+    return MonitoringSettings(
+        enabled=table.boolean("enabled", True),
+        host=host,
+        port=table.integer("port", 9180, 1, 65535),
+        disk_min_free_mb=table.integer("disk_min_free_mb", 1024, 0, 10**9),
+        checkpoint_max_age_s=table.integer("checkpoint_max_age_s", 300, 60, 7 * 86_400),
+    )
+
+
 def _console(table: _Table) -> ConsoleSettings:
     host = table.text("host", "127.0.0.1")
     if not host or any(character.isspace() for character in host):
@@ -306,6 +432,17 @@ def _console(table: _Table) -> ConsoleSettings:
         session_idle_minutes=table.integer("session_idle_minutes", 30, 1, 24 * 60),
         session_max_hours=table.integer("session_max_hours", 12, 1, 7 * 24),
         custodian_passphrase_file=table.optional_path("custodian_passphrase_file"),
+        limits=_console_limits(table),
+    )
+
+
+def _console_limits(table: _Table) -> ConsoleLimits:
+    return ConsoleLimits(
+        max_connections=table.integer("max_connections", 512, 2, 100_000),
+        max_connections_per_address=table.integer("max_connections_per_address", 32, 1, 100_000),
+        header_timeout_seconds=table.number("header_timeout_seconds", 10.0, 0.1, 300),
+        idle_timeout_seconds=table.integer("idle_timeout_seconds", 5, 1, 3600),
+        live_poll_ms=table.integer("live_poll_ms", 20, 1, 10_000),
     )
 
 

@@ -1,11 +1,13 @@
 """The gateway daemon: intake on the broker, each alert to the live channel and the webhooks.
 
 broker -> IntakeService -> Intake (stores, receipts) -> on_alert -> log line,
-                                                         AlertChannel (console), AlertWebhooks
+                                                         AlertChannel (in-process), AlertWebhooks
 
 ``run`` tells systemd READY=1 once the intake is connected and subscribed, and WATCHDOG=1
-while it stays so (decision 1002); SIGTERM or SIGINT stop it cleanly. The console extends
-this class with its HTTP server: override ``start``/``stop`` and call the base versions.
+while it stays so (decision 1002); SIGTERM or SIGINT stop it cleanly. The daemon serves no
+console (only its loopback health and metrics listener): the console is a process of its own
+(``gateway console``, decision 1740) that follows the stored alerts from the database, so
+nothing it does can reach the intake or the webhooks.
 """
 
 from __future__ import annotations
@@ -19,12 +21,16 @@ from evidence.sd_notify import sd_notify, watchdog_interval_s
 from gateway.alerts.alerts import AlertEvent
 from gateway.alerts.live import AlertChannel
 from gateway.alerts.webhooks import AlertWebhooks
+from gateway.broker.access import BrokerAccess
 from gateway.config import GatewayConfig
 from gateway.datadir import GatewayDataDir
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, MonitoringError
 from gateway.intake.service import IntakeService
 from gateway.ledger.ledger import open_ledger
 from gateway.ledger.schedule import CheckpointSchedule
+from gateway.monitoring.metrics import AlertMetrics, GatewayCollector, new_registry
+from gateway.monitoring.sample import Sampler
+from gateway.monitoring.server import MonitoringServer
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +81,10 @@ class GatewayDaemon:
             shared_group=broker.shared_group,
             on_alert=self.on_alert,
             timestamps=config.timestamps,
+            limits=config.limits,
         )
+        # revocations and cut-offs reach the broker at once, on the intake's connection
+        self.access = BrokerAccess(data_dir, self.intake.control, lambda: self.connected)
         # Checkpoints at least every minute while the log grows, each time-stamped by the
         # configured TSA (the hospital's own by default), on a ledger connection of their
         # own: the intake keeps its own connection and stamps its incident checkpoints.
@@ -90,6 +99,17 @@ class GatewayDaemon:
         )
         self._stopping = threading.Event()
         self._started = False
+        # health and metrics on a listener of the daemon's own, bound last (decision 2400)
+        self.registry = new_registry()
+        self.alert_metrics = AlertMetrics(self.registry)
+        self.monitoring: MonitoringServer | None = None
+        if config.monitoring.enabled:
+            sampler = Sampler(data_dir, self.intake, self.webhooks, self.channel)
+            self.registry.register(GatewayCollector(sampler.sample, config.monitoring))
+            try:
+                self.monitoring = MonitoringServer(config.monitoring, sampler, self.registry)
+            except MonitoringError as error:  # alerts must not wait for a monitoring port
+                log.error("%s; running without health and metrics", error)
 
     @property
     def connected(self) -> bool:
@@ -100,7 +120,10 @@ class GatewayDaemon:
         """Start the webhooks, then the intake (which connects in the background)."""
         self.webhooks.start()
         self.intake.start()
+        self.access.start()
         self.checkpoints.start()
+        if self.monitoring is not None:
+            self.monitoring.start()
         self._started = True
         broker = self.config.broker
         log.info(
@@ -117,6 +140,9 @@ class GatewayDaemon:
         if not self._started:
             return
         self._started = False
+        if self.monitoring is not None:
+            self.monitoring.stop()
+        self.access.stop()
         self.intake.stop()
         self.checkpoints.stop()
         self.checkpoints.tick()  # what arrived since the last tick is checkpointed before exit
@@ -149,7 +175,11 @@ class GatewayDaemon:
     def on_alert(self, event: AlertEvent) -> None:
         """Log the alert, publish it live and queue it for the webhooks; never raises."""
         log.info("%s", alert_line(event))
-        steps = (("live channel", self.channel.publish), ("webhooks", self.webhooks.deliver))
+        steps = (
+            ("live channel", self.channel.publish),
+            ("webhooks", self.webhooks.deliver),
+            ("metrics", self.alert_metrics.observe),
+        )
         for step, action in steps:
             try:
                 action(event)

@@ -26,6 +26,15 @@ class BrokerConfigError(GatewayError):
     """The broker's accounts, settings or configuration files are invalid or cannot be written."""
 
 
+class BrokerControlError(GatewayError):
+    """The broker refused a dynamic security command, or did not answer it in time."""
+
+    def __init__(self, message: str, *, plugin_error: str | None = None) -> None:
+        super().__init__(message)
+        self.plugin_error = plugin_error
+        """The plugin's own error text, when it answered with one."""
+
+
 class CertificateError(GatewayError):
     """A certificate or its key is missing, malformed, mismatched or too widely readable."""
 
@@ -54,6 +63,14 @@ class CustodyError(GatewayError):
     """A custody record is refused (no justification where one is required, an unknown action)."""
 
 
+class MonitoringError(GatewayError):
+    """The health and metrics listener cannot start (its address is taken, or not allowed)."""
+
+
+class BackupError(GatewayError):
+    """A backup cannot be taken, or a backup is refused for restore (damaged, older, foreign)."""
+
+
 class Reason(enum.StrEnum):
     """Why the intake refused or set aside something a badge sent (docs/protocol.md)."""
 
@@ -68,6 +85,8 @@ class Reason(enum.StrEnum):
     CONFLICT = "conflict"
     INTERNAL_ERROR = "internal-error"
     """The gateway failed, not the badge: logged and quarantined, never sent to the badge."""
+    CUT_OFF = "cut-off"
+    """The badge is cut off for sending too many refused messages: metadata kept, no answer."""
     PARTIAL_TIMEOUT = "partial-timeout"
     """A partial segment saw no chunk for too long; the badge resends it, so nothing is sent."""
 
@@ -119,9 +138,17 @@ class ConsoleError(GatewayError):
     """The security console cannot start, or refuses an operation (a bad user, a bad request)."""
 
 
+class SecondFactorSetupRequiredError(ConsoleError):
+    """The session's user must set up a second factor before anything else."""
+
+
 class ExportError(GatewayError):
     """An evidence package cannot be made (incident incomplete, vault altered, TSA down, ...)."""
 
 
 class RetentionError(GatewayError):
     """Footage cannot be deleted under retention (held, not yet due, or already deleted)."""
+
+
+class InvalidTextError(GatewayError):
+    """A name or a reason is refused: unsafe characters, or too little to say anything."""

@@ -101,6 +101,7 @@ class MosquittoProcess:
         ca: EvidenceCA | None = None,
         run_as_user: str | None = None,
         accounts: Sequence[BrokerAccount] = (),
+        launcher: Sequence[str] = (),
     ) -> None:
         """Generate the configuration in ``config_dir``; the broker starts on ``start()``.
 
@@ -108,12 +109,15 @@ class MosquittoProcess:
         to "mosquitto", which cannot enter pytest's private temporary directories.
         ``accounts`` are added as given (already hashed, e.g. from the badge registry);
         ``session()`` works only for ``logins``, whose clear passwords are known here.
+        ``launcher`` comes before the mosquitto command (e.g. ``setpriv`` with the
+        privileges a unit would leave it).
         """
         self.config_dir = Path(config_dir)
         self.run_as_user = run_as_user or getpass.getuser()
         self.logins = {login.username: login for login in logins}
         self.max_packet_bytes = max_packet_bytes
         self.accounts = tuple(accounts)
+        self.launcher = tuple(launcher)
         self.ca = ca or EvidenceCA.create("Test Hospital")
         self.tls_port = 0
         self.plain_port = 0
@@ -303,7 +307,7 @@ class MosquittoProcess:
             raise RuntimeError(f"{MOSQUITTO} is missing: run scripts/ensure-system-deps")
         with self.stderr_path.open("ab") as output:
             self._process = subprocess.Popen(
-                [str(MOSQUITTO), "-c", str(self.config_path)],
+                [*self.launcher, str(MOSQUITTO), "-c", str(self.config_path)],
                 stdin=subprocess.DEVNULL,
                 stdout=output,
                 stderr=subprocess.STDOUT,

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from bench import backup as bench_backup
 from bench import capture, ingest, seal_latency
 from bench import verify as bench_verify
 from bench.__main__ import BENCHMARKS, main
@@ -89,6 +90,17 @@ def test_verify_benchmark_exports_times_and_cleans_up_a_small_package() -> None:
     assert figure.value > 0 and figure.limit_value > 0
     assert figure.ratio == pytest.approx(figure.value / figure.limit_value)
     assert "3 segments of 4096 random bytes" in figure.note and "no derived MP4" in figure.note
+
+
+def test_backup_benchmark_backs_up_a_small_gateway_and_cleans_up() -> None:
+    assert BENCHMARKS["backup"] is bench_backup.run
+    before = set(Path(tempfile.gettempdir()).glob("bench-backup-*"))
+    (figure,) = bench_backup.run(segments=3, segment_bytes=4096, rounds=1)
+    assert set(Path(tempfile.gettempdir()).glob("bench-backup-*")) == before
+    assert (figure.name, figure.unit) == ("backup throughput", "MB/s")
+    assert figure.value > 0 and figure.limit_value > 0
+    assert figure.ratio == pytest.approx(figure.value / figure.limit_value)
+    assert "3 segments of 4096 bytes" in figure.note
 
 
 def test_ingest_reports_the_gateway_and_the_floor_against_one_raw_limit() -> None:

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 from evidence.package.layout import CLAIMS, Check
+from evidence.text import escape_unsafe
 from evidence.verify.findings import Finding
 
 
@@ -89,15 +90,20 @@ class VerificationReport:
         }
 
     def human(self) -> str:
-        """A short report: what was proven, or every failure with where it is."""
-        lines = [f"medbadge evidence package {self.location}"]
+        """A short report: what was proven, or every failure with where it is.
+
+        Text from the package (names, reasons, file names) is shown with its control, bidi
+        and zero-width characters escaped (``evidence.text``): an older package may hold
+        them, and they must neither reorder nor split a line of the report.
+        """
+        lines = [f"medbadge evidence package {escape_unsafe(self.location)}"]
         if self.verified:
             lines.append("VERIFIED: every check holds.")
             lines += _proven(self.summary)
         else:
             count = len(self.findings)
             lines.append(f"NOT VERIFIED: {count} problem{'s' if count != 1 else ''} found.")
-            lines += [f"  {finding.line()}" for finding in self.findings]
+            lines += [f"  {escape_unsafe(finding.line())}" for finding in self.findings]
         lines += _trust(self.summary)
         examined = ", ".join(
             f"{name} {count}" for name, count in sorted(self.examined.items()) if count
@@ -118,7 +124,15 @@ def _time(ns: int | None, digits: int = 3) -> str:
 
 
 def _proven(summary: Summary) -> list[str]:
-    wearer = f" (wearer {summary.wearer})" if summary.wearer else ""
+    badge, incident = (
+        escape_unsafe(summary.badge_id or ""),
+        escape_unsafe(summary.incident_id or ""),
+    )
+    wearer = f" (wearer {escape_unsafe(summary.wearer)})" if summary.wearer else ""
+    exported_by, tsa = (
+        escape_unsafe(summary.exported_by or ""),
+        escape_unsafe(summary.tsa_name or ""),
+    )
     if summary.capture_clock == "gateway" and summary.capture_error_ns is not None:
         clock = (
             f"± {summary.capture_error_ns / 1e9:.3f} s (gateway time: the badge's clock "
@@ -130,7 +144,7 @@ def _proven(summary: Summary) -> list[str]:
         "" if summary.sealed_accuracy_ns is None else f" ± {summary.sealed_accuracy_ns / 1e9:g} s"
     )
     return [
-        f"  Clip from badge {summary.badge_id}{wearer}, incident {summary.incident_id}.",
+        f"  Clip from badge {badge}{wearer}, incident {incident}.",
         f"  Captured between {_time(summary.capture_start_ns)} and "
         f"{_time(summary.capture_end_ns)} {clock}.",
         "  Unaltered: every segment has the SHA-256 its badge-signed header gives.",
@@ -138,8 +152,8 @@ def _proven(summary: Summary) -> list[str]:
         f"({summary.segments}), no gaps.",
         f"  Received by the gateway by {_time(summary.received_ns)}; sealed by the gateway no "
         f"later than {_time(summary.sealed_ns, 0)}{accuracy} (RFC 3161 time from "
-        f"{summary.tsa_name}).",
-        f"  Exported by {summary.exported_by} at {_time(summary.exported_at_ns)}: "
+        f"{tsa}).",
+        f"  Exported by {exported_by} at {_time(summary.exported_at_ns)}: "
         f"{summary.justification!r}.",
     ]
 

@@ -98,3 +98,32 @@ class AlertEvent:
     estimated_latency_ns: int | None
     latency_error_ns: int | None
     """The bound, either way, on the estimated press time and latency."""
+
+
+def alert_event(
+    *,
+    badge_id: str,
+    wearer: str,
+    registered_location: str,
+    location: str,
+    incident_id: str,
+    press: Press,
+    received_wall_ns: int,
+    press_estimate: tuple[int, int] | None,
+) -> AlertEvent:
+    """The event of a stored alert; ``press_estimate`` is the press in gateway time and its
+    error bound, from the badge's measured clock (None before its first heartbeat)."""
+    pressed, error = press_estimate if press_estimate is not None else (None, None)
+    return AlertEvent(
+        badge_id=badge_id,
+        wearer=wearer,
+        registered_location=registered_location,
+        location=location,
+        incident_id=incident_id,
+        press=press,
+        received_wall_ns=received_wall_ns,
+        claimed_latency_ns=received_wall_ns - press.wall_ns,
+        estimated_press_wall_ns=pressed,
+        estimated_latency_ns=None if pressed is None else received_wall_ns - pressed,
+        latency_error_ns=error,
+    )

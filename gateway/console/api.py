@@ -204,8 +204,9 @@ OPENAPI: dict[str, Any] = {
         "title": "medbadge security console API",
         "version": "1",
         "description": (
-            "Log in with POST /login (form fields username, password, csrf from the login "
-            "page's cookie); send the session cookie with each call and, on POST, the "
+            "Log in with POST /login (form fields username, password, code: the one-time "
+            "code when the user has two-step login, csrf from the login page's cookie); "
+            "send the session cookie with each call and, on POST, the "
             "X-CSRF-Token header from GET /api/session. Every footage access happens through "
             "the pages, which ask for a justification and record it in the custody log."
         ),

@@ -15,10 +15,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.alerts.live import AlertChannel
 from gateway.console import api, pages
-from gateway.console.core import SECURITY_HEADERS, Console, ConsoleOptions
+from gateway.console.core import Console, ConsoleOptions
+from gateway.console.headers import SECURITY_HEADERS, TLS_HEADERS
+from gateway.console.origin import SameOriginWrites
 from gateway.datadir import GatewayDataDir
 from gateway.ledger.ledger import open_ledger
 from gateway.storage import Storage
+from gateway.storage.reserve import DiskReserve
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +47,8 @@ class SecurityHeaders:
                     if name.lower() != b"cache-control" or not scope["path"].startswith("/static")
                 ]
                 names = {name.lower() for name, _ in headers}
-                for name, value in SECURITY_HEADERS:
+                extra = SECURITY_HEADERS + (TLS_HEADERS if scope.get("scheme") == "https" else ())
+                for name, value in extra:
                     if name not in names:
                         headers.append((name, value))
                 message["headers"] = headers
@@ -66,6 +70,9 @@ def create_app(
     """
     ledger = open_ledger(data_dir, storage, verify=False)
     console = Console(data_dir, ledger, channel, options or ConsoleOptions())
+    # every signed-in page shows "disk low" below the reserve (base.html)
+    reserve = DiskReserve(data_dir.root, console.options.reserve)
+    console.templates.globals["disk_state"] = reserve.state_or_none
     routes: list[BaseRoute] = [*pages.routes(), *api.routes()]
 
     async def not_found(request: Request, _error: Exception) -> Response:
@@ -102,5 +109,6 @@ def create_app(
         },
     )
     app.state.console = console
+    app.add_middleware(SameOriginWrites)
     app.add_middleware(SecurityHeaders)
     return app

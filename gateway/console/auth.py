@@ -1,4 +1,4 @@
-"""Console authentication: server-side sessions, CSRF tokens and login rate limits.
+"""Console authentication: server-side sessions and CSRF tokens (login limits: ``login_limits``).
 
 A session is a random token in an HttpOnly, SameSite=Strict cookie (Secure under TLS); the
 database keeps only its SHA-256, with the user, a per-session CSRF token, and an expiry that
@@ -12,9 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import threading
 import time
-from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -41,6 +39,8 @@ class ConsoleSession:
     client: str
     created_at_ns: int
     expires_at_ns: int
+    second_factor_pending: bool = False
+    """Until the user sets up a second factor, the session opens the set-up page only."""
 
 
 def new_token() -> str:
@@ -76,12 +76,22 @@ class SessionStore:
         self._max_ns = int(maximum_s * _NS)
         self._clock = clock
 
-    def open(self, user: ConsoleUser, client: str) -> tuple[str, ConsoleSession]:
-        """Start a session for ``user``; return its cookie token (never stored) and itself."""
+    def open(
+        self, user: ConsoleUser, client: str, *, second_factor_pending: bool = False
+    ) -> tuple[str, ConsoleSession]:
+        """Start a session for ``user``; return its cookie token (never stored) and itself.
+
+        With ``second_factor_pending`` the session may only set up the second factor.
+        """
         token, csrf, now = new_token(), new_token(), self._clock()
         expires = now + min(self._idle_ns, self._max_ns)
-        self._sessions.add(_digest(token), user.username, csrf, client[:200], now, expires)
-        return token, ConsoleSession(user.username, user.role, csrf, client, now, expires)
+        self._sessions.add(
+            _digest(token), user.username, csrf, client[:200], now, expires, second_factor_pending
+        )
+        session = ConsoleSession(
+            user.username, user.role, csrf, client, now, expires, second_factor_pending
+        )
+        return token, session
 
     def find(self, token: str | None) -> ConsoleSession | None:
         """The live session of ``token`` (extending its idle expiry), or None."""
@@ -103,7 +113,12 @@ class SessionStore:
             found.client,
             found.created_at_ns,
             expires,
+            found.second_factor_pending,
         )
+
+    def second_factor_done(self, token: str) -> None:
+        """The session's user has set up the second factor: the session may do what the role may."""
+        self._sessions.second_factor_done(_digest(token))
 
     def close(self, token: str) -> None:
         """End the session of ``token`` (logout)."""
@@ -116,70 +131,3 @@ class SessionStore:
     def sweep(self) -> int:
         """Remove expired sessions; return how many."""
         return self._sessions.remove_expired(self._clock())
-
-
-@dataclass(frozen=True)
-class LoginLimits:
-    """How many failed logins are allowed in a window before further tries are refused."""
-
-    per_username: int = 5
-    per_client: int = 20
-    window_s: float = 15 * 60
-
-
-class LoginLimiter:
-    """Counts failed logins per user name and per client address, in a sliding window.
-
-    Held in memory: a restart forgets it, which costs an attacker a restart of the gateway.
-    At most ``max_keys`` names and addresses are tracked; the least recently failed go first.
-    """
-
-    def __init__(
-        self,
-        limits: LoginLimits = LoginLimits(),
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        max_keys: int = 10_000,
-    ) -> None:
-        """Count against ``limits``; ``clock`` gives seconds."""
-        self._limits = limits
-        self._clock = clock
-        self._max_keys = max_keys
-        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def retry_after(self, username: str, client: str) -> float:
-        """Seconds until ``username`` may try again from ``client`` (0: now)."""
-        now = self._clock()
-        with self._lock:
-            waits = [
-                self._wait(f"user:{username}", self._limits.per_username, now),
-                self._wait(f"client:{client}", self._limits.per_client, now),
-            ]
-        return max(waits)
-
-    def failed(self, username: str, client: str) -> None:
-        """Count one failed login."""
-        now = self._clock()
-        with self._lock:
-            for key in (f"user:{username}", f"client:{client}"):
-                times = self._failures.pop(key, deque())
-                times.append(now)
-                self._failures[key] = times
-            while len(self._failures) > self._max_keys:
-                self._failures.popitem(last=False)
-
-    def succeeded(self, username: str) -> None:
-        """Forget the failures of ``username`` (its client's stay counted)."""
-        with self._lock:
-            self._failures.pop(f"user:{username}", None)
-
-    def _wait(self, key: str, limit: int, now: float) -> float:
-        times = self._failures.get(key)
-        if times is None:
-            return 0.0
-        while times and times[0] <= now - self._limits.window_s:
-            times.popleft()
-        if len(times) < limit:
-            return 0.0
-        return times[-limit] + self._limits.window_s - now

@@ -5,6 +5,9 @@ Every page and API call goes through ``Console.run`` on a worker thread: find th
 needed), check the CSRF token of a POST, then run the handler with the database lock held.
 A ``ConsoleError`` becomes a 400 page that says what was wrong; anything unexpected becomes
 a plain 500 page, logged, never a stack trace.
+
+It is long because that pipeline (session, second factor, role, CSRF, error pages) is one
+sequence, read top to bottom in one place.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from evidence.errors import EvidenceError
 from evidence.keys import CustodianPrivateKey
 from gateway.alerts.live import AlertChannel, iso_time
+from gateway.config import ReserveSettings
 from gateway.console.actions import AlertDesk
 from gateway.console.auth import (
     CSRF_FIELD,
@@ -37,15 +41,23 @@ from gateway.console.auth import (
     SECURE_SESSION_COOKIE,
     SESSION_COOKIE,
     ConsoleSession,
-    LoginLimiter,
     SessionStore,
     tokens_match,
 )
+from gateway.console.login_limits import LoginLimiter
+from gateway.console.second_factor import open_second_factor
 from gateway.console.users import ROLE_TITLES, Role, UserDirectory
 from gateway.datadir import GatewayDataDir
-from gateway.errors import ConsoleError, CustodyError, EnrolmentError
+from gateway.errors import (
+    ConsoleError,
+    CustodyError,
+    EnrolmentError,
+    InvalidTextError,
+    SecondFactorSetupRequiredError,
+)
 from gateway.ledger.custody import CustodyLog
 from gateway.ledger.ledger import Ledger
+from gateway.naming import shown
 from gateway.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -58,6 +70,7 @@ DOWNLOAD_SECONDS = 600.0
 
 PERMISSIONS: dict[str, frozenset[Role]] = {
     "session": frozenset(Role),
+    "account": frozenset(Role),
     "alerts": frozenset({Role.OFFICER}),
     "badges.read": frozenset({Role.OFFICER, Role.ADMIN}),
     "badges.manage": frozenset({Role.ADMIN}),
@@ -79,19 +92,8 @@ HOME = {
     Role.ADMIN: "/badges",
 }
 """Where each role lands after logging in."""
-
-SECURITY_HEADERS = (
-    (
-        b"content-security-policy",
-        b"default-src 'self'; img-src 'self' data:; media-src 'self'; object-src 'none'; "
-        b"base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
-    ),
-    (b"x-content-type-options", b"nosniff"),
-    (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"no-referrer"),
-    (b"cache-control", b"no-store"),
-)
-
+SECOND_FACTOR_SETUP = "/account/second-factor"
+"""Where a user whose role needs a second factor, and who has none yet, sets one up."""
 
 @dataclass(frozen=True)
 class ConsoleOptions:
@@ -107,6 +109,8 @@ class ConsoleOptions:
     broker_port: int = 8883
     retention_days: int = 365
     """Footage last received longer ago than this may be deleted (``[retention] days``)."""
+    reserve: ReserveSettings | None = None
+    """The free-space reserve below which every page warns "disk low" (``[reserve]``)."""
 
 
 class RoleRefusedError(ConsoleError):
@@ -189,18 +193,20 @@ class Console:
         self.sessions = SessionStore(
             storage.sessions, idle_s=options.session_idle_s, maximum_s=options.session_max_s
         )
-        self.limiter = LoginLimiter()
+        self.limiter = LoginLimiter(storage.login_failures)
         self.index = storage.incident_index
         self.desk = AlertDesk(self.custody)
         self.registry = storage.badges
         self.badge_states = storage.badge_states
         self.vault = storage.vault
         self.hospital = data_dir.evidence_ca().hospital_name
+        self.second_factor = open_second_factor(storage, data_dir.keys, self.hospital)
         self.templates = Environment(
             loader=PackageLoader("gateway.console", "templates"),
             autoescape=select_autoescape(default=True),
             trim_blocks=True,
             lstrip_blocks=True,
+            finalize=shown,  # every printed value, its unsafe characters escaped
         )
         self.templates.filters["when"] = _when
         self._grants: dict[str, _Grant] = {}
@@ -235,6 +241,8 @@ class Console:
                 session = self.sessions.find(request.cookies.get(self.session_cookie))
                 if session is None:
                     raise LoginRequiredError("no live session")
+                if session.second_factor_pending and permission != "account":
+                    raise SecondFactorSetupRequiredError("set up the second factor first")
                 if session.role not in PERMISSIONS[permission]:
                     raise RoleRefusedError(permission)
                 if request.method == "POST":
@@ -252,9 +260,13 @@ class Console:
             if request.url.query:
                 target += "?" + request.url.query
             return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
+        except SecondFactorSetupRequiredError:
+            if api:
+                return JSONResponse({"error": "set up two-step login first"}, status_code=403)
+            return RedirectResponse(SECOND_FACTOR_SETUP, status_code=303)
         except RoleRefusedError as refusal:
             return self.forbidden(request, refusal.permission, api)
-        except (ConsoleError, EnrolmentError, CustodyError) as error:
+        except (ConsoleError, EnrolmentError, CustodyError, InvalidTextError) as error:
             return self.error_page(request, 400, "That did not work", str(error), api)
 
     def forbidden(self, request: Request, permission: str, api: bool) -> Response:

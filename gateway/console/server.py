@@ -1,19 +1,19 @@
-"""Serving the console: uvicorn on its own thread, HTTPS from the evidence CA, in ``gateway run``.
+"""Serving the console: uvicorn on its own thread, HTTPS from the evidence CA, guarded.
 
-``ConsoleServer`` opens its own storage (the intake has its own), builds the application and
-runs uvicorn on a background thread; ``start`` returns once the socket listens and raises
-ConsoleError when it cannot (a taken port, an unreadable key). Under TLS the server
-certificate is issued by the hospital evidence CA into ``DATA/console/`` and issued again
-when the names it must carry change or it nears its end, so browsers that trust the evidence
-CA trust the console.
-
-``ConsoleGateway`` is the gateway daemon with the console: the intake, the webhooks and the
-live channel of ``GatewayDaemon``, plus this server fed by that channel.
+``ConsoleServer`` opens its own storage, builds the application and runs uvicorn on a
+background thread of the ``gateway console`` process (``gateway.console.daemon``); ``start``
+returns once the socket listens and raises ConsoleError when it cannot (a taken port, an
+unreadable key). Every connection passes the connection guard (caps per address and in all,
+a deadline for the handshake and the first request: ``gateway.console.guard``) before
+uvicorn's HTTP protocol sees it. Under TLS the server certificate is issued by the hospital
+evidence CA into ``DATA/console/`` and issued again when the names it must carry change or
+it nears its end, so browsers that trust the evidence CA trust the console.
 """
 
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 import time
 from dataclasses import dataclass
@@ -27,7 +27,7 @@ from gateway.alerts.live import AlertChannel
 from gateway.config import ConsoleSettings, GatewayConfig
 from gateway.console.app import create_app
 from gateway.console.core import ConsoleOptions
-from gateway.daemon import GatewayDaemon
+from gateway.console.guard import ConnectionGuard
 from gateway.datadir import GatewayDataDir
 from gateway.errors import ConsoleError, GatewayError
 from gateway.pki.ca import CA_CERT_FILE, write_certificate, write_private_key
@@ -40,6 +40,8 @@ CERT_FILE = "console.crt"
 KEY_FILE = "console.key"
 RENEW_BEFORE = timedelta(days=30)
 START_TIMEOUT_S = 10.0
+MAX_HEADER_BYTES = 16 * 1024
+"""The most a request's line and headers may take (h11 refuses more with 431)."""
 STOP_TIMEOUT_S = 5.0
 _LOOPBACK_NAMES = ("localhost",)
 _LOOPBACK_IPS = ("127.0.0.1",)
@@ -68,6 +70,20 @@ def server_certificate(data_dir: GatewayDataDir, settings: ConsoleSettings) -> S
         write_certificate(certificate_file, certificate)
         log.info("issued the console's TLS certificate for %s", ", ".join(hostnames + ips))
     return ServerCertificate(key_file, certificate_file, data_dir.ca_dir / CA_CERT_FILE)
+
+
+def tls_context(files: ServerCertificate) -> ssl.SSLContext:
+    """The server side of TLS with the console's key and certificate (TLS 1.2 at least)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(str(files.certificate_file), str(files.key_file))
+    except (OSError, ssl.SSLError) as error:
+        raise ConsoleError(
+            f"cannot load the console's TLS key and certificate from {files.key_file.parent}: "
+            f"{error}"
+        ) from None
+    return context
 
 
 def _still_good(
@@ -107,6 +123,7 @@ def console_options(config: GatewayConfig) -> ConsoleOptions:
         broker_host=settings.hostnames[0] if settings.hostnames else config.broker.host,
         broker_port=config.broker.port,
         retention_days=config.retention_days,
+        reserve=config.limits.reserve,
     )
 
 
@@ -121,6 +138,8 @@ class ConsoleServer:
         self.config = config
         self.channel = channel
         self._server: uvicorn.Server | None = None
+        self.guard: ConnectionGuard | None = None
+        """The connection guard of the running server (its counts say what it refused)."""
         self._thread: threading.Thread | None = None
         self._storage: Storage | None = None
 
@@ -134,6 +153,11 @@ class ConsoleServer:
             host = "localhost"
         return f"{scheme}://{host}:{settings.port}/"
 
+    @property
+    def alive(self) -> bool:
+        """True while the server's thread runs."""
+        return self._thread is not None and self._thread.is_alive()
+
     def start(self) -> None:
         """Open the database, build the app, listen; ConsoleError if it does not come up."""
         settings = self.config.console
@@ -141,29 +165,35 @@ class ConsoleServer:
         storage = self.data_dir.storage()
         try:
             app = create_app(self.data_dir, storage, self.channel, options)
-            tls: dict[str, str] = {}
+            context = None
             if settings.tls:
-                files = server_certificate(self.data_dir, settings)
-                tls = {
-                    "ssl_keyfile": str(files.key_file),
-                    "ssl_certfile": str(files.certificate_file),
-                }
+                context = tls_context(server_certificate(self.data_dir, settings))
         except GatewayError:
             storage.close()
             raise
+        limits = settings.limits
+        self.guard = ConnectionGuard(limits, context)
         server = uvicorn.Server(
             uvicorn.Config(
                 app,
                 host=settings.host,
                 port=settings.port,
+                http=self.guard.protocol_class(),
+                ws="none",
                 log_level="warning",
                 access_log=False,
                 lifespan="off",
                 timeout_graceful_shutdown=2,
-                **tls,  # type: ignore[arg-type]
+                timeout_keep_alive=limits.idle_timeout_seconds,
+                h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+                # the guard keeps connections within max_connections; this only backs it up
+                limit_concurrency=limits.max_connections + 1,
+                backlog=min(limits.max_connections, 2048),
             )
         )
-        thread = threading.Thread(target=server.run, name="console-http", daemon=True)
+        thread = threading.Thread(
+            target=_serve_until_stopped, args=(server,), name="console-http", daemon=True
+        )
         thread.start()
         deadline = time.monotonic() + START_TIMEOUT_S
         while not server.started:
@@ -190,30 +220,10 @@ class ConsoleServer:
             self._storage = None
 
 
-class ConsoleGateway(GatewayDaemon):
-    """``gateway run`` with the console: intake, live alerts, webhooks and the HTTP server."""
-
-    def __init__(
-        self,
-        data_dir: GatewayDataDir,
-        config: GatewayConfig,
-        *,
-        channel: AlertChannel | None = None,
-    ) -> None:
-        """Check what the daemon needs (GatewayError), and prepare the console."""
-        super().__init__(data_dir, config, channel=channel)
-        self.console = ConsoleServer(data_dir, config, self.channel)
-
-    def start(self) -> None:
-        """Start the console first (a taken port stops the start), then the intake."""
-        self.console.start()
-        try:
-            super().start()
-        except BaseException:
-            self.console.stop()
-            raise
-
-    def stop(self) -> None:
-        """Stop the intake and webhooks, close the live channel (ending streams), stop serving."""
-        super().stop()
-        self.console.stop()
+def _serve_until_stopped(server: uvicorn.Server) -> None:
+    """Run ``server`` on this thread; a failed start (uvicorn exits on a taken port) ends
+    the thread quietly, for ``ConsoleServer.start`` to report."""
+    try:
+        server.run()
+    except SystemExit as stopped:
+        log.debug("console server exited with %s", stopped.code)

@@ -60,12 +60,13 @@ from evidence.timestamp import TimestampInfo, verify_timestamp
 from evidence.verify.report import VerificationReport
 from gateway.alerts.alerts import SignedAlert
 from gateway.datadir import GatewayDataDir
-from gateway.errors import ExportError
+from gateway.errors import ExportError, InvalidTextError
 from gateway.export.staging import Staged, stage, staging_folder, verifies, with_mp4
 from gateway.export.writer import FileRange, PackageDraft, write_package
 from gateway.ledger.custody import MAX_PAGE, CustodyEntry, CustodyLog
 from gateway.ledger.ledger import Ledger, SignedCheckpoint, open_ledger
 from gateway.ledger.retention import deletion_notice
+from gateway.naming import check_justification, check_name
 from gateway.storage.catalogue import StoredIncident, StoredSegment
 from gateway.timestamping.timestamper import Timestamper
 
@@ -119,6 +120,11 @@ def export_incident(
     """
     if not request.actor.strip() or not request.justification.strip():
         raise ExportError("an export needs who exports (--actor) and why (--justification)")
+    try:
+        check_name(request.actor, "actor")
+        check_justification(request.justification)
+    except InvalidTextError as error:
+        raise ExportError(str(error)) from None
     validate_incident_id(request.incident_id)
     if request.output.exists():
         raise ExportError(f"{request.output} already exists; choose a new file name")

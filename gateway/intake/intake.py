@@ -43,21 +43,27 @@ from evidence.incident import SignedIncident
 from evidence.messages import Heartbeat, Receipt, Rejection, SegmentChunk, Status
 from evidence.segment import SegmentHeader
 from evidence.topics import badge_topic, gateway_topic, parse_badge_topic
-from gateway.alerts.alerts import AlertEvent, SignedAlert
+from gateway.alerts.alerts import AlertEvent, SignedAlert, alert_event
 from gateway.broker.config import DEFAULT_MAX_PACKET_BYTES
+from gateway.config import IntakeLimits
 from gateway.datadir import GatewayDataDir
 from gateway.enrolment.registry import EnrolmentView
 from gateway.errors import EnrolmentError, IntakeError, Reason, RejectedMessageError
 from gateway.intake.catalogue import Cataloguer
 from gateway.intake.checks import opened, same_badge, within_int64
 from gateway.intake.clock import BadgeClocks
+from gateway.intake.cutoff import RefusalWindow
+from gateway.intake.log_limit import LogLimit
 from gateway.intake.quarantine import Quarantine
 from gateway.intake.reassembly import DEFAULT_TIMEOUT_NS, PartialSegment, Reassembly
 from gateway.intake.segments import SegmentStore
+from gateway.ledger.custody import CustodyLog
 from gateway.ledger.ledger import Ledger, open_ledger
 from gateway.storage.badges import EnrolledBadge
 from gateway.storage.catalogue import StoredIncident, StoredSegment
 from gateway.storage.clock_samples import ClockSample
+from gateway.storage.cutoffs import Cutoff
+from gateway.storage.reserve import DiskReserve
 from gateway.storage.vault import Vault
 from gateway.timestamping.timestamper import Timestamper
 
@@ -101,6 +107,7 @@ class Intake:
         timestamper: Timestamper | None = None,
         partials: Reassembly | None = None,
         verify_ledger: bool = True,
+        limits: IntakeLimits | None = None,
     ) -> None:
         """Open the data directory's storage, ledger, partial and quarantine directories.
 
@@ -110,6 +117,7 @@ class Intake:
         partial segments (a second stage's). A ledger that differs from its last checkpoint
         raises LedgerIntegrityError: the intake refuses to run on it (``verify_ledger``
         False skips that check, for a second stage opened just after an intake that made it).
+        ``limits`` bound what refused messages may cost (quarantine quotas, disk reserve).
         """
         data_dir.require_initialised()
         self._storage = data_dir.storage()
@@ -124,14 +132,24 @@ class Intake:
         self._publish = publish
         self._on_alert = on_alert
         self._clock = clock
-        self._registry = EnrolmentView(self._storage.badges)
+        self._registry = EnrolmentView(self._storage.badges, self._storage.cutoffs)
         self._cataloguer = Cataloguer(self.ledger)
+        self._custody = CustodyLog(self.ledger)
         self._catalogue = self._storage.catalogue
         self._states = self._storage.badge_states
         self._clocks = BadgeClocks(self._storage.clock_samples)
         self.vault: Vault = self._storage.vault
         self._segments = SegmentStore(self._cataloguer, self.vault, self._clocks)
-        self.quarantine = Quarantine(data_dir.root / QUARANTINE_DIR, clock=clock)
+        limits = limits or IntakeLimits()
+        self.reserve = DiskReserve(data_dir.root, limits.reserve)
+        self.quarantine = Quarantine(
+            data_dir.root / QUARANTINE_DIR,
+            quotas=limits.quarantine,
+            reserve=self.reserve,
+            clock=clock,
+        )
+        self._log_limit = LogLimit()
+        self._refusals = RefusalWindow(limits.cutoff)
         self.partials = partials or Reassembly(
             data_dir.root / PARTIAL_DIR, timeout_ns=partial_timeout_ns, clock=clock
         )
@@ -212,6 +230,10 @@ class Intake:
             raise RejectedMessageError(
                 Reason.UNKNOWN_BADGE, f"badge {badge_id} is revoked", subject=kind
             )
+        if self._registry.is_cut_off(badge_id):
+            raise RejectedMessageError(
+                Reason.CUT_OFF, f"badge {badge_id} is cut off until an administrator lifts it"
+            )
         return badge, kind
 
     # -- the five kinds of message ---------------------------------------------------------
@@ -239,10 +261,10 @@ class Intake:
         """Give the console the alert, with the press in gateway time when the clock is known."""
         estimate = self._clocks.estimate(badge.badge_id, alert.press.boot)
         press = alert.press
-        pressed = error = None
+        pressed = None
         if estimate is not None and estimate.boot == press.boot:
-            pressed, error = estimate.gateway_time(press.wall_ns, press.mono_ns)
-        event = AlertEvent(
+            pressed = estimate.gateway_time(press.wall_ns, press.mono_ns)
+        event = alert_event(
             badge_id=badge.badge_id,
             wearer=badge.wearer,
             registered_location=badge.location,
@@ -250,10 +272,7 @@ class Intake:
             incident_id=alert.incident_id,
             press=press,
             received_wall_ns=received,
-            claimed_latency_ns=received - press.wall_ns,
-            estimated_press_wall_ns=pressed,
-            estimated_latency_ns=None if pressed is None else received - pressed,
-            latency_error_ns=error,
+            press_estimate=pressed,
         )
         try:
             self._on_alert(event)
@@ -542,8 +561,34 @@ class Intake:
             self.partials.discard_path(rejection.evidence_path)
         if badge_id is None:
             return
+        if self._refusals.refused(badge_id):
+            self._cut_off(badge_id, f"{rejection.reason}: {detail}")
         message = Rejection(badge_id, rejection.subject, rejection.key, rejection.reason, detail)
         self._send(gateway_topic(badge_id, "reject"), message.sign(self._signing_key))
+
+    def _cut_off(self, badge_id: str, last: str) -> None:
+        """Record that ``badge_id`` is cut off (the broker disables it at once, decision
+        1702), in the custody log too; never raises."""
+        settings = self._refusals.settings
+        window_ns = self._refusals.window_ns
+        cutoff = Cutoff(badge_id, self._clock(), settings.refusals + 1, window_ns, last)
+        try:
+            with self._cataloguer.transaction():
+                if self._storage.cutoffs.cut_off(cutoff):
+                    detail = {"refusals": cutoff.refusals, "window_ns": cutoff.window_ns}
+                    self._custody.record("gateway", "cut-off", badge_id, detail=detail)
+        except Exception:
+            log.exception("could not record the cut-off of badge %s", badge_id)
+            return
+        self._registry.mark_cut_off(badge_id)
+        log.error(
+            "badge %s cut off at the broker: more than %d refused messages within %s s "
+            "(last: %s); an administrator lifts it in the badge list",
+            badge_id,
+            settings.refusals,
+            settings.window_seconds,
+            last,
+        )
 
     def _failed(
         self, topic: str, payload: bytes, badge_id: str | None, kind: str, error: Exception
@@ -570,16 +615,38 @@ class Intake:
         detail: str,
         path: Path | None,
     ) -> None:
-        """Log and quarantine (the file at ``path`` if given, else ``payload``); never raises."""
-        log.warning("refused (%s) from %s on %r: %s", reason, badge_id, topic[:200], detail)
+        """Log and quarantine (the file at ``path`` if given, else ``payload``); never raises.
+
+        An unknown, revoked or cut-off badge's bytes are not kept, only their metadata,
+        which names the badge its topic claims.
+        """
+        allowed, unlogged = self._log_limit.allow(badge_id)
+        if allowed:
+            more = f" ({unlogged} refusals before this were not logged)" if unlogged else ""
+            log.warning(
+                "refused (%s) from %s on %r: %s%s", reason, badge_id, topic[:200], detail, more
+            )
+        wanted = reason not in (Reason.UNKNOWN_BADGE, Reason.CUT_OFF)
+        if badge_id is None and not wanted:
+            badge_id = _claimed_badge(topic)
         try:
             if path is not None and path.exists():
                 self.quarantine.keep_file(
-                    path, badge=badge_id, topic=topic, reason=reason, detail=detail
+                    path,
+                    badge=badge_id,
+                    topic=topic,
+                    reason=reason,
+                    detail=detail,
+                    bytes_wanted=wanted,
                 )
             else:
                 self.quarantine.keep(
-                    payload, badge=badge_id, topic=topic, reason=reason, detail=detail
+                    payload,
+                    badge=badge_id,
+                    topic=topic,
+                    reason=reason,
+                    detail=detail,
+                    bytes_wanted=wanted,
                 )
         except Exception:
             log.exception("could not quarantine a refused message on %r", topic[:200])
@@ -590,3 +657,11 @@ class Intake:
         except Exception:
             # the badge keeps the item and sends it again; the duplicate gets this answer
             log.exception("could not publish on %s", topic)
+
+
+def _claimed_badge(topic: str) -> str | None:
+    """The badge a topic names, if it is a well-formed badge topic."""
+    try:
+        return parse_badge_topic(topic)[0]
+    except EvidenceError:
+        return None

@@ -41,7 +41,9 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from evidence.topics import ALL_BADGES_FILTER, shared_subscription
 from gateway.alerts.alerts import AlertEvent
-from gateway.config import TimestampSettings
+from gateway.broker.control import BrokerControl
+from gateway.broker.dynsec import RESPONSE_TOPIC
+from gateway.config import IntakeLimits, TimestampSettings
 from gateway.datadir import GatewayDataDir
 from gateway.intake.acks import OrderedAcks
 from gateway.intake.intake import AlertListener, Intake
@@ -77,6 +79,24 @@ class Delivery:
     """Which connection it came on: only that connection may acknowledge it."""
 
 
+@dataclass(frozen=True)
+class IntakeProbe:
+    """The intake's state at one moment, as health checks and metrics read it."""
+
+    reading: bool
+    """The intake thread is running."""
+    storing: bool
+    """The store process is running and able to store."""
+    store_failure: str | None
+    """Why the store process can no longer store, or None."""
+    connected: bool
+    """Connected to the broker and subscribed."""
+    queued: int
+    """Messages read from the broker, waiting for the intake thread."""
+    store_pending: int
+    """Segments handed to the store process, not yet stored."""
+
+
 def _no_delay(_client: mqtt.Client, _userdata: Any, sock: Any) -> None:
     """Send small packets (PUBACKs, receipts) at once instead of waiting for the peer's ACK."""
     try:
@@ -101,12 +121,14 @@ class IntakeService:
         on_alert: AlertListener = _ignore_alert,
         timestamps: TimestampSettings | None = None,
         session_expiry_s: int = SESSION_EXPIRY_S,
+        limits: IntakeLimits | None = None,
     ) -> None:
         """Prepare the client (``start`` connects); ``tls_ca`` None means plain MQTT (loopback).
 
         ``shared_group`` subscribes as ``$share/<group>/medbadge/v1/badge/#`` so several
         intake processes split the load (read decision 0701 first). ``timestamps`` says
-        which TSA stamps the ledger checkpoints (None: they are not time-stamped).
+        which TSA stamps the ledger checkpoints (None: they are not time-stamped);
+        ``limits`` bound what refused messages may cost.
         """
         self.host = host
         self.port = port
@@ -138,13 +160,19 @@ class IntakeService:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
+        self.control = BrokerControl(self._publish)
+        """Dynamic security commands on this connection (the login is the client id)."""
         timestamper = None if timestamps is None else data_dir.configured_timestamper(timestamps)
-        self.intake = Intake(data_dir, self._publish, on_alert, timestamper=timestamper)
+        self.intake = Intake(
+            data_dir, self._publish, on_alert, timestamper=timestamper, limits=limits
+        )
         self._acks: OrderedAcks[Delivery] = OrderedAcks(self._acknowledge)
         self._ticket = -1
         """The ticket of the message the intake thread is handling."""
         self._handed_over = False
-        self._stage = StoreStage(data_dir, self._publish, self._acks.done, timestamps=timestamps)
+        self._stage = StoreStage(
+            data_dir, self._publish, self._acks.done, timestamps=timestamps, limits=limits
+        )
         self.intake.hand_off_to(self)
 
     def start(self) -> None:
@@ -174,6 +202,17 @@ class IntakeService:
     def failure(self) -> str | None:
         """Why the intake can no longer store segments (its store process died), or None."""
         return self._stage.failure()
+
+    def probe(self) -> IntakeProbe:
+        """The intake's state now (safe from any thread)."""
+        return IntakeProbe(
+            reading=self._worker.is_alive(),
+            storing=self._stage.is_alive(),
+            store_failure=self._stage.failure(),
+            connected=self._subscribed.is_set(),
+            queued=self._deliveries.qsize(),
+            store_pending=self._stage.pending(),
+        )
 
     def stop(self) -> None:
         """Stop the intake thread after the message in hand and the store stage once it has
@@ -218,7 +257,7 @@ class IntakeService:
             self.port,
             flags.session_present,
         )
-        client.subscribe(self.topic_filter, qos=1)
+        client.subscribe([(self.topic_filter, 1), (RESPONSE_TOPIC, 0)])
 
     def _on_subscribe(
         self, _client: mqtt.Client, _userdata: Any, _mid: int, codes: list[ReasonCode], _props: Any
@@ -242,6 +281,9 @@ class IntakeService:
             topic = message.topic
         except UnicodeDecodeError:
             topic = "<topic is not UTF-8>"
+        if topic == RESPONSE_TOPIC:  # the broker's answer to a command, not a badge's message
+            self.control.answered(bytes(message.payload))
+            return
         delivery = Delivery(
             topic, bytes(message.payload), message.mid, message.qos, self._connection
         )

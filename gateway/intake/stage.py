@@ -44,7 +44,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 from gateway.alerts.alerts import AlertEvent
-from gateway.config import TimestampSettings
+from gateway.config import IntakeLimits, TimestampSettings
 from gateway.datadir import GatewayDataDir
 from gateway.errors import IntakeError
 from gateway.intake.intake import Intake, Publish
@@ -76,6 +76,7 @@ class _Setup:
     root: Path
     timestamps: TimestampSettings | None
     log_level: str
+    limits: IntakeLimits | None = None
 
 
 @dataclass(frozen=True)
@@ -127,10 +128,12 @@ class StoreStage:
         *,
         timestamps: TimestampSettings | None = None,
         depth: int = DEPTH,
+        limits: IntakeLimits | None = None,
     ) -> None:
         """Prepare the stage (``start`` runs it): it stores into ``data_dir``, sends receipts
         through ``publish`` and calls ``finished(ticket)`` once each segment is stored;
-        ``timestamps`` says which TSA stamps its checkpoints (None: none)."""
+        ``timestamps`` says which TSA stamps its checkpoints (None: none); ``limits`` bound
+        what it quarantines."""
         ours, theirs = socket.socketpair()
         self._connection = Connection(ours.detach())
         self._child_end: socket.socket | None = theirs
@@ -146,7 +149,7 @@ class StoreStage:
         self._failure: str | None = None
         self._reader = threading.Thread(target=self._read, name="intake-store", daemon=True)
         level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
-        self._send(_Setup(data_dir.root, timestamps, level))
+        self._send(_Setup(data_dir.root, timestamps, level, limits))
 
     @property
     def pid(self) -> int | None:
@@ -203,6 +206,11 @@ class StoreStage:
     def failure(self) -> str | None:
         """Why the stage can no longer store (its child ended unasked), or None."""
         return self._failure
+
+    def pending(self) -> int:
+        """How many handed-over segments wait to be stored."""
+        with self._changed:
+            return sum(self._pending.values())
 
     def hand_over(
         self, badge: EnrolledBadge, partial: PartialSegment, received: int, ticket: int
@@ -348,6 +356,7 @@ def _serve(connection: Connection) -> int:
         _ignore_alert,
         timestamper=timestamper,
         verify_ledger=False,  # the intake process has just checked it
+        limits=setup.limits,
     )
     try:
         connection.send(_Ready())

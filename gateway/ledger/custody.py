@@ -15,8 +15,9 @@ from typing import Literal, get_args
 
 from evidence.canonical import CanonicalValue, encode
 from evidence.errors import EncodingError
-from gateway.errors import CustodyError, LedgerIntegrityError
+from gateway.errors import CustodyError, InvalidTextError, LedgerIntegrityError
 from gateway.ledger.ledger import Ledger, LedgerEntry
+from gateway.naming import check_justification, check_name
 from gateway.storage import Storage
 from gateway.storage.custody import CustodyFilter, CustodyRow
 
@@ -30,9 +31,12 @@ CustodyAction = Literal[
     "key-rotation",
     "enrol",
     "revoke",
+    "cut-off",
+    "lift-cut-off",
     "acknowledge",
     "resolve",
     "user-change",
+    "restore",
 ]
 """What a custody entry records someone doing."""
 CUSTODY_ACTIONS: frozenset[str] = frozenset(get_args(CustodyAction))
@@ -153,6 +157,15 @@ def _check(actor: str, action: str, subject: str, justification: str) -> None:
     for what, text in (("actor", actor), ("subject", subject), ("justification", justification)):
         if len(text) > MAX_TEXT:
             raise CustodyError(f"the custody {what} is longer than {MAX_TEXT} characters")
+    try:
+        check_name(actor, "actor", limit=MAX_TEXT)
+        check_name(subject, "subject", limit=MAX_TEXT)
+        if action in JUSTIFIED_ACTIONS:
+            check_justification(justification)
+        else:
+            check_name(justification, "reason", limit=MAX_TEXT)
+    except InvalidTextError as error:
+        raise CustodyError(str(error)) from None
 
 
 def _entry(row: CustodyRow) -> CustodyEntry:

@@ -120,6 +120,14 @@ class BadgeStates:
         )
         return None if row is None else _state(row)
 
+    def of_active_badges(self) -> list[BadgeState]:
+        """The state of every badge that has reported and is not revoked, by badge id."""
+        rows = self._db.fetch_all(
+            f"SELECT {_COLUMNS} FROM badge_state WHERE badge_id IN"  # noqa: S608
+            " (SELECT badge_id FROM badges WHERE revoked_at_ns IS NULL) ORDER BY badge_id"
+        )
+        return [_state(row) for row in rows]
+
 
 def _state(row: Row) -> BadgeState:
     """A BadgeState from a row in ``_COLUMNS`` order."""

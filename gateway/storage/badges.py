@@ -192,6 +192,11 @@ class BadgeRegistry:
         )
         return [EnrolmentEvent(*row) for row in rows]
 
+    def count_active(self) -> int:
+        """How many badges are enrolled and not revoked."""
+        row = self._db.fetch_one("SELECT COUNT(*) FROM badges WHERE revoked_at_ns IS NULL")
+        return 0 if row is None else int(row[0])
+
     def all(self) -> list[EnrolledBadge]:
         """Every enrolled badge, by id."""
         ids = [

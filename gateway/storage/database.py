@@ -6,14 +6,16 @@ backend below is the one-box default: WAL mode with ``synchronous=FULL`` (a comm
 write survives a power cut), foreign keys on, a five-second wait for another process's
 write lock, and the schema brought up to date on open. Every PRAGMA, the write lock
 (``BEGIN IMMEDIATE``) and every ``sqlite3`` error stay in this module; a failure reaches
-callers as a ``StorageError`` that says what failed.
+callers as a ``StorageError`` that says what failed. Backups copy the database with
+``snapshot_database`` (SQLite's online backup API) and read its version with
+``schema_version`` without opening it for writing.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, closing, contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,6 +27,8 @@ Row = tuple[Any, ...]
 
 _DURABLE_SYNCHRONOUS = 2  # PRAGMA synchronous: 2 = FULL, 3 = EXTRA
 _BUSY_TIMEOUT_MS = 5000
+_PAGES_PER_STEP = 1024
+"""Pages a snapshot copies per step; between steps the gateway's writers get the lock."""
 _DUPLICATE = frozenset({"SQLITE_CONSTRAINT_PRIMARYKEY", "SQLITE_CONSTRAINT_UNIQUE"})
 
 
@@ -165,11 +169,27 @@ def _write_transaction(
         yield False
         connection.execute("COMMIT")
     except BaseException as error:
-        if connection.in_transaction:
-            connection.execute("ROLLBACK")
+        rollback_failure = _roll_back(connection)
         if isinstance(error, sqlite3.Error) and failed is not None:
-            raise failed(error) from None
+            translated = failed(error)
+            if rollback_failure is not None:
+                translated.add_note(rollback_failure)
+            raise translated from None
+        if rollback_failure is not None:
+            error.add_note(rollback_failure)
         raise
+
+
+def _roll_back(connection: sqlite3.Connection) -> str | None:
+    """Roll back an open transaction; say how the ROLLBACK failed, if it did, so that the
+    error that made it necessary (a full disk, say) is the one raised, not this one."""
+    if not connection.in_transaction:
+        return None
+    try:
+        connection.execute("ROLLBACK")
+    except sqlite3.Error as failure:
+        return f"the ROLLBACK after it failed too: {type(failure).__name__}: {failure}"
+    return None
 
 
 def open_database(path: Path) -> SqliteDatabase:
@@ -208,6 +228,53 @@ def _migrate(connection: sqlite3.Connection, path: Path) -> None:
                 if statement.strip():
                     connection.execute(statement)
             connection.execute(f"PRAGMA user_version={number}")
+
+
+def snapshot_database(source: Path, target: Path) -> None:
+    """Copy the live database at ``source`` to the new file ``target`` through SQLite's
+    online backup API: one transaction-consistent state, taken while the gateway writes (a
+    commit meanwhile makes the copy redo the pages it changed, so it always finishes).
+    Then ``seal_copy``. StorageError says what failed (``target`` is then removed)."""
+    if target.exists():
+        raise StorageError(f"the database copy {target} exists already; choose a new place")
+    try:
+        with (
+            closing(sqlite3.connect(f"file:{source}?mode=ro", uri=True)) as origin,
+            closing(sqlite3.connect(target, isolation_level=None)) as copy,
+        ):
+            origin.backup(copy, pages=_PAGES_PER_STEP)
+    except sqlite3.Error as error:
+        target.unlink(missing_ok=True)
+        raise StorageError(f"cannot copy the gateway database {source}: {error}") from None
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+    seal_copy(target)
+
+
+def seal_copy(path: Path) -> None:
+    """Make the database copy at ``path`` one self-contained file (rollback journal, its
+    write-ahead log folded in and removed) and check it with ``PRAGMA quick_check``."""
+    try:
+        with closing(sqlite3.connect(path, isolation_level=None)) as copy:
+            copy.execute("PRAGMA journal_mode=DELETE")
+            (verdict,) = copy.execute("PRAGMA quick_check").fetchone()
+    except sqlite3.Error as error:
+        raise StorageError(f"cannot check the database copy {path}: {error}") from None
+    if verdict != "ok":
+        raise StorageError(f"the database copy {path} fails SQLite's check: {verdict}")
+
+
+def schema_version(path: Path) -> int:
+    """The schema version of the database file at ``path``, read without changing it."""
+    if not path.is_file():
+        raise StorageError(f"there is no gateway database at {path}")
+    try:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as connection:
+            (version,) = connection.execute("PRAGMA user_version").fetchone()
+    except sqlite3.Error as error:
+        raise StorageError(f"cannot read the gateway database {path}: {error}") from None
+    return int(version)
 
 
 def blob(value: object) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from gateway.storage.database import Database, blob
@@ -101,3 +102,13 @@ class RetentionRecords:
             (sealed_sha256, badge_id, incident_id),
         )
         return row is not None
+
+    def footage_kept(self) -> Iterator[bytes]:
+        """The SHA-256 of every sealed segment the vault must hold: each stored segment's,
+        unless retention deleted its incident's footage; one at a time."""
+        for (digest,) in self._db.scan(
+            "SELECT DISTINCT s.sealed_sha256 FROM segments s LEFT JOIN retention_deletions d"
+            " ON d.badge_id = s.badge_id AND d.incident_id = s.incident_id"
+            " WHERE d.badge_id IS NULL"
+        ):
+            yield blob(digest)

@@ -242,5 +242,39 @@ MIGRATIONS: Sequence[str] = (
     DELETE FROM incident_index_sync;
     ALTER TABLE incident_index_sync RENAME COLUMN last_rowid TO last_arrival;
     """,
+    # badges cut off at the broker for flooding refused messages (decision 1702)
+    """
+    CREATE TABLE badge_cutoffs (
+        badge_id TEXT PRIMARY KEY REFERENCES badges(badge_id),
+        cut_off_at_ns INTEGER NOT NULL,
+        refusals INTEGER NOT NULL,
+        window_ns INTEGER NOT NULL,
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    """,
+    # failed console logins per (name, address), shared by every console process (decision
+    # 1760); the second factor: a sealed TOTP secret, the last step used, recovery codes'
+    # hashes, and sessions that must set it up before anything else (decision 1761)
+    """
+    CREATE TABLE console_login_failures (
+        username TEXT NOT NULL,
+        client TEXT NOT NULL,
+        failures INTEGER NOT NULL,
+        last_failure_ns INTEGER NOT NULL,
+        PRIMARY KEY (username, client)
+    );
+    CREATE INDEX console_login_failures_by_time ON console_login_failures (last_failure_ns);
+    ALTER TABLE console_users ADD COLUMN totp_secret BLOB;
+    ALTER TABLE console_users ADD COLUMN totp_pending BLOB;
+    ALTER TABLE console_users ADD COLUMN totp_last_step INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE console_users ADD COLUMN totp_enrolled_at_ns INTEGER;
+    CREATE TABLE console_recovery_codes (
+        username TEXT NOT NULL REFERENCES console_users(username),
+        code_sha256 BLOB NOT NULL,
+        used_at_ns INTEGER,
+        PRIMARY KEY (username, code_sha256)
+    );
+    ALTER TABLE console_sessions ADD COLUMN second_factor_pending INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 """Each entry moves the schema one version up; never edit one that has shipped."""

@@ -8,17 +8,21 @@ from pathlib import Path
 
 from gateway.errors import StorageError
 from gateway.storage.alert_actions import AlertActions
+from gateway.storage.alert_feed import AlertFeed
 from gateway.storage.badge_states import BadgeStates
 from gateway.storage.badges import BadgeRegistry
 from gateway.storage.catalogue import Catalogue
 from gateway.storage.checkpoints import Checkpoints
 from gateway.storage.clock_samples import ClockSamples
 from gateway.storage.custody import CustodyEntries
+from gateway.storage.cutoffs import BadgeCutoffs
 from gateway.storage.database import Database, open_database
 from gateway.storage.incident_index import IncidentIndex
 from gateway.storage.leaves import Leaves
+from gateway.storage.login_failures import LoginFailures
 from gateway.storage.retention import RetentionRecords
 from gateway.storage.s3_vault_settings import S3VaultSettings
+from gateway.storage.second_factors import SecondFactors
 from gateway.storage.sessions import ConsoleSessions
 from gateway.storage.users import ConsoleUsers
 from gateway.storage.vault import DirectoryVault, Vault
@@ -56,10 +60,14 @@ class Storage:
         self.custody = CustodyEntries(database)
         self.badges = BadgeRegistry(database)
         self.badge_states = BadgeStates(database)
+        self.cutoffs = BadgeCutoffs(database)
         self.clock_samples = ClockSamples(database)
         self.users = ConsoleUsers(database)
         self.sessions = ConsoleSessions(database)
+        self.login_failures = LoginFailures(database)
+        self.second_factors = SecondFactors(database)
         self.alert_actions = AlertActions(database)
+        self.alert_feed = AlertFeed(database)
         self.incident_index = IncidentIndex(database)
         self.retention = RetentionRecords(database)
 

@@ -18,6 +18,8 @@ def test_demo_seals_uploads_and_receipts_an_incident(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert re.search(r"alert reached the gateway [\d.]+ ms after the press", result.stdout)
+    # the console is its own process, started by the demo, answering on its own port
+    assert re.search(r"security console \(answering\) at http://127\.0\.0\.1:\d+/", result.stdout)
     # the pre-roll leaves at the press: receipted while the post-roll is still being recorded
     pre_roll = re.search(
         r"pre-roll: (\d+) segments receipted \d+ ms after the press, (\w+)", result.stdout

@@ -1,10 +1,13 @@
 """Console test support: real recorded video sealed by a badge, a hospital with console users,
-an in-process console on a free port fed by a real intake, and a small cookie-keeping client."""
+an in-process console on a free port following what a real intake stores (as the ``gateway
+console`` process does), and a small cookie-keeping client."""
 
 from __future__ import annotations
 
+import http.client
 import http.cookiejar
 import re
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -12,8 +15,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.message import Message
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
+
+import pyotp
 
 from badge.capture import CaptureLoop, CaptureSettings
 from badge.media import EncodedSegment
@@ -22,9 +27,12 @@ from badge.sources.synthetic import SyntheticCamera
 from evidence.segment import SealedSegment, SegmentFacts, seal_segment
 from gateway.alerts.live import AlertChannel
 from gateway.config import GatewayConfig
+from gateway.console.live_feed import AlertFollower
+from gateway.console.second_factor import SecondFactor, SecretBox, second_factor_key_path
 from gateway.console.server import ConsoleServer
 from gateway.console.users import Role, UserDirectory
 from gateway.intake.intake import Intake
+from gateway.storage import Storage
 from tests.gateway.badge_messages import BOOT_MONO_NS, BadgeMessages, Hospital, make_hospital
 from tests.mosquitto import free_port
 from tests.storage_backends import TestDatabase
@@ -94,25 +102,53 @@ def incident_messages(
     return messages
 
 
-def add_users(hospital: Hospital) -> None:
-    """Create USERS in the hospital's database."""
+SECRETS: dict[str, dict[str, str]] = {}
+"""The TOTP secret of each user who has one, by the console's base URL."""
+_LAST_STEP: dict[str, int] = {}
+
+
+def one_time_code(secret: str) -> str:
+    """The code of the earliest step not used yet with ``secret`` (waiting if it is ahead)."""
+    step = max(int(time.time()) // 30, _LAST_STEP.get(secret, -1) + 1)
+    while step > int(time.time()) // 30 + 1:
+        time.sleep(0.2)
+    _LAST_STEP[secret] = step
+    return str(pyotp.TOTP(secret).generate_otp(step))
+
+
+def add_users(hospital: Hospital) -> dict[str, str]:
+    """Create USERS in the hospital's database; those whose role needs a second factor get
+    a TOTP secret set up, as they would at their first login. Returns the secrets."""
     storage = hospital.data_dir.storage()
+    found: dict[str, str] = {}
     try:
         directory = UserDirectory(storage.users)
+        factors = SecondFactor(
+            storage.second_factors, SecretBox(second_factor_key_path(hospital.data_dir.keys))
+        )
         for name, role in USERS.items():
             directory.create(name, PASSWORD, role, created_by="test")
+            if factors.required(role):
+                secret = factors.begin(name).secret
+                step = int(time.time()) // 30 - 1  # the window's oldest: leaves two for logins
+                factors.confirm(name, str(pyotp.TOTP(secret).generate_otp(step)))
+                _LAST_STEP[secret] = step
+                found[name] = secret
     finally:
         storage.close()
+    return found
 
 
 @dataclass
 class ConsoleHarness:
-    """A hospital, a real intake feeding a live channel, and the console serving both over HTTP."""
+    """A hospital, a real intake, and the console following its alerts and serving over HTTP."""
 
     hospital: Hospital
     channel: AlertChannel
     intake: Intake
     server: ConsoleServer
+    follower: AlertFollower
+    follower_storage: Storage
     published: list[tuple[str, bytes]] = field(default_factory=list)
     database: TestDatabase | None = None
     """The hospital's database, read directly by tests that check rows."""
@@ -129,34 +165,49 @@ class ConsoleHarness:
 
     def close(self) -> None:
         """Stop serving and close the intake."""
+        self.follower.stop()
+        self.follower_storage.close()
         self.channel.close()
         self.server.stop()
         self.intake.close()
 
 
 @contextmanager
-def running_console(root: Path, toml: str = "") -> Iterator[ConsoleHarness]:
+def running_console(
+    root: Path, settings: dict[str, dict[str, object]] | None = None, toml: str = ""
+) -> Iterator[ConsoleHarness]:
     """A hospital with USERS and badges badge-a and badge-b, its intake and its console;
-    ``toml`` is its gateway.toml (none: SQLite and the vault directory)."""
+    ``settings`` are more tables of ``gateway.toml``; ``toml`` is the file's text, read by
+    the data directory (none: SQLite and the vault directory)."""
     hospital = make_hospital(root, config=toml)
-    add_users(hospital)
+    secrets = add_users(hospital)
     channel = AlertChannel()
     published: list[tuple[str, bytes]] = []
     intake = Intake(
         hospital.data_dir,
         lambda topic, payload: published.append((topic, payload)),
-        channel.publish,
+        lambda _event: None,  # the console hears of alerts from the database, not from here
     )
     config = GatewayConfig.from_mapping(
         hospital.data_dir.root,
-        {"console": {"tls": False, "host": "127.0.0.1", "port": free_port()}},
+        {
+            "console": {"tls": False, "host": "127.0.0.1", "port": free_port(), "live_poll_ms": 5},
+            **(settings or {}),
+        },
     )
+    follower_storage = hospital.data_dir.storage()
+    follower = AlertFollower(follower_storage, channel, config.console.limits.live_poll_ms / 1000)
+    follower.start()
     server = ConsoleServer(hospital.data_dir, config, channel)
     server.start()
-    harness = ConsoleHarness(hospital, channel, intake, server, published)
+    harness = ConsoleHarness(
+        hospital, channel, intake, server, follower, follower_storage, published
+    )
+    SECRETS[harness.url] = secrets
     try:
         yield harness
     finally:
+        del SECRETS[harness.url]
         harness.close()
 
 
@@ -179,15 +230,33 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
+class _FromAddress(urllib.request.HTTPHandler):
+    """Plain HTTP connections made from one local address."""
+
+    def __init__(self, source: str) -> None:
+        super().__init__()
+        self._source = source
+
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        connection = partial(http.client.HTTPConnection, source_address=(self._source, 0))
+        return self.do_open(connection, req)
+
+
 class WebClient:
     """A cookie-keeping HTTP client that logs in through the login form, as a browser does."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, source: str | None = None) -> None:
+        """A client of ``base_url``; ``source`` is a loopback address to connect from
+        (127.0.0.2, ...), so that tests can be several client addresses at once."""
         self.base_url = base_url
         self.cookies = http.cookiejar.CookieJar()
-        self._opener = urllib.request.build_opener(
-            urllib.request.HTTPCookieProcessor(self.cookies), _NoRedirect()
-        )
+        handlers: list[urllib.request.BaseHandler] = [
+            urllib.request.HTTPCookieProcessor(self.cookies),
+            _NoRedirect(),
+        ]
+        if source is not None:
+            handlers.append(_FromAddress(source))
+        self._opener = urllib.request.build_opener(*handlers)
 
     def request(
         self, path: str, form: dict[str, str] | None = None, headers: dict[str, str] | None = None
@@ -203,11 +272,16 @@ class WebClient:
         except urllib.error.HTTPError as error:
             return Answer(error.code, _headers(error.headers), error.read())
 
-    def login(self, username: str, password: str = PASSWORD) -> Answer:
-        """Fill in the login form (its CSRF token comes with it) and send it."""
+    def login(self, username: str, password: str = PASSWORD, code: str | None = None) -> Answer:
+        """Fill in the login form (its CSRF token comes with it) and send it; the one-time
+        code is the user's next one when the console set up a secret for them."""
         page = self.request("/login")
         token = csrf_of(page.text)
-        return self.request("/login", {"csrf": token, "username": username, "password": password})
+        if code is None:
+            secret = SECRETS.get(self.base_url, {}).get(username)
+            code = "" if secret is None else one_time_code(secret)
+        form = {"csrf": token, "username": username, "password": password, "code": code}
+        return self.request("/login", form)
 
     def csrf(self, path: str) -> str:
         """The CSRF token on the page at ``path``."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import stat
 from pathlib import Path
@@ -10,9 +11,12 @@ import pytest
 from cryptography import x509
 
 from evidence.topics import ALL_BADGES_FILTER, badge_topic
-from gateway.broker.config import ACL_FILE, CONFIG_FILE, PASSWORD_FILE, SERVER_CERT_FILE
+from gateway.broker.config import CONFIG_FILE, SERVER_CERT_FILE
+from gateway.broker.dynsec import DYNSEC_FILE
 from gateway.cli import main
 from gateway.config import GATEWAY_PASSWORD_FILE
+from gateway.datadir import GatewayDataDir
+from gateway.storage.cutoffs import Cutoff
 from tests.gateway.generated_broker import (
     GeneratedBroker,
     badge_tls_session,
@@ -56,15 +60,15 @@ def test_files_accounts_and_the_gateway_password(
     out = capsys.readouterr().out
     broker_dir = data / "broker"
     assert f"mosquitto -c {broker_dir / CONFIG_FILE}" in out
-    assert "SIGHUP" in out
+    assert "systemctl restart mosquitto" in out
     password_file = data / "keys" / GATEWAY_PASSWORD_FILE
     assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
     password = gateway_password(data)
     assert len(password) >= 40
-    users = [line.split(":")[0] for line in (broker_dir / PASSWORD_FILE).read_text().splitlines()]
-    assert users == ["er-badge-01", "er-badge-02", "gateway"]
-    assert password not in (broker_dir / PASSWORD_FILE).read_text()
-    assert "user gateway" in (broker_dir / ACL_FILE).read_text()
+    clients = json.loads((broker_dir / DYNSEC_FILE).read_text())["clients"]
+    assert [client["username"] for client in clients] == ["er-badge-01", "er-badge-02", "gateway"]
+    assert password not in (broker_dir / DYNSEC_FILE).read_text()
+    assert clients[-1]["roles"] == [{"rolename": "gateway"}]
     certificate = x509.load_pem_x509_certificate((broker_dir / SERVER_CERT_FILE).read_bytes())
     names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert names.get_values_for_type(x509.DNSName) == ["localhost", "gateway.hospital.local"]
@@ -73,10 +77,11 @@ def test_files_accounts_and_the_gateway_password(
         "10.0.0.5",
     ]
     # a second run keeps the gateway's password (its hash is fresh: a new salt)
-    hash_before = (broker_dir / PASSWORD_FILE).read_text().splitlines()[-1]
+    salt_before = clients[-1]["salt"]
     write_config(data)
     assert gateway_password(data) == password
-    assert (broker_dir / PASSWORD_FILE).read_text().splitlines()[-1] != hash_before
+    again = json.loads((broker_dir / DYNSEC_FILE).read_text())["clients"]
+    assert again[-1]["salt"] != salt_before
 
 
 def test_out_directory_and_no_plain_listener_by_default(data: Path, tmp_path: Path) -> None:
@@ -126,7 +131,7 @@ def test_generated_config_runs_mosquitto_for_badges_and_the_gateway(
                 session.close()
 
 
-def test_a_new_badge_logs_in_after_regenerating_and_sighup(data: Path, tmp_path: Path) -> None:
+def test_a_new_badge_logs_in_after_regenerating_and_a_restart(data: Path, tmp_path: Path) -> None:
     tls_port, plain_port = write_config(data)
     bundle = tmp_path / "bundles" / "icu-badge-07"
     with GeneratedBroker(data / "broker", tls_port, plain_port) as broker:
@@ -135,10 +140,26 @@ def test_a_new_badge_logs_in_after_regenerating_and_sighup(data: Path, tmp_path:
         before.close()
         assert before.connack is not None and before.connack.is_failure
         write_config(data, ports=(tls_port, plain_port))
-        broker.reload()
+        broker.stop()  # the dynamic security plugin reads its accounts only at start
+        broker.start()
         after = badge_tls_session(broker, bundle)
         after.close()
         assert after.connack is not None and after.connack.value == 0
         old = badge_tls_session(broker, tmp_path / "bundles" / "er-badge-01")
         old.close()
         assert old.connack is not None and old.connack.value == 0
+
+
+def test_a_cut_off_badge_is_written_disabled_and_a_revoked_one_not_at_all(data: Path) -> None:
+    storage = GatewayDataDir(data).storage()
+    try:
+        storage.cutoffs.cut_off(Cutoff("er-badge-01", 1, 101, 60 * 10**9, "malformed"))
+        storage.badges.revoke("er-badge-02", operator="adam", reason="lost")
+    finally:
+        storage.close()
+    write_config(data)
+    clients = json.loads((data / "broker" / DYNSEC_FILE).read_text())["clients"]
+    assert [(client["username"], client["disabled"]) for client in clients] == [
+        ("er-badge-01", True),
+        ("gateway", False),
+    ]

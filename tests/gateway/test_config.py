@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import GatewayConfig, WebhookSettings
+from gateway.config import GatewayConfig, IntakeLimits, WebhookSettings
 from gateway.errors import GatewayConfigError, GatewayError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -120,6 +120,10 @@ secret_file = "pager.secret"
         ),
         ("[[webhook]]\nurl = 'http://x/'\nsecret_file = 's'\ntimeout_seconds = 0", "timeout"),
         ("broker = [", "cannot be read"),
+        ("[console]\nmax_connections_per_address = 0", "console.max_connections_per_address = 0"),
+        ("[console]\nmax_connections = 1", "console.max_connections = 1 is not in 2..100000"),
+        ("[console]\nheader_timeout_seconds = 0", "console.header_timeout_seconds = 0"),
+        ("[console]\nidle_timeout_seconds = 0.5", "console.idle_timeout_seconds must be a whole"),
     ],
 )
 def test_bad_values_name_the_file_and_the_key(tmp_path: Path, text: str, message: str) -> None:
@@ -127,6 +131,20 @@ def test_bad_values_name_the_file_and_the_key(tmp_path: Path, text: str, message
         load(tmp_path, text)
     assert str(tmp_path / "gateway.toml") in str(caught.value)
     assert isinstance(caught.value, GatewayError)
+
+
+def test_console_limits_have_bounded_defaults_and_can_be_set(tmp_path: Path) -> None:
+    limits = GatewayConfig.load(tmp_path).console.limits
+    assert limits.max_connections_per_address < limits.max_connections
+    assert 0 < limits.header_timeout_seconds <= 30 and 0 < limits.idle_timeout_seconds <= 30
+    text = (
+        "[console]\nmax_connections = 40\nmax_connections_per_address = 4\n"
+        "header_timeout_seconds = 2.5\nidle_timeout_seconds = 3\nlive_poll_ms = 7\n"
+    )
+    limits = load(tmp_path, text).console.limits
+    assert (limits.max_connections, limits.max_connections_per_address) == (40, 4)
+    assert (limits.header_timeout_seconds, limits.idle_timeout_seconds) == (2.5, 3)
+    assert limits.live_poll_ms == 7
 
 
 def test_an_explicit_file_must_exist(tmp_path: Path) -> None:
@@ -211,3 +229,21 @@ def test_bad_storage_settings_are_refused(tmp_path: Path, text: str, message: st
     with pytest.raises(GatewayConfigError, match=message) as refused:
         load(tmp_path, text)
     assert "secret" not in str(refused.value)
+
+
+def test_the_intake_limits(tmp_path: Path) -> None:
+    assert GatewayConfig.from_mapping(tmp_path, {}).limits == IntakeLimits()
+    raw = {
+        "quarantine": {"badge_bytes": 1000, "badge_entries": 5, "total_bytes": 4000},
+        "reserve": {"bytes": 10, "percent": 1.5},
+        "cutoff": {"refusals": 7, "window_seconds": 2.5},
+    }
+    limits = GatewayConfig.from_mapping(tmp_path, raw).limits
+    assert limits.quarantine.badge_bytes == 1000 and limits.quarantine.total_bytes == 4000
+    assert limits.quarantine.total_entries == 20_000
+    assert limits.reserve.bytes == 10 and limits.reserve.percent == 1.5
+    assert limits.cutoff.refusals == 7 and limits.cutoff.window_seconds == 2.5
+    with pytest.raises(GatewayConfigError, match=r"quarantine.total_bytes = 10 is not in"):
+        GatewayConfig.from_mapping(tmp_path, {"quarantine": {"total_bytes": 10}})
+    with pytest.raises(GatewayConfigError, match=r"unknown key\(s\) cutoff.after"):
+        GatewayConfig.from_mapping(tmp_path, {"cutoff": {"after": 1}})

@@ -25,6 +25,7 @@ from gateway.ledger.ledger import open_ledger
 from tests.gateway.badge_messages import BadgeMessages, Hospital, make_hospital
 from tests.gateway.generated_broker import GeneratedBroker, badge_tls_session, write_config
 from tests.gateway.webhook_receiver import WebhookReceiver, wait_until
+from tests.mosquitto import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = b"0123456789abcdef0123456789abcdef"
@@ -126,8 +127,11 @@ def notify() -> Iterator[NotifySocket]:
     listener.close()
 
 
-def configure(hospital: Hospital, tls_port: int, webhook_url: str) -> None:
-    """A gateway.toml pointing at the test broker's TLS port and one webhook."""
+def configure(
+    hospital: Hospital, tls_port: int, webhook_url: str, console_port: int | None = None
+) -> None:
+    """A gateway.toml pointing at the test broker's TLS port and one webhook (and naming a
+    console port, which only ``gateway console`` would use)."""
     root = hospital.data_dir.root
     secret = root / "webhook.secret"
     secret.write_bytes(SECRET + b"\n")
@@ -142,6 +146,7 @@ url = "{webhook_url}"
 secret_file = "webhook.secret"
 retry_min_seconds = 0.05
 """
+        + ("" if console_port is None else f"\n[console]\nport = {console_port}\ntls = false\n")
     )
 
 
@@ -155,11 +160,16 @@ def test_an_alert_reaches_the_webhook_and_sigterm_stops_cleanly(
         WebhookReceiver(statuses=[500]) as receiver,
         GeneratedBroker(hospital.data_dir.root / "broker", tls_port, plain_port) as broker,
     ):
-        configure(hospital, tls_port, receiver.url)
+        console_port = free_port(avoid=[tls_port, plain_port])
+        configure(hospital, tls_port, receiver.url, console_port)
         gateway = GatewayProcess(hospital.data_dir.root, notify, tmp_path / "gateway.log")
         session = None
         try:
             notify.wait_for("READY=1")
+            # the console is a process of its own: nothing listens on its port here, and the
+            # alert still reaches the webhook
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection(("127.0.0.1", console_port), timeout=2).close()
             session = badge_tls_session(broker, bundle_dir)
             assert session.connack is not None and session.connack.value == 0
             assert not session.subscribe(gateway_filter("badge-a")).is_failure

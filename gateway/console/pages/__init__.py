@@ -7,6 +7,7 @@ from starlette.staticfiles import StaticFiles
 
 from gateway.console.core import static_directory
 from gateway.console.pages import (
+    account,
     alerts,
     badges,
     custody,
@@ -24,6 +25,7 @@ def routes() -> list[BaseRoute]:
     """Every page route, and the static files."""
     return [
         *login.routes(),
+        *account.routes(),
         *alerts.routes(),
         *badges.routes(),
         *incidents.routes(),

@@ -16,6 +16,7 @@ from gateway.alerts.live import LiveItem, Overflow, alert_document
 from gateway.console.actions import AlertActionKind
 from gateway.console.core import Call, Console, handler, safe_next
 from gateway.errors import ConsoleError
+from gateway.naming import shown
 from gateway.storage.incident_index import IncidentQuery
 
 STREAM_POLL_S = 0.5
@@ -85,7 +86,7 @@ async def alert_stream(request: Request) -> Response:
                 if isinstance(item, Overflow):
                     yield f"event: overflow\ndata: {json.dumps({'lost': item.lost})}\n\n"
                 else:
-                    data = json.dumps(alert_document(item), separators=(",", ":"))
+                    data = json.dumps(shown(alert_document(item)), separators=(",", ":"))
                     yield f"event: alert\ndata: {data}\n\n"
         except (asyncio.CancelledError, anyio.get_cancelled_exc_class()):
             raise

@@ -1,4 +1,5 @@
-"""The badge pages: presence and health, enrolment with its one-time bundle, revocation."""
+"""The badge pages: presence and health, enrolment with its one-time bundle, revocation,
+cut-offs and their lifting."""
 
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ def badges_page(console: Console, call: Call) -> Response:
         call,
         "badges.html",
         badges=badges,
+        cutoffs=console.storage.cutoffs.all(),
+        lifted=call.query("lifted"),
         csrf=call.session.csrf_token,
         can_manage=call.session.role is Role.ADMIN,
         download=call.query("download"),
@@ -96,7 +99,7 @@ def bundle_download(console: Console, call: Call) -> Response:
 
 @handler("badges.manage")
 def revoke(console: Console, call: Call) -> Response:
-    """Revoke a badge: the intake refuses it now, the broker at the next broker-config."""
+    """Revoke a badge: the intake refuses it now, the running gateway's broker at once."""
     badge_id = call.path("badge")
     reason = call.field("reason")
     if not reason:
@@ -106,6 +109,18 @@ def revoke(console: Console, call: Call) -> Response:
     return RedirectResponse(f"/badges?revoked={badge_id}", status_code=303)
 
 
+@handler("badges.manage")
+def lift(console: Console, call: Call) -> Response:
+    """Lift a badge's cut-off: the running gateway lets it log in to the broker again."""
+    badge_id = call.path("badge")
+    lifted = console.storage.cutoffs.lift(badge_id)
+    if lifted is None:
+        raise ConsoleError(f"badge {badge_id} is not cut off")
+    detail = {"cut_off_at_ns": lifted.cut_off_at_ns}
+    console.custody.record(call.session.username, "lift-cut-off", badge_id, detail=detail)
+    return RedirectResponse(f"/badges?lifted={badge_id}", status_code=303)
+
+
 def routes() -> list[BaseRoute]:
     """The badges routes."""
     return [
@@ -113,4 +128,5 @@ def routes() -> list[BaseRoute]:
         Route("/badges/enrol", enrol, methods=["POST"]),
         Route("/badges/bundle/{token}", bundle_download),
         Route("/badges/{badge}/revoke", revoke, methods=["POST"]),
+        Route("/badges/{badge}/lift-cutoff", lift, methods=["POST"]),
     ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from functools import partial
 
 import anyio
@@ -11,8 +12,18 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from evidence.text import escape_unsafe
 from gateway.console.auth import CSRF_FIELD, LOGIN_CSRF_COOKIE, new_token, tokens_match
-from gateway.console.core import HOME, Call, Console, client_address, handler, read_form, safe_next
+from gateway.console.core import (
+    HOME,
+    SECOND_FACTOR_SETUP,
+    Call,
+    Console,
+    client_address,
+    handler,
+    read_form,
+    safe_next,
+)
 from gateway.console.users import MAX_PASSWORD
 
 log = logging.getLogger(__name__)
@@ -58,27 +69,44 @@ def _login(console: Console, request: Request, form: dict[str, str]) -> Response
     username = form.get("username", "").strip().lower()[:64]
     password = form.get("password", "")[:MAX_PASSWORD]
     client = client_address(request)
-    wait = console.limiter.retry_after(username, client)
+    with console.lock:
+        wait = console.limiter.retry_after(username, client)
+        if wait <= 0:
+            # counted before the password is checked, so that tries sent at once cannot all
+            # pass the delay; a good login clears the count again
+            console.limiter.failed(username, client)
     if wait > 0:
-        log.warning("console login for %r from %s refused: too many failures", username, client)
-        minutes = max(1, round(wait / 60))
-        message = f"Too many failed logins. Try again in about {minutes} minute(s)."
-        return _login_form(console, request, message, 429)
+        log.warning("console login for %r from %s delayed: recent failures", username, client)
+        seconds = max(1, math.ceil(wait))
+        message = f"Too many failed logins from here. Try again in {seconds} second(s)."
+        response = _login_form(console, request, message, 429)
+        response.headers["retry-after"] = str(seconds)
+        return response
     user = console.users.authenticate(username, password) if username else None
     with console.lock:
+        factor = "none"
+        if user is not None and console.second_factor.enrolled(user.username):
+            factor = console.second_factor.verify(user.username, form.get("code", "")) or ""
+            if not factor:
+                user = None
         if user is None:
-            console.limiter.failed(username, client)
             if username:
+                named = escape_unsafe(username)  # whatever was typed, shown safely
                 console.custody.record(
-                    username, "login", username, detail={"outcome": "refused", "client": client}
+                    named, "login", named, detail={"outcome": "refused", "client": client}
                 )
-            return _login_form(console, request, "Wrong user name or password.", 401)
-        console.limiter.succeeded(username)
-        console.custody.record(
-            username, "login", username, detail={"outcome": "accepted", "client": client}
-        )
-        token, session = console.sessions.open(user, client)
+            message = "Wrong user name, password or one-time code."
+            return _login_form(console, request, message, 401)
+        setup = factor == "none" and console.second_factor.required(user.role)
+        console.limiter.succeeded(username, client)
+        detail = {"outcome": "accepted", "client": client, "second_factor": factor}
+        if setup:
+            detail["second_factor"] = "to be set up"
+        console.custody.record(username, "login", username, detail=detail)
+        token, session = console.sessions.open(user, client, second_factor_pending=setup)
     target = safe_next(form.get("next", "")) or HOME[session.role]
+    if setup:
+        target = SECOND_FACTOR_SETUP
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(
         console.session_cookie,
@@ -94,17 +122,21 @@ def _login(console: Console, request: Request, form: dict[str, str]) -> Response
 
 
 async def logout(request: Request) -> Response:
-    """End the session (CSRF-checked) and go back to the login page."""
+    """End the session the cookie names, server-side, and go back to the login page.
+
+    The session ends whether or not the form's CSRF token is right (decision 1762): a forged
+    logout can do no more than log someone out, and a logout that left the session valid
+    behind a cleared cookie would leave a stolen cookie working.
+    """
     console: Console = request.app.state.console
-    form = await read_form(request)
-    return await anyio.to_thread.run_sync(partial(_logout, console, request, form))
+    await read_form(request)
+    return await anyio.to_thread.run_sync(partial(_logout, console, request))
 
 
-def _logout(console: Console, request: Request, form: dict[str, str]) -> Response:
+def _logout(console: Console, request: Request) -> Response:
     token = request.cookies.get(console.session_cookie, "")
-    with console.lock:
-        session = console.sessions.find(token)
-        if session is not None and tokens_match(session.csrf_token, form.get(CSRF_FIELD)):
+    if token:
+        with console.lock:
             console.sessions.close(token)
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(console.session_cookie, path="/")

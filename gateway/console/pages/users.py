@@ -1,4 +1,4 @@
-"""The console users page: add, change role, disable, reset password."""
+"""The console users page: add, change role, disable, reset password, unlock logins."""
 
 from __future__ import annotations
 
@@ -13,10 +13,15 @@ from gateway.errors import ConsoleError
 @handler("users.manage")
 def users_page(console: Console, call: Call) -> Response:
     """Console users: add, change role, disable, reset password."""
+    users = console.users.all()
     return console.page(
         call,
         "users.html",
-        users=console.users.all(),
+        users=users,
+        locks={user.username: console.limiter.locks(user.username) for user in users},
+        factors={
+            user.username: console.second_factor.state(user.username, user.role) for user in users
+        },
         roles=[(role.value, ROLE_TITLES[role]) for role in Role],
         csrf=call.session.csrf_token,
     )
@@ -38,11 +43,11 @@ def add_user(console: Console, call: Call) -> Response:
 
 @handler("users.manage")
 def change_user(console: Console, call: Call) -> Response:
-    """Change a user's role, disable or enable them, or set a new password."""
+    """Change a user's role, disable or enable them, set a new password, or unlock logins."""
     username = call.path("username")
     change = call.field("change")
     target = console.users.require(username)
-    detail: dict[str, str] = {"change": change}
+    detail: dict[str, str | int] = {"change": change}
     leaves_admin = target.role is Role.ADMIN and not target.disabled
     if change == "role":
         role = parse_role(call.field("role"))
@@ -56,9 +61,14 @@ def change_user(console: Console, call: Call) -> Response:
         console.users.set_disabled(username, change == "disable")
     elif change == "password":
         console.users.set_password(username, call.form.get("password", ""))
+    elif change == "reset-second-factor":
+        console.second_factor.reset(username)
+    elif change == "unlock":
+        detail["addresses"] = console.limiter.unlock(username)
     else:
         raise ConsoleError(f"{change[:40]!r} is not a change to a user")
-    console.sessions.close_all(username)
+    if change != "unlock":
+        console.sessions.close_all(username)
     console.custody.record(call.session.username, "user-change", username, detail=detail)
     return RedirectResponse("/users", status_code=303)
 

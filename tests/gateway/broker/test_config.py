@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -23,9 +24,7 @@ from evidence.topics import (
     shared_subscription,
 )
 from gateway.broker.config import (
-    ACL_FILE,
     CONFIG_FILE,
-    PASSWORD_FILE,
     SERVER_KEY_FILE,
     BrokerAccount,
     BrokerSettings,
@@ -33,6 +32,7 @@ from gateway.broker.config import (
     new_broker_password,
     write_broker_config,
 )
+from gateway.broker.dynsec import DYNSEC_FILE, find_plugin
 from gateway.errors import BrokerConfigError, GatewayError
 from gateway.pki.ca import EvidenceCA
 from tests.mosquitto import (
@@ -196,24 +196,42 @@ def test_files_and_modes(tmp_path: Path, ca: EvidenceCA) -> None:
     config_path = _write(tmp_path, ca, plain_port=18884)
     out = config_path.parent
     assert config_path.name == CONFIG_FILE
-    assert _mode(out / PASSWORD_FILE) == 0o600
-    assert _mode(out / ACL_FILE) == 0o600
+    assert _mode(out / DYNSEC_FILE) == 0o600
     assert _mode(out / SERVER_KEY_FILE) == 0o600
     assert not [path for path in out.iterdir() if path.name.endswith(".tmp")]
-    password_lines = (out / PASSWORD_FILE).read_text().splitlines()
-    assert [line.split(":")[0] for line in password_lines] == ["gateway", "badge-a"]
+    clients = json.loads((out / DYNSEC_FILE).read_text())["clients"]
+    assert [client["username"] for client in clients] == ["gateway", "badge-a"]
 
 
-def test_acl_confines_badges_and_grants_the_gateway(tmp_path: Path, ca: EvidenceCA) -> None:
-    acl = (_write(tmp_path, ca).parent / ACL_FILE).read_text()
-    rules = [line for line in acl.splitlines() if line and not line.startswith("#")]
-    assert rules == [
-        "pattern write medbadge/v1/badge/%u/#",
-        "pattern read medbadge/v1/gateway/%u/#",
-        "user gateway",
-        "topic read medbadge/v1/badge/#",
-        "topic write medbadge/v1/gateway/#",
+def test_roles_confine_badges_and_grant_the_gateway(tmp_path: Path, ca: EvidenceCA) -> None:
+    document = json.loads((_write(tmp_path, ca).parent / DYNSEC_FILE).read_text())
+    assert document["defaultACLAccess"] == {
+        "publishClientSend": False,
+        "publishClientReceive": False,
+        "subscribe": False,
+        "unsubscribe": True,
+    }
+    roles = {
+        role["rolename"]: [(acl["acltype"], acl["topic"]) for acl in role["acls"]]
+        for role in document["roles"]
+    }
+    assert roles["badge:badge-a"] == [
+        ("publishClientSend", "medbadge/v1/badge/badge-a/#"),
+        ("subscribePattern", "medbadge/v1/gateway/badge-a/#"),
+        ("publishClientReceive", "medbadge/v1/gateway/badge-a/#"),
     ]
+    assert ("publishClientSend", "$CONTROL/dynamic-security/v1") in roles["gateway"]
+    assert ("publishClientReceive", "medbadge/v1/badge/#") in roles["gateway"]
+    clients = {client["username"]: client for client in document["clients"]}
+    assert clients["badge-a"]["roles"] == [{"rolename": "badge:badge-a"}]
+    assert clients["gateway"]["roles"] == [{"rolename": "gateway"}]
+    assert clients["badge-a"]["iterations"] == 101 and not clients["badge-a"]["disabled"]
+
+
+def test_a_missing_plugin_is_refused_saying_what_to_install(tmp_path: Path) -> None:
+    with pytest.raises(BrokerConfigError, match="install Debian's mosquitto package"):
+        find_plugin([tmp_path / "nothing.so"])
+    assert find_plugin().is_file()
 
 
 def test_plain_listener_only_on_loopback(tmp_path: Path, ca: EvidenceCA) -> None:
@@ -234,8 +252,8 @@ def test_config_security_lines(tmp_path: Path, ca: EvidenceCA) -> None:
     for expected in [
         "per_listener_settings false",
         "allow_anonymous false",
-        f"password_file {out / PASSWORD_FILE}",
-        f"acl_file {out / ACL_FILE}",
+        f"plugin {find_plugin()}",
+        f"plugin_opt_config_file {out / DYNSEC_FILE}",
         "tls_version tlsv1.2",
         "max_packet_size 4096",
         "persistence true",
@@ -312,10 +330,10 @@ def test_badge_cannot_read_another_badges_receipts(
 ) -> None:
     receipt_b = gateway_topic("badge-b", "receipt")
     badge_a = _session(broker, sessions, "badge-a")
-    # mosquitto 2.0's ACL file does not refuse the SUBSCRIBE itself (newer brokers may);
-    # either way the read ACL stops every message on delivery, which is what matters.
+    # the dynamic security plugin refuses the SUBSCRIBE itself, and its read rule would
+    # stop every message on delivery anyway
     code = badge_a.subscribe(receipt_b)
-    assert code.is_failure or code.value == 1
+    assert code.is_failure
     assert not badge_a.subscribe(gateway_topic("badge-a", "receipt")).is_failure
     badge_b = _session(broker, sessions, "badge-b")
     badge_b.subscribe(receipt_b)
@@ -590,6 +608,6 @@ def test_root_started_broker_drops_to_mosquitto_user() -> None:
                 timeout=10,
             ).stdout.strip()
             assert owner == "mosquitto"
-            assert (directory / "broker" / PASSWORD_FILE).stat().st_uid != 0
+            assert (directory / "broker" / DYNSEC_FILE).stat().st_uid != 0
     finally:
         shutil.rmtree(directory, ignore_errors=True)

@@ -23,6 +23,7 @@ from tests.gateway.badge_messages import BadgeMessages, Hospital, make_hospital
 from tests.gateway.console_support import (
     PASSWORD,
     add_users,
+    one_time_code,
     recorded_segments,
     seal_recording,
 )
@@ -46,43 +47,51 @@ WAIT_MS = 15_000
 
 
 class RunningGateway:
-    """``python -m gateway.cli run`` with the console on a free loopback port (plain HTTP)."""
+    """``gateway run`` and ``gateway console`` (plain HTTP on a free loopback port), as the two
+    processes a hospital runs."""
 
     def __init__(self, hospital: Hospital, tls_port: int, log: Path) -> None:
         self.port = free_port(avoid=[tls_port])
         self.url = f"http://127.0.0.1:{self.port}"
-        root = hospital.data_dir.root
-        (root / "gateway.toml").write_text(
+        self.root = hospital.data_dir.root
+        (self.root / "gateway.toml").write_text(
             f"[broker]\nport = {tls_port}\n\n"
             f'[console]\nhost = "127.0.0.1"\nport = {self.port}\ntls = false\n'
         )
-        self.log = log
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self.logs = [log, log.with_name("console.log")]
+        self._start("run", self.logs[0], "gateway ready")
+        self._start("console", self.logs[1], "console serving at")
+        with urllib.request.urlopen(self.url + "/login", timeout=5) as answer:  # noqa: S310
+            assert answer.status == 200
+
+    def _start(self, command: str, log: Path, ready: str) -> None:
         environment = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
         with log.open("ab") as output:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "gateway.cli", "--data", str(root), "run"],
+            process = subprocess.Popen(
+                [sys.executable, "-m", "gateway.cli", "--data", str(self.root), command],
                 cwd=REPO,
                 env=environment,
                 stdin=subprocess.DEVNULL,
                 stdout=output,
                 stderr=subprocess.STDOUT,
             )
+        self.processes.append(process)
         deadline = time.monotonic() + 30
-        while "gateway ready" not in log.read_text(errors="replace"):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"gateway did not start:\n{log.read_text()}")
+        while ready not in log.read_text(errors="replace"):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"gateway {command} did not start:\n{log.read_text()}")
             time.sleep(0.05)
-        with urllib.request.urlopen(self.url + "/login", timeout=5) as answer:  # noqa: S310
-            assert answer.status == 200
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        for process in reversed(self.processes):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(20)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(5)
 
 
 @pytest.fixture
@@ -110,11 +119,13 @@ def shot(page: Page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
-def log_in(browser: Browser, url: str, username: str) -> Page:
+def log_in(browser: Browser, url: str, username: str, secret: str | None = None) -> Page:
     page = browser.new_context(accept_downloads=True).new_page()
     page.goto(url + "/login")
     page.fill("input[name=username]", username)
     page.fill("input[name=password]", PASSWORD)
+    if secret is not None:
+        page.fill("input[name=code]", one_time_code(secret))
     page.click("button[type=submit]")
     page.wait_for_load_state()
     return page
@@ -122,7 +133,7 @@ def log_in(browser: Browser, url: str, username: str) -> Page:
 
 def test_press_to_playback_to_export_in_a_real_browser(browser: Browser, tmp_path: Path) -> None:
     hospital = make_hospital(tmp_path)
-    add_users(hospital)
+    secrets = add_users(hospital)
     tls_port, plain_port = write_config(hospital.data_dir.root)
     badge = BadgeMessages.of(hospital.bundles["badge-a"])
     segments = seal_recording(badge, recorded_segments())
@@ -183,7 +194,7 @@ def test_press_to_playback_to_export_in_a_real_browser(browser: Browser, tmp_pat
             )
             assert forbidden.status == 403 and "evidence custodian" in forbidden.text()
 
-            custodian = log_in(browser, gateway.url, "carl")
+            custodian = log_in(browser, gateway.url, "carl", secrets["carl"])
             custodian.goto(incident_url)
             custodian.fill("#export-form input[name=justification]", "court order 7/2026")
             custodian.click("#export-form button")
@@ -213,7 +224,7 @@ def test_press_to_playback_to_export_in_a_real_browser(browser: Browser, tmp_pat
             auditor.goto(gateway.url + "/incidents")
             shot(auditor, "09-incidents")
 
-            admin = log_in(browser, gateway.url, "adam")
+            admin = log_in(browser, gateway.url, "adam", secrets["adam"])
             expect(admin.locator("#badges")).to_contain_text("badge-a")
             shot(admin, "10-badges")
             admin.goto(gateway.url + "/users")
@@ -222,4 +233,5 @@ def test_press_to_playback_to_export_in_a_real_browser(browser: Browser, tmp_pat
             if session is not None:
                 session.close()
             gateway.stop()
-    assert "Traceback" not in gateway.log.read_text()
+    for log in gateway.logs:
+        assert "Traceback" not in log.read_text()

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from evidence.bundle import EnrolmentBundle
-from evidence.keys import CustodianPrivateKey, HpkeSuite
+from evidence.keys import BadgeIdentity, CustodianPrivateKey, HpkeSuite
+from gateway.broker.config import hash_broker_password
 from gateway.cli import main
 from gateway.datadir import GatewayDataDir
 from gateway.enrolment.registry import EnrolmentView
@@ -128,6 +129,47 @@ def test_bad_badge_ids_are_refused_clearly(
 ) -> None:
     assert main(["--data", str(data_dir.root), "enroll", bad_id, "-o", str(tmp_path / "b")]) == 1
     assert "is not allowed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("reserved", ["gateway", "gateway-intake", "intake-7"])
+def test_ids_of_the_gateways_broker_accounts_are_refused(
+    data_dir: GatewayDataDir, reserved: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (data_dir.root / "gateway.toml").write_text('[broker]\nusername = "intake-7"\n')
+    args = ["--data", str(data_dir.root), "enroll", reserved, "-o", str(tmp_path / "b")]
+    assert main(args) == 1
+    assert f"badge id {reserved!r} is reserved for the gateway's own broker accounts" in (
+        capsys.readouterr().err
+    )
+    assert not (tmp_path / "b").exists()
+    storage = data_dir.storage()
+    try:
+        assert storage.badges.all() == []
+    finally:
+        storage.close()
+
+
+def test_a_badge_enrolled_as_the_gateway_before_is_named_by_broker_config(
+    data_dir: GatewayDataDir, capsys: pytest.CaptureFixture[str]
+) -> None:
+    storage = data_dir.storage()
+    try:  # as an older gateway allowed
+        key = BadgeIdentity.generate("gateway").signing_key.public_key
+        storage.badges.enroll(
+            "gateway",
+            key,
+            hash_broker_password("x"),
+            wearer="",
+            location="",
+            operator="t",
+            rotate=False,
+        )
+    finally:
+        storage.close()
+    assert main(["--data", str(data_dir.root), "broker-config", "--broker-user", "root"]) == 1
+    assert "badge 'gateway' has the gateway's broker login name: revoke it" in (
+        capsys.readouterr().err
+    )
 
 
 def test_enroll_before_init_says_what_to_do(

@@ -223,7 +223,7 @@ def test_the_cli_exports_and_refuses_without_a_justification(
     assert report.verified and report.summary.justification == "Court order 9"
     with zipfile.ZipFile(output) as archive:
         assert DERIVED_MP4 not in archive.namelist()
-    assert gateway_main([*base, "--justification", "again"]) == 1
+    assert gateway_main([*base, "--justification", "again, for the appeal"]) == 1
     assert "already exists" in capsys.readouterr().err
 
 

@@ -18,6 +18,7 @@ from evidence.keys import BadgeIdentity
 from evidence.messages import Receipt, Rejection, SegmentChunk
 from evidence.segment import SealedSegment
 from gateway.alerts.alerts import AlertEvent
+from gateway.config import CutoffSettings, IntakeLimits
 from gateway.intake.intake import MAX_PAYLOAD_BYTES, PARTIAL_DIR, Intake
 from gateway.intake.reassembly import DEFAULT_TIMEOUT_NS, Reassembly
 from gateway.storage.badge_states import BadgeState
@@ -60,6 +61,7 @@ class Gateway:
         self.clock = SteppingClock(BASE_WALL_NS + CLOCK_OFFSET_NS)
         self.published: list[tuple[str, bytes]] = []
         self.alerts: list[AlertEvent] = []
+        self.limits = IntakeLimits()
         self.intake = self.open()
         self.a = BadgeMessages.of(self.hospital.bundles["badge-a"])
         self.b = BadgeMessages.of(self.hospital.bundles["badge-b"])
@@ -70,6 +72,7 @@ class Gateway:
             lambda topic, payload: self.published.append((topic, payload)),
             self.alerts.append,
             clock=self.clock,
+            limits=self.limits,
         )
 
     def restart(self) -> None:
@@ -295,7 +298,8 @@ def test_unknown_badge_and_garbage_topics_are_quarantined_without_an_answer(
     gateway.send("medbadge/v1/gateway/badge-a/receipt", b"x")
     assert gateway.published == []
     assert gateway.intake.counts() == {"malformed": 2, "unknown-badge": 1}
-    assert len(gateway.quarantined()) == 3
+    assert len(gateway.quarantined()) == 2  # an unknown badge's bytes are not kept
+    assert gateway.intake.quarantine.not_kept() == {"unknown-badge": 1}
 
 
 def test_revoked_badge_is_refused_without_an_answer(gateway: Gateway) -> None:
@@ -303,6 +307,8 @@ def test_revoked_badge_is_refused_without_an_answer(gateway: Gateway) -> None:
     gateway.send(gateway.a.topic("alert"), gateway.a.alert("inc-1"))
     assert gateway.published == [] and gateway.alerts == []
     assert gateway.intake.counts() == {"unknown-badge": 1}
+    assert gateway.quarantined() == []  # only the metadata of a revoked badge's message
+    assert gateway.intake.quarantine.not_kept() == {"unknown-badge": 1}
 
 
 def test_segment_no_incident_covers_is_unexpected(gateway: Gateway) -> None:
@@ -579,6 +585,9 @@ def test_random_garbage_is_refused_and_counted_and_the_intake_keeps_working(
     sqlite_gateway: Gateway,
 ) -> None:
     gateway = sqlite_gateway  # parsing, not storage: once is enough
+    # the checks are under test here, not the cut-off that would stop the flood (test_cutoff)
+    gateway.limits = IntakeLimits(cutoff=CutoffSettings(refusals=100_000))
+    gateway.restart()
     a = gateway.a
     gateway.send(a.topic("incident"), a.incident("inc-1", 0, 0))
     samples = [

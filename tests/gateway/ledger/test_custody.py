@@ -233,3 +233,15 @@ def test_enrolment_refuses_an_altered_ledger(
         assert storage.badges.get("badge-x").key_generation == 1
     finally:
         storage.close()
+
+
+@pytest.mark.parametrize(
+    ("justification", "message"),
+    [(".", "does not say why"), ("\u200b", "ZERO WIDTH SPACE"), ("ok\x00 fine", "\\\\x00")],
+)
+def test_footage_access_with_a_reason_that_says_nothing_is_refused(
+    custody: Custody, justification: str, message: str
+) -> None:
+    with pytest.raises(CustodyError, match=message):
+        custody.log.record("guard-ivanova", "view", "inc-1", justification)
+    assert custody.ledger.size == 0

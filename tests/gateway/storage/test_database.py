@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,6 +14,7 @@ from evidence.keys import SigningKey
 from gateway.errors import DuplicateRecordError, StorageError
 from gateway.storage import StorageSettings, open_storage
 from gateway.storage.catalogue import NewAlert
+from gateway.storage.database import SqliteDatabase
 from gateway.storage.schema import MIGRATIONS
 from tests.storage_backends import DatabaseFactory
 
@@ -137,3 +139,40 @@ def test_the_arrival_migration_numbers_existing_rows_and_reindexes_them(tmp_path
         assert ("inc-c", 3) in rows(path, "SELECT incident_id, arrival FROM alerts")
     finally:
         storage.close()
+
+
+class CommitAndRollbackFail(sqlite3.Connection):
+    """A real SQLite connection whose COMMIT reports a full disk and whose ROLLBACK fails
+    after it, as SQLite may once it has rolled the transaction back itself."""
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        if sql == "COMMIT":
+            raise sqlite3.OperationalError("database or disk is full")
+        if sql == "ROLLBACK":
+            raise sqlite3.OperationalError("cannot rollback - no transaction is active")
+        return super().execute(sql, parameters)
+
+
+def test_a_failing_rollback_does_not_hide_the_error_that_caused_it(tmp_path: Path) -> None:
+    connection = sqlite3.connect(
+        tmp_path / "t.db", isolation_level=None, factory=CommitAndRollbackFail
+    )
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=FULL")
+    connection.execute("CREATE TABLE t (x INTEGER)")
+    database = SqliteDatabase(connection, "test database")
+    try:
+        with (
+            pytest.raises(StorageError, match="database or disk is full") as raised,
+            database.transaction(),
+        ):
+            database.execute("INSERT INTO t VALUES (1)")
+        notes = getattr(raised.value, "__notes__", [])
+        assert any("cannot rollback" in note for note in notes)
+        sqlite3.Connection.execute(connection, "ROLLBACK")  # what the failed one left open
+        with pytest.raises(KeyError) as other, database.transaction():  # the caller's error
+            raise KeyError("the caller's")
+        assert any("cannot rollback" in note for note in getattr(other.value, "__notes__", []))
+    finally:
+        sqlite3.Connection.execute(connection, "ROLLBACK")
+        connection.close()
