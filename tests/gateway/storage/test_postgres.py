@@ -14,6 +14,8 @@ from evidence.keys import SigningKey
 from gateway.errors import DuplicateRecordError, StorageError
 from gateway.storage import StorageSettings, open_storage
 from gateway.storage.catalogue import NewAlert
+from gateway.storage.cutoffs import Cutoff
+from gateway.storage.login_failures import LoginFailureRecord
 from gateway.storage.postgres import translate, translate_schema
 from gateway.storage.schema import MIGRATIONS
 from tests.postgres import PostgresServer
@@ -108,3 +110,36 @@ def test_a_database_newer_than_the_software_is_refused(
 def test_a_url_of_another_kind_is_refused(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="starts with postgresql://"):
         open_storage(StorageSettings("mysql://db/gateway", tmp_path / "vault"))
+
+
+def test_the_console_and_cutoff_stores_keep_their_records_on_postgresql(
+    tmp_path: Path, postgres_server: PostgresServer
+) -> None:
+    storage = open_storage(settings(postgres_server.create_database(), tmp_path))
+    try:
+        storage.badges.enroll(
+            "badge-a", SigningKey.generate().public_key, "x", wearer="", location="",
+            operator="test", rotate=False,
+        )
+        storage.users.add("olga", "hash", "officer", 1, "test")
+        failure = LoginFailureRecord("olga", "10.0.0.7", 3, 50)
+        storage.login_failures.put(failure)
+        storage.login_failures.put(LoginFailureRecord("olga", "10.0.0.7", 4, 60))  # upsert
+        assert storage.login_failures.get("olga", "10.0.0.7") == LoginFailureRecord(
+            "olga", "10.0.0.7", 4, 60
+        )
+        assert storage.login_failures.prune(before_ns=61, keep=10) == 1
+        codes = [bytes([n]) * 32 for n in range(3)]
+        storage.second_factors.enrol("olga", b"sealed secret", 7, 99, codes)
+        assert storage.second_factors.use_step("olga", 8) and not storage.second_factors.use_step(
+            "olga", 8
+        )
+        assert storage.second_factors.use_recovery_code("olga", codes[1], 100)
+        assert not storage.second_factors.use_recovery_code("olga", codes[1], 101)
+        assert storage.second_factors.recovery_codes_left("olga") == 2
+        cutoff = Cutoff("badge-a", 5, 100, 60, "garbage")
+        assert storage.cutoffs.cut_off(cutoff) and not storage.cutoffs.cut_off(cutoff)
+        assert storage.cutoffs.get("badge-a") == cutoff
+        assert storage.cutoffs.lift("badge-a") == cutoff and storage.cutoffs.get("badge-a") is None
+    finally:
+        storage.close()
