@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from badge.media import EncodedSegment
+from gateway.console.actions import AlertDesk
 from gateway.errors import ExportError, RetentionError
 from gateway.ledger.custody import CustodyLog
 from gateway.ledger.ledger import Ledger, open_ledger
@@ -151,11 +152,12 @@ def test_only_a_custodian_may_apply_retention(tmp_path: Path) -> None:
         assert "not due for deletion" in refused.text
 
 
-def test_on_s3_the_store_refuses_an_early_deletion_and_the_record_still_lands(
+def test_on_s3_the_store_refuses_an_early_deletion_and_a_console_hold_is_the_stores(
     tmp_path: Path, postgres_server: PostgresServer, seaweed_server: SeaweedServer
 ) -> None:
     """The retention policy's clock says due; the store's lock, set from the days at
-    arrival, says not yet: the store refuses, the footage stays, the ledger has the record."""
+    arrival, says not yet: the store refuses, the footage stays, the ledger has the record.
+    A legal hold placed and released in the console is placed and released in the store."""
     root = tmp_path / "gateway"
     database = TestDatabase("postgresql", postgres_server.create_database())
     bucket = seaweed_server.create_bucket("retention-vault")
@@ -182,5 +184,21 @@ def test_on_s3_the_store_refuses_an_early_deletion_and_the_record_still_lands(
         (entry,) = custody.entries(action="retention-delete")
         assert entry.subject == incident.incident_id
         assert deletion(storage, "badge-a", incident.incident_id) is not None
+
+        def s3_holds() -> set[str]:
+            client = seaweed_server.client()
+            return {
+                client.get_object_legal_hold(
+                    Bucket=bucket, Key=f"{sha.hex()[:2]}/{sha.hex()}.mbseal"
+                )["LegalHold"]["Status"]
+                for sha in shas
+            }
+
+        storage.incident_index.catch_up()
+        desk = AlertDesk(custody)
+        desk.hold("carl", "badge-a", incident.incident_id, True, "case 2026-0417")
+        assert s3_holds() == {"ON"}  # the console's hold is the store's own too
+        desk.hold("carl", "badge-a", incident.incident_id, False, "case closed")
+        assert s3_holds() == {"OFF"}
     finally:
         storage.close()
