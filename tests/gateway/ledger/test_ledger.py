@@ -587,3 +587,32 @@ def test_the_hospitals_own_tsa_stamps_checkpoints_through_the_seam(store: Store)
     assert made.timestamp_token is not None
     info = verify_timestamp(made.timestamp_token, sha256(made.note), ca.certificate)
     assert info.digest == sha256(made.note)
+
+
+def test_gateway_processes_on_one_database_append_through_one_sequencer(store: Store) -> None:
+    """Each worker has its own connection; the database's write lock is the one sequencer,
+    so the log stays contiguous and every index is given once."""
+    ledgers = [store.open() for _ in range(3)]
+    given: list[int] = []
+    failures: list[BaseException] = []
+
+    def work(ledger: Ledger, worker: int) -> None:
+        try:
+            for number in range(15):
+                given.append(ledger.append("custody", {"worker": worker, "number": number}))
+        except BaseException as error:
+            failures.append(error)
+
+    threads = [
+        threading.Thread(target=work, args=(ledger, worker))
+        for worker, ledger in enumerate(ledgers)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert sorted(given) == list(range(45))
+    checkpoint = ledgers[0].checkpoint()
+    assert checkpoint.size == 45
+    assert store.open().verify_against_last_checkpoint() == checkpoint
