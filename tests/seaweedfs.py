@@ -77,6 +77,13 @@ class SeaweedServer:
         path.write_text(json.dumps({"access_key": self.access_key, "secret_key": self.secret_key}))
         return path
 
+    def vault_toml(self, bucket: str, directory: Path) -> str:
+        """The ``[vault]`` table of a gateway.toml naming ``bucket``, its keys in ``directory``."""
+        return (
+            f'[vault]\nurl = "s3://{bucket}"\nendpoint = "{self.endpoint}"\n'
+            f'credentials_file = "{self.credentials_file(directory)}"\n'
+        )
+
     def start(self) -> None:
         """Start the server and wait until its S3 API answers."""
         identities = {
