@@ -160,6 +160,11 @@ class SeaweedServer:
                 self._process.wait(10)
         self._process = None
         shutil.rmtree(self.root, ignore_errors=True)
+        # weed puts its local gRPC and S3 sockets in the temporary directory, named by port
+        temporary = Path(tempfile.gettempdir())
+        for port in self.ports.values():
+            for leftover in temporary.glob(f"seaweedfs-*-{port}.sock"):
+                leftover.unlink(missing_ok=True)
 
     def log_text(self) -> str:
         """What the server has printed so far."""
