@@ -200,7 +200,7 @@ def create_first_admin(data_dir: GatewayDataDir, username: str, password: str) -
 
 
 def _run(args: argparse.Namespace) -> int:
-    data_dir = GatewayDataDir(args.data)
+    data_dir = GatewayDataDir(args.data, getattr(args, "config", None))
     if args.command == "init":
         check_name(args.hospital, "hospital name")
         admin_password = _admin_password(args)

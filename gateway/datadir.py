@@ -36,6 +36,8 @@ class GatewayDataDir:
     """Paths inside a gateway data directory, and the operations that create and read it."""
 
     root: Path
+    config_file: Path | None = None
+    """The gateway.toml that names the storage, when not ``root / "gateway.toml"``."""
 
     @property
     def keys(self) -> Path:
@@ -91,7 +93,7 @@ class GatewayDataDir:
     def storage_settings(self) -> StorageSettings:
         """Where this gateway keeps its records and footage: ``[database]`` and ``[vault]``
         of gateway.toml, by default the SQLite file and the vault directory here."""
-        config = GatewayConfig.load(self.root)
+        config = GatewayConfig.load(self.root, self.config_file)
         vault: Path | S3VaultSettings = self.vault_dir
         if config.vault is not None:
             vault = S3VaultSettings(

@@ -72,3 +72,16 @@ def test_gateway_toml_puts_the_records_in_postgresql_and_the_footage_in_s3(
         assert timedelta(days=89) < until - datetime.now(UTC) <= timedelta(days=90)
     finally:
         storage.close()
+
+
+def test_a_configuration_file_elsewhere_names_the_storage(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "etc" / "gateway.toml"
+    elsewhere.parent.mkdir()
+    elsewhere.write_text('[database]\nurl = "postgresql://gateway@db.city.kz/hospital4"\n')
+    (tmp_path / "gateway").mkdir()
+    (tmp_path / "gateway" / "gateway.toml").write_text("")  # not this one
+    named = GatewayDataDir(tmp_path / "gateway", elsewhere).storage_settings
+    assert named.database == "postgresql://gateway@db.city.kz/hospital4"
+    assert GatewayDataDir(tmp_path / "gateway").storage_settings.database == (
+        tmp_path / "gateway" / "gateway.db"
+    )
