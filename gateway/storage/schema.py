@@ -276,5 +276,13 @@ MIGRATIONS: Sequence[str] = (
     );
     ALTER TABLE console_sessions ADD COLUMN second_factor_pending INTEGER NOT NULL DEFAULT 0;
     """,
+    # which intake worker holds which shard of the badges, until when (decision 2303)
+    """
+    CREATE TABLE intake_shard_leases (
+        shard INTEGER NOT NULL PRIMARY KEY,
+        holder TEXT NOT NULL,
+        expires_ns INTEGER NOT NULL
+    );
+    """,
 )
 """Each entry moves the schema one version up; never edit one that has shipped."""

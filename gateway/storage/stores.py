@@ -24,6 +24,7 @@ from gateway.storage.retention import RetentionRecords
 from gateway.storage.s3_vault_settings import S3VaultSettings
 from gateway.storage.second_factors import SecondFactors
 from gateway.storage.sessions import ConsoleSessions
+from gateway.storage.shard_leases import ShardLeases
 from gateway.storage.users import ConsoleUsers
 from gateway.storage.vault import DirectoryVault, Vault
 
@@ -66,6 +67,7 @@ class Storage:
         self.sessions = ConsoleSessions(database)
         self.login_failures = LoginFailures(database)
         self.second_factors = SecondFactors(database)
+        self.shard_leases = ShardLeases(database)
         self.alert_actions = AlertActions(database)
         self.alert_feed = AlertFeed(database)
         self.incident_index = IncidentIndex(database)
