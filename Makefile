@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: test lint typecheck unit bench demo system-deps clean
+.PHONY: test lint typecheck unit bench demo check-arm64 system-deps clean
 
 test: $(STAMP) system-deps
 	$(BIN)/ruff check .
@@ -27,6 +27,11 @@ bench: $(STAMP) system-deps
 
 demo: $(STAMP) system-deps
 	$(BIN)/python -m demo --keep-running
+
+# The badge on Debian bookworm arm64 under qemu (root; minutes; not part of `make test`).
+check-arm64: $(STAMP) system-deps
+	@scripts/ensure-arm64-deps
+	$(BIN)/python -m demo.arm64
 
 system-deps:
 	@scripts/ensure-system-deps

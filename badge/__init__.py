@@ -1,6 +1,7 @@
 """The medbadge badge: camera, segments, sealing, pre-event ring, alert button and uplink."""
 
 __all__ = [
+    "bounded",
     "button",
     "capture",
     "cli",
@@ -8,7 +9,12 @@ __all__ = [
     "control",
     "daemon",
     "encoder",
+    "enrolment",
     "errors",
+    "fuel_gauge",
+    "glyphs",
+    "hardware_key",
+    "health",
     "heartbeat",
     "incident",
     "media",
@@ -19,6 +25,7 @@ __all__ = [
     "ring",
     "sealer",
     "segmenter",
+    "signer",
     "sources",
     "uplink",
     "uplink_session",

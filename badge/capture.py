@@ -24,6 +24,7 @@ from typing import TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from badge.bounded import ByteBoundedQueue
 from badge.encoder import AUTO_VIDEO_CODEC, TS_CLOCK, AudioEncoder, VideoEncoder
 from badge.errors import BadgeError, ConfigError, EncoderError, SourceError
 from badge.media import AudioBlock, CodecParameters, EncodedSegment, VideoFrame
@@ -49,8 +50,12 @@ class CaptureSettings:
     audio_bitrate: int = 64_000
     frame_queue: int = 8
     """Frames that may wait for the encoder before a realtime source's frames are dropped."""
+    frame_queue_bytes: int = 16_000_000
+    """...and the bytes they may hold: five 1080p I420 frames (3.1 MB each), two BGR ones."""
     audio_queue: int = 50
     """Audio blocks that may wait for the encoder before a realtime microphone's are dropped."""
+    audio_queue_bytes: int = 1_000_000
+    """...and the bytes they may hold."""
 
     def __post_init__(self) -> None:
         """Reject values the pipeline cannot work with (ConfigError)."""
@@ -58,6 +63,8 @@ class CaptureSettings:
             raise ConfigError(f"segment_seconds must be 0.1 to 60, got {self.segment_seconds}")
         if self.frame_queue < 1 or self.audio_queue < 1:
             raise ConfigError("frame_queue and audio_queue must be at least 1")
+        if self.frame_queue_bytes < 1 or self.audio_queue_bytes < 1:
+            raise ConfigError("frame_queue_bytes and audio_queue_bytes must be at least 1")
         if self.video_bitrate is not None and self.video_bitrate <= 0:
             raise ConfigError(f"video_bitrate must be positive, got {self.video_bitrate}")
         if self.audio_bitrate <= 0:
@@ -142,14 +149,23 @@ class CaptureLoop:
         self._stopping = threading.Event()  # readers: stop reading
         self._aborted = threading.Event()  # the encoding thread failed: stop waiting for it
         self._audio_done = threading.Event()
-        self._frames: queue.Queue[VideoFrame | None] = queue.Queue(settings.frame_queue)
-        self._blocks: queue.Queue[AudioBlock] = queue.Queue(settings.audio_queue)
+        self._frames: ByteBoundedQueue[VideoFrame | None] = ByteBoundedQueue(
+            settings.frame_queue, settings.frame_queue_bytes, _frame_bytes
+        )
+        self._blocks: ByteBoundedQueue[AudioBlock] = ByteBoundedQueue(
+            settings.audio_queue, settings.audio_queue_bytes, _block_bytes
+        )
         self._period_ns = int(Fraction(1_000_000_000) / video_source.fps)
         self._failure: BadgeError | None = None
         self._segmenter: TsSegmenter | None = None
         self._audio: _AudioFeed | None = None
         self._video_reader: threading.Thread | None = None
         self._threads: list[threading.Thread] = []
+
+    @property
+    def queue_peak_bytes(self) -> tuple[int, int]:
+        """The most bytes the frame queue and the audio queue have held at once."""
+        return self._frames.peak_bytes, self._blocks.peak_bytes
 
     @property
     def stats(self) -> CaptureStats:
@@ -307,7 +323,7 @@ class CaptureLoop:
 
     @staticmethod
     def _offer(
-        into: queue.Queue[_T], item: _T, realtime: bool, give_up: threading.Event
+        into: ByteBoundedQueue[_T], item: _T, realtime: bool, give_up: threading.Event
     ) -> bool:
         """Queue `item`; a realtime source never waits. False if the item was not queued."""
         if realtime:
@@ -450,7 +466,7 @@ class _AudioFeed:
 
     def __init__(
         self,
-        blocks: queue.Queue[AudioBlock],
+        blocks: ByteBoundedQueue[AudioBlock],
         encoder: AudioEncoder,
         segmenter: TsSegmenter,
         source_done: threading.Event,
@@ -532,3 +548,11 @@ def _close_iterator(iterator: Iterator[object]) -> None:
     close = getattr(iterator, "close", None)
     if callable(close):
         close()
+
+
+def _frame_bytes(frame: VideoFrame | None) -> int:
+    return 0 if frame is None else frame.image.nbytes
+
+
+def _block_bytes(block: AudioBlock) -> int:
+    return block.samples.nbytes

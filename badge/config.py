@@ -14,14 +14,17 @@ from badge.errors import ConfigError
 
 SourceKind = Literal["synthetic", "opencv", "picamera2"]
 AudioKind = Literal["synthetic", "alsa", "none"]
+GaugeKind = Literal["max17048", "none"]
+KeyStoreKind = Literal["file", "pkcs11"]
 
 
 @dataclass(frozen=True)
 class BadgeSection:
     """Who the badge is and where it keeps its data."""
 
-    bundle: Path = Path("/etc/medbadge/bundle")
-    """The enrolment bundle directory written by ``gateway enroll``."""
+    bundle: Path = Path("/var/lib/medbadge-badge/enrolment")
+    """The enrolment directory: the key the badge made itself and what the gateway answered
+    (``badge enroll`` writes it)."""
     data_dir: Path = Path("/var/lib/medbadge-badge")
     """Ring, outbox, receipts and control socket live here."""
     location: str = ""
@@ -31,6 +34,20 @@ class BadgeSection:
     def control_socket(self) -> Path:
         """Where the daemon listens for ``badge press`` and ``badge status``."""
         return self.data_dir / "control.sock"
+
+
+@dataclass(frozen=True)
+class KeySection:
+    """Where the badge keeps its signing key: a file it made, or a hardware token."""
+
+    store: KeyStoreKind = "file"
+    """``file``: Ed25519 in the enrolment directory; ``pkcs11``: P-256 in a TPM or secure
+    element, made there by ``badge enroll`` and never exportable (decision 1901)."""
+    pkcs11_module: Path = Path("/usr/lib/aarch64-linux-gnu/pkcs11/libtpm2_pkcs11.so")
+    token_label: str = "medbadge"  # noqa: S105 - a token's name, not its PIN
+    key_label: str = "badge-signing"
+    pin_file: Path = Path("/etc/medbadge/token.pin")
+    """The token's user PIN (mode 0600)."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +94,20 @@ class ButtonSection:
 
 
 @dataclass(frozen=True)
+class BatterySection:
+    """The battery's fuel gauge (docs/hardware.md, "The fuel gauge")."""
+
+    gauge: GaugeKind = "max17048"
+    """The gauge fitted; "none" where the badge has none (its heartbeats say null)."""
+    i2c_bus: int = 1
+    """The I2C adapter the gauge is wired to: /dev/i2c-<i2c_bus>."""
+    address: int = 0x36
+    """The gauge's 7-bit I2C address."""
+    poll_seconds: float = 30.0
+    """How often the gauge is read (off the heartbeat's path)."""
+
+
+@dataclass(frozen=True)
 class UplinkSection:
     """How the badge sends alerts, incidents and heartbeats to the hospital gateway."""
 
@@ -96,10 +127,12 @@ class BadgeConfig:
     """The whole badge configuration."""
 
     badge: BadgeSection = field(default_factory=BadgeSection)
+    key: KeySection = field(default_factory=KeySection)
     capture: CaptureSection = field(default_factory=CaptureSection)
     incident: IncidentSection = field(default_factory=IncidentSection)
     storage: StorageSection = field(default_factory=StorageSection)
     button: ButtonSection = field(default_factory=ButtonSection)
+    battery: BatterySection = field(default_factory=BatterySection)
     uplink: UplinkSection = field(default_factory=UplinkSection)
 
     def __post_init__(self) -> None:
@@ -116,6 +149,11 @@ class BadgeConfig:
         _check_range("uplink.bandwidth_bytes_per_s", self.uplink.bandwidth_bytes_per_s, 0, 10**10)
         _check_choice("capture.source", self.capture.source, ("synthetic", "opencv", "picamera2"))
         _check_choice("capture.audio", self.capture.audio, ("synthetic", "alsa", "none"))
+        _check_choice("battery.gauge", self.battery.gauge, ("max17048", "none"))
+        _check_range("battery.i2c_bus", self.battery.i2c_bus, 0, 255)
+        _check_range("battery.address", self.battery.address, 0x08, 0x77)
+        _check_range("battery.poll_seconds", self.battery.poll_seconds, 1, 3600)
+        _check_choice("key.store", self.key.store, ("file", "pkcs11"))
 
     @classmethod
     def load(cls, path: Path) -> BadgeConfig:
@@ -148,10 +186,12 @@ class BadgeConfig:
 _Section = TypeVar("_Section")
 _SECTION_TYPES: dict[str, type] = {
     "BadgeSection": BadgeSection,
+    "KeySection": KeySection,
     "CaptureSection": CaptureSection,
     "IncidentSection": IncidentSection,
     "StorageSection": StorageSection,
     "ButtonSection": ButtonSection,
+    "BatterySection": BatterySection,
     "UplinkSection": UplinkSection,
 }
 

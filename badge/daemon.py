@@ -7,16 +7,20 @@ Outbox + Ring -> Uplink (own threads, MQTT) -> gateway; its receipts free the Ri
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from badge.button import AlertButton, RecordingSigns
 from badge.capture import CaptureLoop, CaptureSettings
-from badge.config import BadgeConfig, CaptureSection
+from badge.config import BadgeConfig, BatterySection, CaptureSection
 from badge.control import ControlServer
 from badge.errors import BadgeError, StorageFullError
+from badge.fuel_gauge import Max17048, SMBusLike, open_max17048
+from badge.health import BatteryMonitor, read_health
 from badge.heartbeat import read_heartbeat
 from badge.incident import IncidentRecorder
 from badge.media import EncodedSegment
@@ -25,9 +29,10 @@ from badge.privacy import PreRollMute
 from badge.receipts import ReceiptStore
 from badge.ring import Ring, StoredSegment
 from badge.sealer import Sealer
+from badge.signer import load_enrolment
 from badge.sources import AudioSource, FrameSource, PacketSource
 from badge.uplink import Uplink
-from evidence.bundle import EnrolmentBundle
+from evidence.bundle import TLS_CERT_FILE, TLS_KEY_FILE
 from evidence.messages import Heartbeat
 from evidence.sd_notify import sd_notify, watchdog_interval_s
 
@@ -56,6 +61,16 @@ def open_video(capture: CaptureSection, badge_id: str) -> FrameSource | PacketSo
     return SyntheticCamera(capture.width, capture.height, capture.fps, badge_id, realtime=True)
 
 
+def open_battery_gauge(
+    battery: BatterySection, smbus: Callable[[int], SMBusLike] | None = None
+) -> Callable[[], Max17048] | None:
+    """How to open the configured fuel gauge (``smbus``: smbus2's ``SMBus`` unless given);
+    None where none is fitted."""
+    if battery.gauge == "none":
+        return None
+    return functools.partial(open_max17048, battery.i2c_bus, address=battery.address, smbus=smbus)
+
+
 def open_audio(capture: CaptureSection) -> AudioSource | None:
     """Open the configured microphone, if any."""
     if capture.audio == "none":
@@ -70,20 +85,29 @@ def open_audio(capture: CaptureSection) -> AudioSource | None:
 class BadgeDaemon:
     """One running badge."""
 
-    def __init__(self, config: BadgeConfig, *, pin_factory: Any = None) -> None:
+    def __init__(
+        self,
+        config: BadgeConfig,
+        *,
+        pin_factory: Any = None,
+        smbus: Callable[[int], SMBusLike] | None = None,
+    ) -> None:
         self.config = config
         self._pin_factory = pin_factory
         self._stop = threading.Event()
         self._storage_full = False
         data = config.badge.data_dir
         data.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.bundle = EnrolmentBundle.load(config.badge.bundle)
+        self.bundle = load_enrolment(config)
         self.ring = Ring.open(
             data / "ring",
             pre_roll_ns=int(config.incident.pre_roll_seconds * _SECOND_NS),
             max_bytes=config.storage.max_bytes,
         )
         self.outbox = Outbox(data / "outbox.db")
+        self.battery = BatteryMonitor(
+            open_battery_gauge(config.battery, smbus), poll_seconds=config.battery.poll_seconds
+        )
         self.receipts = ReceiptStore(data / "receipts.db")
         self._signs: RecordingSigns | None = None
         self._mute: PreRollMute | None = None
@@ -96,6 +120,7 @@ class BadgeDaemon:
             post_roll_ns=int(config.incident.post_roll_seconds * _SECOND_NS),
             location=config.badge.location,
             on_change=self._recording_changed,
+            battery_percent=self._battery_percent,
         )
         self.sealer = Sealer(
             self.bundle.identity,
@@ -119,11 +144,31 @@ class BadgeDaemon:
                 chunk_bytes=uplink.chunk_bytes,
                 heartbeat_seconds=uplink.heartbeat_seconds,
                 bandwidth_bytes_per_s=uplink.bandwidth_bytes_per_s or None,
+                client_certificate=(
+                    None
+                    if self.bundle.client_certificate_pem is None
+                    else (config.badge.bundle / TLS_CERT_FILE, config.badge.bundle / TLS_KEY_FILE)
+                ),
             )
         self.control = ControlServer(
             config.badge.control_socket, {"press": self.press, "status": self.status}
         )
         self._button: AlertButton | None = None
+
+    def _battery_status(self) -> dict[str, Any]:
+        reading = self.battery.latest()
+        return {
+            "gauge": self.config.battery.gauge,
+            "percent": None if reading is None else reading.percent,
+            "millivolts": None if reading is None else reading.millivolts,
+            "rate_millipercent_per_hour": (
+                None if reading is None else reading.rate_millipercent_per_hour
+            ),
+        }
+
+    def _battery_percent(self) -> int | None:
+        reading = self.battery.latest()
+        return None if reading is None else reading.percent
 
     def _segment_ready(self, segment: EncodedSegment) -> None:
         # never blocks: a full queue drops the segment, counted and declared in the next header
@@ -193,6 +238,7 @@ class BadgeDaemon:
                 "segments_emitted": capture.segments_emitted if capture else 0,
             },
             "outbox_pending": len(self.outbox.pending()),
+            "battery": self._battery_status(),
             "uplink": (
                 {"enabled": True, **self.uplink.stats.to_dict()}
                 if self.uplink is not None
@@ -207,6 +253,7 @@ class BadgeDaemon:
             self.bundle.identity.badge_id,
             self.ring,
             self.outbox,
+            read_health(self.battery),
             dropped_frames=self.sealer.stats.dropped_frames
             + (capture.frames_dropped if capture is not None else 0),
             recording=self.recorder.open_incident is not None,
@@ -226,6 +273,7 @@ class BadgeDaemon:
             CaptureSettings(segment_seconds=capture.segment_seconds),
             self._segment_ready,
         )
+        self.battery.start()
         self.sealer.start()
         self.capture.start()
         if self.uplink is not None:
@@ -283,6 +331,7 @@ class BadgeDaemon:
                 device.close()
         if self.uplink is not None:
             self.uplink.stop()
+        self.battery.stop()
         self.outbox.close()
         self.receipts.close()
         log.info("badge stopped cleanly")

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 import av
-import cv2
 import numpy as np
 import numpy.typing as npt
 from av.audio.codeccontext import AudioCodecContext
@@ -135,16 +134,23 @@ class VideoEncoder:
         self._clocks: dict[int, tuple[int, int]] = {}
 
     def encode(self, frame: VideoFrame, pts: int) -> list[VideoPacket]:
-        """Encode one BGR frame shown at `pts` (TS_CLOCK ticks); return the finished packets."""
+        """Encode one frame (BGR or I420) shown at `pts` (TS_CLOCK ticks); return the finished
+        packets."""
         image = frame.image
-        if image.shape[:2] != (self.height, self.width):
+        planar_shape = (self.height * 3 // 2, self.width)
+        if frame.pixel_format == "yuv420p" and image.shape != planar_shape:
+            raise EncoderError(
+                f"I420 frame {frame.index} has shape {image.shape}, but the encoder was opened "
+                f"for {self.width}x{self.height} (shape {planar_shape})"
+            )
+        if frame.pixel_format == "bgr24" and image.shape[:2] != (self.height, self.width):
             raise EncoderError(
                 f"frame {frame.index} is {image.shape[1]}x{image.shape[0]}, but the encoder "
                 f"was opened for {self.width}x{self.height}"
             )
-        # One colour conversion straight into the encoder's planar layout; the frame then
-        # wraps that buffer without another copy.
-        planar = np.asarray(cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420), dtype=np.uint8)
+        # An I420 frame is already the encoder's planar layout; a BGR one takes one colour
+        # conversion straight into it. The frame then wraps that buffer without another copy.
+        planar = image if frame.pixel_format == "yuv420p" else _bgr_to_i420(image)
         picture = av.VideoFrame.from_numpy_buffer(planar, format="yuv420p")
         picture.pts = pts
         picture.time_base = self._context.time_base
@@ -260,3 +266,11 @@ def _pts(value: int | None) -> int:
     if value is None:
         raise EncoderError("the encoder returned a packet without a timestamp")
     return int(value)
+
+
+def _bgr_to_i420(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """BGR to planar I420 with OpenCV (4-5x faster than swscale here), loaded only by the
+    sources that deliver BGR: OpenCV's own camera and file input."""
+    import cv2  # noqa: PLC0415 - the synthetic and picamera2 paths never load OpenCV
+
+    return np.asarray(cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420), dtype=np.uint8)

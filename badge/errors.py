@@ -45,3 +45,11 @@ class UplinkError(BadgeError):
 
 class LinkDown(UplinkError):  # noqa: N818 - a state, not a failure of the caller
     """The broker connection is not up (or dropped) while sending; resend on the next one."""
+
+
+class GaugeError(BadgeError):
+    """The battery fuel gauge is absent, is not the chip configured, or did not answer."""
+
+
+class EnrolmentError(BadgeError):
+    """The badge could not enrol: no gateway, a refusal, or an answer that is not genuine."""

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
 Image = npt.NDArray[np.uint8]
-"""A video image: height x width x 3, BGR, uint8 (OpenCV's layout)."""
+"""A video image, uint8: height x width x 3 BGR (OpenCV's layout, ``bgr24``), or planar
+I420 (``yuv420p``: (height * 3 / 2) x width, the Y plane then U then V)."""
+
+PixelFormat = Literal["bgr24", "yuv420p"]
 
 
 @dataclass(frozen=True)
@@ -19,6 +23,8 @@ class VideoFrame:
     index: int
     mono_ns: int
     wall_ns: int
+    pixel_format: PixelFormat = "bgr24"
+    """``yuv420p`` goes to the H.264 encoder as it is; ``bgr24`` is converted first."""
 
 
 @dataclass(frozen=True)

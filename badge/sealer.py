@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from badge.bounded import ByteBoundedQueue
 from badge.errors import BadgeError
 from badge.media import EncodedSegment
 from badge.ring import Ring, StoredSegment
@@ -27,6 +28,10 @@ class SealerStats:
     dropped_frames: int
     queue_depth: int
     last_error: str | None
+    queue_bytes: int = 0
+    """Bytes of segments waiting to be sealed now."""
+    queue_peak_bytes: int = 0
+    """The most bytes ever waiting at once."""
 
 
 _STOP = object()
@@ -49,18 +54,25 @@ class Sealer:
         ring: Ring,
         *,
         queue_size: int = 8,
+        queue_bytes: int = 16_000_000,
         on_stored: Callable[[StoredSegment], None] | None = None,
         on_error: Callable[[Exception], None] | None = None,
     ) -> None:
         """Prepare a sealer for ``ring``; call :meth:`start` to run its thread."""
-        if queue_size < 1:
-            raise BadgeError(f"sealer queue size must be at least 1, not {queue_size}")
+        if queue_size < 1 or queue_bytes < 1:
+            raise BadgeError(
+                f"sealer queue bounds must be at least 1, not {queue_size} items, "
+                f"{queue_bytes} bytes"
+            )
         self._identity = identity
         self._custodian_key = custodian_key
         self._ring = ring
         self._on_stored = on_stored
         self._on_error = on_error
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
+        # bounded in bytes too: a lagging flash holds at most ``queue_bytes`` of segments
+        self._queue: ByteBoundedQueue[object] = ByteBoundedQueue(
+            queue_size, queue_bytes, _segment_bytes
+        )
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stopping = False
@@ -121,6 +133,8 @@ class Sealer:
                 dropped_frames=self._dropped_frames,
                 queue_depth=self._queue.qsize(),
                 last_error=self._last_error,
+                queue_bytes=self._queue.nbytes,
+                queue_peak_bytes=self._queue.peak_bytes,
             )
 
     def _drop(self, segment: EncodedSegment, reason: str) -> None:
@@ -191,3 +205,7 @@ class Sealer:
             self._on_error(error)
         except Exception:
             log.exception("the on_error callback failed")
+
+
+def _segment_bytes(item: object) -> int:
+    return len(item.data) if isinstance(item, EncodedSegment) else 0

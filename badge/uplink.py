@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from badge.errors import BadgeError, LinkDown, UplinkError
@@ -123,8 +124,12 @@ class Uplink:
         bandwidth_bytes_per_s: int | None = None,
         resend_seconds: float = 60.0,
         max_inflight: int = 8,
+        client_certificate: tuple[Path, Path] | None = None,
     ) -> None:
         """Prepare the uplink; :meth:`start` connects and begins sending.
+
+        ``client_certificate`` (certificate file, key file) is shown to the broker, which
+        then knows the badge by it (decision 1902).
 
         ``resend_seconds``: an item still without a receipt is sent again after this long
         (doubling with each try), and at once after every reconnect.
@@ -164,7 +169,7 @@ class Uplink:
         self._session = UplinkSession(
             badge,
             bundle.broker,
-            tls=tls_context(bundle.evidence_ca_pem) if tls else None,
+            tls=tls_context(bundle.evidence_ca_pem, client_certificate) if tls else None,
             subscription=gateway_filter(badge),
             status_topic=badge_topic(badge, "status"),
             online=Status(badge, "online", ring.boot).to_bytes(),

@@ -27,6 +27,7 @@ import socket
 import ssl
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -71,12 +72,22 @@ def _no_delay(_client: mqtt.Client, _userdata: Any, sock: Any) -> None:
         log.warning("uplink: could not turn off Nagle's algorithm on the broker connection")
 
 
-def tls_context(ca_pem: bytes) -> ssl.SSLContext:
-    """A client TLS context (1.2 or later) trusting only the hospital's evidence CA."""
+def tls_context(
+    ca_pem: bytes, client_certificate: tuple[Path, Path] | None = None
+) -> ssl.SSLContext:
+    """A client TLS context (1.2 or later) trusting only the hospital's evidence CA, showing
+    the badge's broker certificate (certificate file, key file) when it has one."""
     try:
         context = ssl.create_default_context(cadata=ca_pem.decode("ascii"))
     except (ssl.SSLError, ValueError, UnicodeDecodeError) as error:
         raise UplinkError(f"the bundle's evidence CA certificate cannot be used: {error}") from None
+    if client_certificate is not None:
+        try:
+            context.load_cert_chain(str(client_certificate[0]), str(client_certificate[1]))
+        except (ssl.SSLError, OSError) as error:
+            raise UplinkError(
+                f"the badge's broker certificate {client_certificate[0]} cannot be used: {error}"
+            ) from None
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     return context
 

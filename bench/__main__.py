@@ -7,7 +7,7 @@ import functools
 import sys
 from collections.abc import Callable, Sequence
 
-from bench import alert, backup, capture, console, ingest, seal, seal_latency, verify
+from bench import alert, backup, capture, console, ingest, seal, seal_latency, verify, watch
 from bench.radio import RadioLinkError
 from bench.report import Figure
 
@@ -21,6 +21,7 @@ BENCHMARKS: dict[str, Callable[[], list[Figure]]] = {
     "seal-radio": seal_latency.run_over_radio,
     "verify": verify.run,
     "backup": backup.run,
+    "watch": watch.run,
 }
 
 
@@ -38,12 +39,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=float,
         help=f"seal-radio: the emulated radio link's rate (default {seal_latency.RADIO_MBIT:g})",
     )
+    parser.add_argument(
+        "--presses",
+        type=int,
+        help=f"watch: how many presses (default {watch.PRESSES})",
+    )
+    parser.add_argument(
+        "--badges",
+        type=int,
+        help=f"watch: how many badges connected (default {watch.BADGES})",
+    )
     args = parser.parse_args(argv)
     names = list(BENCHMARKS) if args.name == "all" else [args.name]
     for name in names:
         runner = BENCHMARKS[name]
         if name == "seal-radio" and args.link_mbit is not None:
             runner = functools.partial(seal_latency.run_over_radio, rate_mbit=args.link_mbit)
+        if name == "watch":
+            runner = functools.partial(
+                watch.run,
+                presses=args.presses or watch.PRESSES,
+                badges=args.badges or watch.BADGES,
+            )
         try:
             figures = runner()
         except RadioLinkError as error:

@@ -94,10 +94,10 @@ class ChannelWatch:
 class BadgeProcess:
     """The pressing badge, in its own process, driven over its standard input and output."""
 
-    def __init__(self, bundle_dir: Path, data_dir: Path) -> None:
-        """Start it and wait until its uplink is connected."""
+    def __init__(self, bundle_dir: Path, data_dir: Path, module: str = "bench.alert") -> None:
+        """Start it (``python -m MODULE badge ...``) and wait until its uplink is connected."""
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "bench.alert", "badge", str(bundle_dir), str(data_dir)],
+            [sys.executable, "-m", module, "badge", str(bundle_dir), str(data_dir)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -160,7 +160,7 @@ def run(presses: int = PRESSES, badges: int = BADGES) -> list[Figure]:
         hospital.configure_broker()
         hospital.start_broker()
         watch = _start_gateway(hospital, running)
-        _start_fleet(hospital, running)
+        start_fleet(hospital, running)
         pressing = hospital.badge_ids[0]
         badge = BadgeProcess(hospital.bundle_dir(pressing), root / "pressing-badge")
         running.callback(badge.stop)
@@ -205,7 +205,7 @@ def _start_gateway(hospital: BenchHospital, running: contextlib.ExitStack) -> Ch
     return watch
 
 
-def _start_fleet(hospital: BenchHospital, running: contextlib.ExitStack) -> None:
+def start_fleet(hospital: BenchHospital, running: contextlib.ExitStack) -> None:
     """Every badge but the first, connected and heartbeating from another process."""
     fleet = subprocess.Popen(
         [

@@ -24,6 +24,11 @@ counted as the badge's, not the encoder's: any H.264 encoder fed OpenCV frames n
 the Pi's hardware one included. So the figure leans against us, never for us. To do this the
 child swaps ``badge.capture.VideoEncoder`` for a subclass that only adds the clocks above.
 
+Each resolution runs twice: on its own, and "busy", with a busy-loop child process pinned to
+the same cores as the pipeline child for the whole recording, because a badge's CPU is never
+idle (the radio, the OS, the Pi 5's software encoder) and the queues between the pipeline's
+threads fill exactly when the encoder lags. Peak memory is held to the same goal in both.
+
 The limit for that figure is the cost of the sealing primitives alone (SHA-256 of the
 plaintext, ChaCha20-Poly1305 over it, SHA-256 of the ciphertext), timed in this process
 after the run on the very segments the run produced: decrypted from the ring with the
@@ -37,6 +42,7 @@ import multiprocessing
 import os
 import resource
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -67,6 +73,8 @@ FPS = 30
 PRE_ROLL_SECONDS = 60
 RING_MAX_BYTES = 4 * 10**9
 """Far above what the pre-roll holds: the ring is bounded by time here, never by bytes."""
+BUSY_PROCESSES = 1
+"""Busy-loop processes beside the pipeline in the "busy" runs."""
 RSS_LIMIT_MB = 150.0
 """Peak memory goal: leaves room on a 512 MB Raspberry Pi Zero 2 W."""
 PRIMITIVE_ROUNDS = 5
@@ -103,6 +111,12 @@ class PipelineRun:
     """Peak resident set before the pipeline started: the interpreter and its libraries."""
     video_codec: str
     failure: str | None
+    frame_queue_peak_bytes: int
+    """The most bytes of frames waiting for the encoder at once."""
+    sealer_queue_peak_bytes: int
+    """The most bytes of segments waiting for the sealer at once."""
+    opencv_loaded: bool
+    """Whether OpenCV was imported into the pipeline process (it should not be)."""
 
 
 @dataclass(frozen=True)
@@ -117,35 +131,72 @@ class PrimitiveCost:
 
 
 def run(
-    seconds: float = SECONDS, resolutions: tuple[tuple[int, int], ...] = RESOLUTIONS
+    seconds: float = SECONDS,
+    resolutions: tuple[tuple[int, int], ...] = RESOLUTIONS,
+    *,
+    busy_processes: int = BUSY_PROCESSES,
 ) -> list[Figure]:
-    """Record ``seconds`` of real-time video at each resolution; three figures per resolution."""
+    """Record ``seconds`` of real-time video at each resolution, alone and then beside
+    ``busy_processes`` busy loops on the same cores; three figures per run."""
     figures: list[Figure] = []
     for width, height in resolutions:
-        with tempfile.TemporaryDirectory(prefix="bench-capture-") as temp:
-            figures.extend(_measure(width, height, seconds, Path(temp)))
+        for busy in (0, busy_processes):
+            with tempfile.TemporaryDirectory(prefix="bench-capture-") as temp:
+                figures.extend(_measure(width, height, seconds, Path(temp), busy))
     return figures
 
 
-def _measure(width: int, height: int, seconds: float, directory: Path) -> list[Figure]:
-    identity = BadgeIdentity.generate(BADGE_ID)
+def _measure(
+    width: int, height: int, seconds: float, directory: Path, busy: int = 0
+) -> list[Figure]:
+    key = SigningKey.generate()
+    identity = BadgeIdentity(BADGE_ID, key)
     custodian = CustodianPrivateKey.generate()
-    identity.signing_key.save(directory / "badge.key")
+    key.save(directory / "badge.key")
     custodian.public_key.save(directory / "custodian.pub")
-    recorded = _run_child(width, height, seconds, directory)
+    cores = sorted(os.sched_getaffinity(0))
+    spinners = [_start_spinner(cores, seconds + _CHILD_GRACE_SECONDS) for _ in range(busy)]
+    try:
+        recorded = _run_child(width, height, seconds, directory, cores if busy else None)
+    finally:
+        for spinner in spinners:
+            spinner.terminate()
+            spinner.join(10)
     primitives = _primitive_cost(directory / "ring", identity, custodian)
-    prefix = f"capture-{height}p{FPS}"
+    prefix = f"capture-{height}p{FPS}" + ("-busy" if busy else "")
+    condition = (
+        f"beside {busy} busy-loop process(es) pinned with it to cores {cores}" if busy else ""
+    )
     return [
-        _dropped_figure(prefix, recorded),
-        _cpu_figure(prefix, recorded, primitives),
-        _rss_figure(prefix, recorded),
+        _dropped_figure(prefix, recorded, condition),
+        _cpu_figure(prefix, recorded, primitives, condition),
+        _rss_figure(prefix, recorded, condition),
     ]
+
+
+def _start_spinner(cores: list[int], seconds: float) -> multiprocessing.process.BaseProcess:
+    """A child process that keeps one core busy on ``cores`` for at most ``seconds``."""
+    spinner = multiprocessing.get_context("spawn").Process(
+        target=_spin, args=(cores, seconds), name="busy-loop", daemon=True
+    )
+    spinner.start()
+    return spinner
+
+
+def _spin(cores: list[int], seconds: float) -> None:
+    """Burn CPU on ``cores`` until ``seconds`` have passed (or the parent ends it)."""
+    os.sched_setaffinity(0, cores)
+    deadline = time.monotonic() + seconds
+    count = 0
+    while time.monotonic() < deadline:
+        for _ in range(10_000):
+            count += 1
 
 
 # -- figures -------------------------------------------------------------------------------
 
 
-def _dropped_figure(prefix: str, recorded: PipelineRun) -> Figure:
+def _dropped_figure(prefix: str, recorded: PipelineRun, condition: str = "") -> Figure:
     dropped = recorded.capture_dropped_frames + recorded.sealer_dropped_frames
     return Figure(
         name=f"{prefix}-dropped",
@@ -162,11 +213,14 @@ def _dropped_figure(prefix: str, recorded: PipelineRun) -> Figure:
             f"{recorded.sealer_dropped_frames} in {recorded.sealer_dropped_segments} "
             f"segments the sealer dropped; {recorded.audio_blocks_dropped} audio blocks dropped"
             + ("" if recorded.sealer_error is None else f"; sealer: {recorded.sealer_error}")
+            + (f"; {condition}" if condition else "")
         ),
     )
 
 
-def _cpu_figure(prefix: str, recorded: PipelineRun, primitives: PrimitiveCost) -> Figure:
+def _cpu_figure(
+    prefix: str, recorded: PipelineRun, primitives: PrimitiveCost, condition: str = ""
+) -> Figure:
     per_second = 1000.0 / recorded.video_seconds  # CPU ms per video second
     outside = (recorded.cpu_seconds - recorded.encoder_seconds) * per_second
     limit = primitives.cpu_seconds * 1000.0 / primitives.video_seconds
@@ -188,11 +242,12 @@ def _cpu_figure(prefix: str, recorded: PipelineRun, primitives: PrimitiveCost) -
             f"{primitives.segments} segments produced ({primitives.megabytes:.1f} MB, "
             f"{primitives.video_seconds:.1f} s of video); the sealer alone is held to "
             f"<= 1.25 x its primitives by `bench seal`"
+            + (f"; {condition}" if condition else "")
         ),
     )
 
 
-def _rss_figure(prefix: str, recorded: PipelineRun) -> Figure:
+def _rss_figure(prefix: str, recorded: PipelineRun, condition: str = "") -> Figure:
     peak_mb = recorded.peak_rss_bytes / _MB
     return Figure(
         name=f"{prefix}-rss",
@@ -204,7 +259,11 @@ def _rss_figure(prefix: str, recorded: PipelineRun) -> Figure:
         note=(
             f"peak resident set (VmHWM) of the pipeline process; "
             f"{recorded.baseline_rss_bytes / _MB:.1f} MB of it before the pipeline started "
-            f"(Python, numpy, OpenCV, PyAV, cryptography loaded); MB = 10^6 bytes"
+            f"(Python, numpy, PyAV, cryptography loaded; OpenCV "
+            f"{'loaded' if recorded.opencv_loaded else 'not loaded'}); queues at their "
+            f"fullest: frames {recorded.frame_queue_peak_bytes / _MB:.1f} MB, segments for "
+            f"the sealer {recorded.sealer_queue_peak_bytes / _MB:.1f} MB; MB = 10^6 bytes"
+            + (f"; {condition}" if condition else "")
         ),
     )
 
@@ -248,12 +307,14 @@ def _primitive_cost(
 # -- the pipeline child --------------------------------------------------------------------
 
 
-def _run_child(width: int, height: int, seconds: float, directory: Path) -> PipelineRun:
+def _run_child(
+    width: int, height: int, seconds: float, directory: Path, cores: list[int] | None = None
+) -> PipelineRun:
     context = multiprocessing.get_context("spawn")  # a fresh process: its own peak memory
     receiver, sender = context.Pipe(duplex=False)
     child = context.Process(
         target=_record_in_child,
-        args=(width, height, seconds, str(directory), sender),
+        args=((width, height), seconds, str(directory), sender, cores),
         name=f"capture-{width}x{height}",
     )
     child.start()
@@ -282,9 +343,17 @@ def _run_child(width: int, height: int, seconds: float, directory: Path) -> Pipe
 
 
 def _record_in_child(
-    width: int, height: int, seconds: float, directory: str, sender: Connection
+    size: tuple[int, int],
+    seconds: float,
+    directory: str,
+    sender: Connection,
+    cores: list[int] | None = None,
 ) -> None:
-    """The child's entry point: record, then send a PipelineRun (or the error's text)."""
+    """The child's entry point: record (on ``cores`` when given), then send a PipelineRun
+    (or the error's text)."""
+    width, height = size
+    if cores is not None:
+        os.sched_setaffinity(0, cores)
     try:
         sender.send(_record(width, height, seconds, Path(directory)))
     except Exception as error:
@@ -342,6 +411,9 @@ def _record(width: int, height: int, seconds: float, directory: Path) -> Pipelin
         baseline_rss_bytes=baseline_rss,
         video_codec=encoders[0].codec_name if encoders else "none",
         failure=None if loop.failure is None else str(loop.failure),
+        frame_queue_peak_bytes=loop.queue_peak_bytes[0],
+        sealer_queue_peak_bytes=sealed.queue_peak_bytes,
+        opencv_loaded="cv2" in sys.modules,
     )
 
 

@@ -32,6 +32,7 @@ from badge.capture import CaptureLoop, CaptureSettings
 from badge.sources.audio import SyntheticMicrophone
 from badge.sources.synthetic import SyntheticCamera
 from bench.report import Figure
+from demo.enrolment import enroll_badge
 from evidence.bundle import EnrolmentBundle
 from evidence.hashing import ZERO_DIGEST, sha256
 from evidence.incident import IncidentRecord, Press, SignedIncident, sign_alert
@@ -46,7 +47,6 @@ from gateway.console.live_feed import AlertFollower
 from gateway.console.server import ConsoleServer
 from gateway.console.users import Role, UserDirectory
 from gateway.datadir import GatewayDataDir
-from gateway.enrolment.enrolment import enroll_badge
 from gateway.intake.intake import Intake
 from gateway.storage.incident_index import IncidentIndex, IncidentQuery
 

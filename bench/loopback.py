@@ -33,6 +33,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from bench.durable_floor import DurableFloor
 from bench.procfs import children, rss_bytes
+from demo.enrolment import enroll_badge
 from demo.run import Demo
 from evidence.bundle import EnrolmentBundle
 from evidence.durable import write_durably
@@ -49,7 +50,6 @@ from gateway.broker.config import (
 )
 from gateway.config import GATEWAY_PASSWORD_FILE
 from gateway.datadir import GatewayDataDir
-from gateway.enrolment.enrolment import enroll_badge
 
 PROBE_SENDER = "bench-probe-out"
 PROBE_RECEIVER = "bench-probe-in"

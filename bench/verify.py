@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 from bench.report import Figure
+from demo.enrolment import enroll_badge
 from evidence.bundle import EnrolmentBundle
 from evidence.hashing import ZERO_DIGEST, sha256
 from evidence.incident import IncidentRecord, Press, SignedIncident
@@ -37,7 +38,6 @@ from evidence.segment import SealedSegment, SegmentFacts, seal_segment
 from evidence.topics import badge_topic
 from evidence.verify import verify_package
 from gateway.datadir import GatewayDataDir
-from gateway.enrolment.enrolment import enroll_badge
 from gateway.export.export import ExportRequest, export_incident
 from gateway.intake.intake import Intake
 

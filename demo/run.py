@@ -99,6 +99,14 @@ def _run(*args: str) -> None:
         raise DemoError(f"{' '.join(args[:4])} failed: {result.stderr.strip()}")
 
 
+def _enrolment_code(gateway: subprocess.Popen[str]) -> str:
+    """The code ``gateway enroll`` prints first (it is listening by then)."""
+    for line in gateway.stdout or ():
+        if "code for badge" in line:
+            return line.rsplit(" ", 1)[1].strip()
+    raise DemoError(f"gateway enroll printed no code (exit {gateway.wait()})")
+
+
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
     """Poll ``condition`` every 0.1 s; raise DemoError after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
@@ -193,26 +201,66 @@ class Demo:
             str(password_file),
         )
         add_demo_officer(self.gateway_data)
-        self._say(f"gateway enroll {BADGE_ID}: badge identity, broker credentials, bundle")
-        _run(
-            *self.gateway_cmd,
-            "enroll",
-            BADGE_ID,
-            "-o",
-            str(self.bundle),
-            "--wearer",
-            "Nurse A. Bekova",
-            "--location",
-            "Emergency, bay 3",
-            "--broker-port",
-            str(self.port),
-            "--operator",
-            "demo",
+        self.enrol_badge()
+
+    def enrol_badge(self) -> None:
+        """``gateway enroll`` gives a one-time code; ``badge enroll`` makes the badge's own key
+        and enrols it with the code; both show the key's fingerprint."""
+        self._say(
+            f"gateway enroll {BADGE_ID}: a one-time code; badge enroll: the badge makes its own "
+            "key (0600, never leaves it) and enrols the public key with the code"
         )
+        self.write_badge_config()
+        listen = f"127.0.0.1:{_free_port()}"
+        gateway = subprocess.Popen(
+            [
+                *self.gateway_cmd,
+                "enroll",
+                BADGE_ID,
+                "--wearer",
+                "Nurse A. Bekova",
+                "--location",
+                "Emergency, bay 3",
+                "--broker-port",
+                str(self.port),
+                "--operator",
+                "demo",
+                "--listen",
+                listen,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            code = _enrolment_code(gateway)
+            _run(
+                *self.badge_cmd,
+                "enroll",
+                "--gateway",
+                f"http://{listen}",
+                "--badge-id",
+                BADGE_ID,
+                "--code",
+                code,
+            )
+            output, _ = gateway.communicate(timeout=30)
+        finally:
+            if gateway.poll() is None:
+                gateway.kill()
+                gateway.wait()
+        if gateway.returncode != 0:
+            raise DemoError(f"gateway enroll failed: {output.strip()}")
+        for line in output.splitlines():
+            if "fingerprint:" in line:
+                self._say(f"the gateway and the badge agree on the {line.strip()}")
 
     def configure_broker(self) -> None:
         """Write the broker configuration (``gateway broker-config``) and ``gateway.toml``."""
-        self._say(f"gateway broker-config: per-badge accounts and ACL, TLS on port {self.port}")
+        self._say(
+            f"gateway broker-config: TLS on port {self.port}, badges and the gateway log in by "
+            "their evidence-CA certificates (no passwords), per-badge ACL"
+        )
         user = pwd.getpwuid(os.geteuid()).pw_name
         _run(
             *self.gateway_cmd,
@@ -225,6 +273,8 @@ class Demo:
             "127.0.0.1",
             "--broker-user",
             user,
+            "--badge-auth",
+            "certificate",
         )
         (self.gateway_data / "gateway.toml").write_text(
             f'[broker]\nport = {self.port}\n\n[paths]\nbroker_dir = "{self.broker_dir}"\n\n'

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from evidence.canonical import CanonicalValue, decode_map, encode
 from evidence.errors import EncodingError, SegmentFormatError
-from evidence.keys import SigningKey, SigningPublicKey
+from evidence.keys import Signer, SigningPublicKey
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,7 @@ class Envelope:
     signature: bytes
 
     @classmethod
-    def sign(cls, record: dict[str, CanonicalValue], key: SigningKey, context: str) -> Envelope:
+    def sign(cls, record: dict[str, CanonicalValue], key: Signer, context: str) -> Envelope:
         """Encode ``record`` canonically and sign it under ``context``."""
         data = encode(record)
         return cls(data, key.sign(context, data))

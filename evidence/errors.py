@@ -57,3 +57,7 @@ class FormatError(EvidenceError):
 
 class PackageError(EvidenceError):
     """An evidence package cannot be opened at all: missing, not a zip, not a directory."""
+
+
+class EnrolmentProtocolError(EvidenceError):
+    """An enrolment request or answer is malformed, unsigned, or does not prove its code."""

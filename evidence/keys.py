@@ -2,7 +2,8 @@
 
 Private keys are PKCS#8 PEM and public keys SubjectPublicKeyInfo PEM, so ``openssl pkey``
 reads every one of them. The custodian key may hold two blocks (X25519, then ML-KEM-768)
-for the hybrid post-quantum suite.
+for the hybrid post-quantum suite. A badge key is Ed25519, or ECDSA P-256 for a key held
+in a TPM or secure element (decision 1901); both sign in 64 bytes (P-256 as r || s).
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Protocol
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hpke, serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, mlkem, x25519
+from cryptography.hazmat.primitives import hashes, hpke, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mlkem, x25519
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from evidence.errors import DecryptionError, KeyFileError, PassphraseError, VerificationError
 from evidence.identifiers import validate_badge_id
@@ -27,6 +29,11 @@ from evidence.keyfiles import (
     write_secret_file,
 )
 
+SignatureAlgorithm = Literal["ed25519", "ecdsa-p256"]
+"""How a badge key signs: the ``algorithm`` its enrolment records."""
+SIGNATURE_BYTES = 64
+"""Every signature's size: Ed25519's, and P-256's r || s (32 bytes each, big-endian)."""
+_P256_POINT_BYTES = 65
 _PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z ]+)-----\n[A-Za-z0-9+/=\n]*-----END \1-----\n?")
 
 
@@ -105,7 +112,10 @@ def _private_pem(
 
 
 def _public_pem(
-    key: ed25519.Ed25519PublicKey | x25519.X25519PublicKey | mlkem.MLKEM768PublicKey,
+    key: ed25519.Ed25519PublicKey
+    | x25519.X25519PublicKey
+    | mlkem.MLKEM768PublicKey
+    | ec.EllipticCurvePublicKey,
 ) -> bytes:
     return key.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -133,16 +143,38 @@ def _suite_for(quantum_key: object | None) -> HpkeSuite:
 class SigningPublicKey:
     """An Ed25519 public key of a badge or of the gateway: checks signatures."""
 
-    key: ed25519.Ed25519PublicKey
+    key: ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
+
+    def __post_init__(self) -> None:
+        if isinstance(self.key, ec.EllipticCurvePublicKey) and not isinstance(
+            self.key.curve, ec.SECP256R1
+        ):
+            raise KeyFileError(f"an ECDSA badge key must be on P-256, not {self.key.curve.name}")
 
     def __reduce__(self) -> tuple[object, tuple[bytes]]:
         """Pickle as the raw bytes (the gateway hands badges to its store process)."""
         return SigningPublicKey.from_raw, (self.raw,)
 
     @property
+    def algorithm(self) -> SignatureAlgorithm:
+        """``ed25519`` or ``ecdsa-p256``."""
+        return "ed25519" if isinstance(self.key, ed25519.Ed25519PublicKey) else "ecdsa-p256"
+
+    @property
     def raw(self) -> bytes:
-        """The 32 raw public key bytes."""
-        return self.key.public_bytes_raw()
+        """The raw public key: 32 bytes (Ed25519) or the 65-byte uncompressed point (P-256)."""
+        if isinstance(self.key, ed25519.Ed25519PublicKey):
+            return self.key.public_bytes_raw()
+        return self.key.public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+        )
+
+    @property
+    def ed25519_key(self) -> ed25519.Ed25519PublicKey:
+        """The key as Ed25519 (the gateway's key always is); KeyFileError for a P-256 key."""
+        if not isinstance(self.key, ed25519.Ed25519PublicKey):
+            raise KeyFileError("this is a P-256 key, where an Ed25519 key is needed")
+        return self.key
 
     def pem(self) -> bytes:
         """The key as SubjectPublicKeyInfo PEM."""
@@ -150,24 +182,42 @@ class SigningPublicKey:
 
     def verify(self, signature: bytes, context: str, payload: bytes, what: str) -> None:
         """Raise VerificationError unless ``signature`` signs ``payload`` under ``context``."""
+        message = signed_message(context, payload)
         try:
-            self.key.verify(signature, signed_message(context, payload))
+            if isinstance(self.key, ed25519.Ed25519PublicKey):
+                self.key.verify(signature, message)
+            elif len(signature) != SIGNATURE_BYTES:
+                raise InvalidSignature
+            else:
+                r, s = (int.from_bytes(signature[at : at + 32], "big") for at in (0, 32))
+                self.key.verify(
+                    encode_dss_signature(r, s), message, ec.ECDSA(hashes.SHA256())
+                )
         except InvalidSignature:
             raise VerificationError(f"{what}: the signature does not verify") from None
 
     @classmethod
     def from_raw(cls, raw: bytes) -> SigningPublicKey:
-        """Build a key from its 32 raw bytes."""
-        if len(raw) != 32:
-            raise KeyFileError(f"an Ed25519 public key has 32 bytes, not {len(raw)}")
-        return cls(ed25519.Ed25519PublicKey.from_public_bytes(raw))
+        """Build a key from its raw bytes: 32 (Ed25519) or a 65-byte P-256 point."""
+        if len(raw) == 32:
+            return cls(ed25519.Ed25519PublicKey.from_public_bytes(raw))
+        if len(raw) == _P256_POINT_BYTES and raw[0] == 4:
+            try:
+                return cls(ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), raw))
+            except ValueError:
+                raise KeyFileError("the P-256 public key is not a point on the curve") from None
+        raise KeyFileError(
+            f"a badge public key has 32 bytes (Ed25519) or 65 (P-256), not {len(raw)}"
+        )
 
     @classmethod
     def from_pem(cls, data: bytes, path: Path) -> SigningPublicKey:
-        """Parse a SubjectPublicKeyInfo PEM Ed25519 key (``path`` names it in errors)."""
+        """Parse a SubjectPublicKeyInfo PEM Ed25519 or P-256 key (``path`` names it in errors)."""
         key = _load_public(_pem_blocks(data, path)[0], path)
+        if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
+            return cls(key)
         if not isinstance(key, ed25519.Ed25519PublicKey):
-            raise KeyFileError(f"key file {path} does not hold an Ed25519 public key")
+            raise KeyFileError(f"key file {path} does not hold an Ed25519 or P-256 public key")
         return cls(key)
 
     @classmethod
@@ -213,12 +263,25 @@ class SigningKey:
         return cls(key)
 
 
+class Signer(Protocol):
+    """What signs as a badge: its key file's key (SigningKey) or a key in its hardware."""
+
+    @property
+    def public_key(self) -> SigningPublicKey:
+        """The public key the signatures verify under."""
+        ...
+
+    def sign(self, context: str, payload: bytes) -> bytes:
+        """A 64-byte signature over ``payload`` under the purpose label ``context``."""
+        ...
+
+
 @dataclass(frozen=True)
 class BadgeIdentity:
-    """A badge's id together with its Ed25519 signing key."""
+    """A badge's id together with the signer of its key (a key file's, or hardware's)."""
 
     badge_id: str
-    signing_key: SigningKey
+    signing_key: Signer
 
     def __post_init__(self) -> None:
         validate_badge_id(self.badge_id)

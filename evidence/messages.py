@@ -7,7 +7,7 @@ because the sealed segment they carry is signed. See docs/protocol.md.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any, Literal, TypeVar
 
 from evidence.canonical import CanonicalValue, decode_map, encode
@@ -15,7 +15,7 @@ from evidence.envelope import Envelope
 from evidence.errors import EncodingError, SegmentFormatError
 from evidence.hashing import DIGEST_SIZE
 from evidence.identifiers import validate_badge_id
-from evidence.keys import SigningKey, SigningPublicKey
+from evidence.keys import Signer, SigningPublicKey
 
 HEARTBEAT_CONTEXT = "medbadge heartbeat v1"
 RECEIPT_CONTEXT = "medbadge receipt v1"
@@ -26,16 +26,27 @@ SUBJECTS: frozenset[str] = frozenset({"alert", "segment", "incident"})
 
 _Message = TypeVar("_Message")
 
+SignedInt = int
+"""An integer that may be negative (a discharge rate, a temperature); plain ``int`` may not."""
+
 
 def _from_map(cls: type[_Message], fields_map: dict[str, CanonicalValue], where: str) -> _Message:
-    """Build a message dataclass from a map whose keys and types must match exactly."""
-    expected = {field.name: str(field.type) for field in fields(cls)}  # type: ignore[arg-type]
+    """Build a message dataclass from a map whose keys and types must match exactly.
+
+    A field with a default (added to a message after its first release) may be absent: a
+    sender of the earlier release did not know it, and it reads as its default (None).
+    """
+    declared = fields(cls)  # type: ignore[arg-type]
+    expected = {field.name: str(field.type) for field in declared}
+    optional = {field.name for field in declared if field.default is not MISSING}
     given = {key: value for key, value in fields_map.items() if key != "type"}
-    if set(given) != set(expected):
+    if not set(expected) - optional <= set(given) <= set(expected):
         raise SegmentFormatError(
             f"{where}: fields {sorted(given)} differ from the expected {sorted(expected)}"
         )
     for name, annotation in expected.items():
+        if name not in given:
+            continue
         value = given[name]
         if not _matches(value, annotation):
             raise SegmentFormatError(f"{where}: field {name!r} must be {annotation}")
@@ -47,6 +58,10 @@ def _matches(value: CanonicalValue, annotation: str) -> bool:
         return isinstance(value, int) and not isinstance(value, bool) and value >= 0
     if annotation == "int | None":
         return value is None or _matches(value, "int")
+    if annotation == "SignedInt | None":
+        return value is None or (isinstance(value, int) and not isinstance(value, bool))
+    if annotation == "bool | None":
+        return value is None or isinstance(value, bool)
     if annotation == "bool":
         return isinstance(value, bool)
     if annotation == "bytes":
@@ -70,7 +85,12 @@ def _decode_typed(data: bytes, type_name: str, where: str) -> dict[str, Canonica
 
 @dataclass(frozen=True)
 class Heartbeat:
-    """A badge's periodic report: health, storage, ring state and both clocks."""
+    """A badge's periodic report: health, storage, ring state and both clocks.
+
+    None means the badge has no such sensor (no fuel gauge fitted, no thermal zone) or does
+    not know (clock sync state); the fields after ``recording`` came in a later release and
+    are None when an earlier badge omits them.
+    """
 
     badge: str
     boot: int
@@ -84,10 +104,18 @@ class Heartbeat:
     dropped_frames: int
     outbox_pending: int
     recording: bool
+    battery_millivolts: int | None = None
+    """The cell's voltage."""
+    battery_rate_millipercent_per_hour: SignedInt | None = None
+    """Charge rate in 1/1000 % per hour: positive charging, negative discharging."""
+    soc_temperature_millicelsius: SignedInt | None = None
+    """The processor's temperature (the SoC's thermal zone)."""
+    clock_synchronised: bool | None = None
+    """Whether the kernel says the badge's wall clock is synchronised (NTP/chrony)."""
 
     TYPE = "medbadge.heartbeat.v1"
 
-    def sign(self, key: SigningKey) -> bytes:
+    def sign(self, key: Signer) -> bytes:
         """The signed heartbeat payload."""
         return Envelope.sign(_typed_map(self, self.TYPE), key, HEARTBEAT_CONTEXT).to_bytes()
 
@@ -169,7 +197,7 @@ class Receipt:
 
     TYPE = "medbadge.receipt.v1"
 
-    def sign(self, key: SigningKey) -> bytes:
+    def sign(self, key: Signer) -> bytes:
         """The signed receipt payload."""
         return Envelope.sign(_typed_map(self, self.TYPE), key, RECEIPT_CONTEXT).to_bytes()
 
@@ -196,7 +224,7 @@ class Rejection:
 
     TYPE = "medbadge.rejection.v1"
 
-    def sign(self, key: SigningKey) -> bytes:
+    def sign(self, key: Signer) -> bytes:
         """The signed rejection payload."""
         return Envelope.sign(_typed_map(self, self.TYPE), key, REJECTION_CONTEXT).to_bytes()
 

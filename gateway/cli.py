@@ -15,19 +15,24 @@ from evidence.errors import EvidenceError
 from evidence.keys import HpkeSuite
 from gateway import migrate_command
 from gateway.broker.accounts import broker_accounts
+from gateway.broker.certificates import ensure_gateway_certificate
 from gateway.broker.config import (
     BrokerSettings,
     hash_broker_password,
     new_broker_password,
+    refuse_while_running,
     write_broker_config,
 )
+from gateway.broker.dynsec import DYNSEC_FILE
 from gateway.config import GatewayConfig
 from gateway.console.daemon import ConsoleDaemon
 from gateway.console.user_command import add_user_command, run_user_command
 from gateway.console.users import Role, UserDirectory, validate_password, validate_username
 from gateway.daemon import GatewayDaemon
 from gateway.datadir import GatewayDataDir
-from gateway.enrolment.enrolment import enroll_badge, lift_cutoff, revoke_badge
+from gateway.enrolment.command import add_enroll_command, run_enroll
+from gateway.enrolment.enrolment import lift_cutoff, revoke_badge
+from gateway.enrolment.listener import DEFAULT_PORT
 from gateway.errors import GatewayError
 from gateway.export.export import ExportRequest, export_incident
 from gateway.ledger.custody import CustodyLog
@@ -85,15 +90,7 @@ def _parser() -> argparse.ArgumentParser:
         help="protect the custodian private key with a passphrase typed at a prompt",
     )
 
-    enroll = commands.add_parser("enroll", help="create a badge identity and its bundle")
-    enroll.add_argument("badge_id", help="badge id: lowercase letters, digits and hyphens")
-    enroll.add_argument("-o", "--bundle", type=Path, help="bundle directory (default: ./BADGE_ID)")
-    enroll.add_argument("--wearer", default="", help="who wears the badge")
-    enroll.add_argument("--location", default="", help="default location label, e.g. 'ER'")
-    enroll.add_argument("--broker-host", default="localhost", help="broker host the badge uses")
-    enroll.add_argument("--broker-port", type=int, default=8883, help="broker TLS port")
-    enroll.add_argument("--rotate", action="store_true", help="replace an enrolled badge's key")
-    enroll.add_argument("--operator", default=getpass.getuser(), help="who enrols (recorded)")
+    add_enroll_command(commands, default_listen=f"{_ALL_INTERFACES}:{DEFAULT_PORT}")
 
     revoke = commands.add_parser(
         "revoke", help="revoke a badge: the running gateway closes its broker login at once"
@@ -136,6 +133,19 @@ def _parser() -> argparse.ArgumentParser:
         "--broker-user",
         default="mosquitto",
         help="account mosquitto runs as; when run as root, its files are handed to it",
+    )
+    broker.add_argument(
+        "--reset-accounts",
+        action="store_true",
+        help="rewrite the broker's accounts from the registry (only while mosquitto is stopped; "
+        "otherwise they are written only when there are none yet)",
+    )
+    broker.add_argument(
+        "--badge-auth",
+        choices=("password", "certificate"),
+        default="password",
+        help="how clients log in on the TLS listener: certificate = the evidence CA's client "
+        "certificates, no passwords (badges enrolled with a CSR; decision 1902)",
     )
     broker.add_argument("--config", type=Path, help="configuration (default: DATA/gateway.toml)")
 
@@ -232,30 +242,7 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "user":
         return run_user_command(args, data_dir)
-    return _enroll(args, data_dir)
-
-
-def _enroll(args: argparse.Namespace, data_dir: GatewayDataDir) -> int:
-    bundle = args.bundle or Path(args.badge_id)
-    enrolled = enroll_badge(
-        data_dir,
-        args.badge_id,
-        bundle,
-        wearer=args.wearer,
-        location=args.location,
-        broker_host=args.broker_host,
-        broker_port=args.broker_port,
-        operator=args.operator,
-        rotate=args.rotate,
-    )
-    verb = "rotated" if enrolled.key_generation > 1 else "enrolled"
-    print(f"{verb} badge {enrolled.badge_id} (key generation {enrolled.key_generation});")
-    print(f"copy {bundle} to the badge (it holds the badge's private key: keep it secret)")
-    print(
-        "then run 'gateway broker-config' so the broker accepts the badge's new login, "
-        "and restart mosquitto (systemctl restart mosquitto)"
-    )
-    return 0
+    return run_enroll(args, data_dir, all_interfaces=_ALL_INTERFACES)
 
 
 def _broker_config(args: argparse.Namespace, data_dir: GatewayDataDir) -> int:
@@ -274,7 +261,13 @@ def _broker_config(args: argparse.Namespace, data_dir: GatewayDataDir) -> int:
         plain_port=args.plain_port,
         bind_tls=args.bind,
         run_as_user=args.broker_user,
+        badge_auth=args.badge_auth,
     )
+    kept = (out / DYNSEC_FILE).exists() and not args.reset_accounts
+    if args.reset_accounts:
+        refuse_while_running(out, settings)
+    if args.badge_auth == "certificate" and ensure_gateway_certificate(data_dir, account.username):
+        print(f"issued the gateway's broker certificate ({account.username}) in {data_dir.keys}")
     config_path = write_broker_config(
         out,
         accounts,
@@ -282,12 +275,20 @@ def _broker_config(args: argparse.Namespace, data_dir: GatewayDataDir) -> int:
         data_dir.evidence_ca(),
         server_hostnames=_unique([*_LOOPBACK_NAMES, *args.hostname]),
         server_ips=_unique([*_LOOPBACK_IPS, *args.ip]),
+        reset_accounts=args.reset_accounts,
     )
-    badges = len(accounts) - 1
-    print(
-        f"wrote {config_path}: {badges} badge account(s) and the gateway account "
-        f"{account.username!r} (password in {account.password_file})"
-    )
+    if kept:
+        print(
+            f"wrote {config_path}; kept the broker's accounts in {out / DYNSEC_FILE}: the "
+            "broker owns them now and 'gateway run' keeps them in step with the registry "
+            "(--reset-accounts rewrites them, with the broker stopped)"
+        )
+    else:
+        badges = len(accounts) - 1
+        print(
+            f"wrote {config_path}: {badges} badge account(s) and the gateway account "
+            f"{account.username!r} (password in {account.password_file})"
+        )
     if not args.hostname and not args.ip:
         print(
             "note: the server certificate names only this machine; badges on the network "
@@ -295,8 +296,9 @@ def _broker_config(args: argparse.Namespace, data_dir: GatewayDataDir) -> int:
         )
     print(f"start the broker with: mosquitto -c {config_path}")
     print(
-        "a running broker reads its accounts only when it starts: restart it "
-        "(systemctl restart mosquitto); revocations and cut-offs reach it at once, without one"
+        "restart a running broker only for a changed listener or certificate "
+        "(systemctl restart mosquitto): enrolments, rotations, revocations and cut-offs "
+        "reach it at once through the running gateway, without one"
     )
     return 0
 

@@ -126,6 +126,8 @@ class ConsoleSettings:
     """No session lasts longer than this, however busy."""
     custodian_passphrase_file: Path | None = None
     """The custodian key's passphrase, when the key is protected (playback decrypts with it)."""
+    low_battery_percent: int = 20
+    """The badge list warns of a badge whose battery charge is below this."""
     limits: ConsoleLimits = ConsoleLimits()
     """What one client, and all of them together, may hold of the console process."""
 
@@ -432,6 +434,7 @@ def _console(table: _Table) -> ConsoleSettings:
         session_idle_minutes=table.integer("session_idle_minutes", 30, 1, 24 * 60),
         session_max_hours=table.integer("session_max_hours", 12, 1, 7 * 24),
         custodian_passphrase_file=table.optional_path("custodian_passphrase_file"),
+        low_battery_percent=table.integer("low_battery_percent", 20, 0, 100),
         limits=_console_limits(table),
     )
 

@@ -342,11 +342,14 @@ class MqttSession:
         password: str | None,
         *,
         tls_ca: Path | None = None,
+        tls_client: tuple[Path, Path] | None = None,
         client_id: str = "",
         clean_start: bool = True,
         session_expiry_s: int = 0,
     ) -> None:
-        """Prepare (not yet connect) a client; ``session_expiry_s`` > 0 keeps its session."""
+        """Prepare (not yet connect) a client; ``session_expiry_s`` > 0 keeps its session.
+
+        ``tls_client`` (certificate file, key file) is shown to the broker."""
         self.host = host
         self.port = port
         self.clean_start = clean_start
@@ -360,7 +363,11 @@ class MqttSession:
         if username is not None:
             self.client.username_pw_set(username, password)
         if tls_ca is not None:
-            self.client.tls_set(ca_certs=str(tls_ca))
+            self.client.tls_set(
+                ca_certs=str(tls_ca),
+                certfile=None if tls_client is None else str(tls_client[0]),
+                keyfile=None if tls_client is None else str(tls_client[1]),
+            )
         self._changed = threading.Condition()
         self.connack: ReasonCode | None = None
         self.connack_properties: Properties | None = None

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from bench import backup as bench_backup
-from bench import capture, ingest, seal_latency
+from bench import capture, ingest, seal_latency, watch
 from bench import verify as bench_verify
 from bench.__main__ import BENCHMARKS, main
 from bench.radio import RadioLink, RadioLinkError
@@ -33,7 +33,7 @@ REQUIRED_KEYS: dict[str, type] = {
 
 @pytest.fixture(scope="module")
 def figures() -> list[Figure]:
-    """Three seconds of real-time 320x240 video through the real pipeline."""
+    """Three seconds of real-time 320x240 video through the real pipeline, alone and busy."""
     return capture.run(seconds=3.0, resolutions=((320, 240),))
 
 
@@ -46,11 +46,16 @@ def test_capture_reports_dropped_frames_cpu_and_memory(figures: list[Figure]) ->
         "capture-240p30-dropped",
         "capture-240p30-cpu",
         "capture-240p30-rss",
+        "capture-240p30-busy-dropped",
+        "capture-240p30-busy-cpu",
+        "capture-240p30-busy-rss",
     ]
     for figure in figures:
         assert all(math.isfinite(x) for x in (figure.value, figure.limit_value, figure.ratio))
         assert figure.note
-    dropped, cpu, rss = figures
+        assert ("busy-loop process" in figure.note) == ("-busy-" in figure.name)
+    dropped, cpu, rss = figures[:3]
+    assert "OpenCV not loaded" in rss.note and "queues at their fullest" in rss.note
     assert dropped.value >= 0 and dropped.limit_value == 0 and dropped.goal == "== 0"
     assert "frames captured" in dropped.note
     # The limit is timed on segments the run sealed, decrypted and verified from its ring.
@@ -113,6 +118,20 @@ def test_ingest_reports_the_gateway_and_the_floor_against_one_raw_limit() -> Non
         assert figure.unit == "MB/s" and figure.value > 0
         assert figure.ratio == pytest.approx(figure.value / figure.limit_value)
     assert f"{gateway.value / floor.value:.3f} of the floor" in gateway.note
+
+
+@pytest.mark.slow
+def test_watch_times_the_first_pre_roll_frame_beside_the_alert_of_the_same_run() -> None:
+    """One press with a second badge connected: the officer's Chromium plays the pre-roll."""
+    assert BENCHMARKS["watch"] is watch.run
+    by_name = {figure.name: figure for figure in watch.run(presses=1, badges=2)}
+    assert set(by_name) == {"watch-p50", "watch-p99"}
+    for figure in by_name.values():
+        assert figure.unit == "ms" and figure.limit_value > 0
+        # the footage plays only after its alert was on the screen
+        assert figure.value > figure.limit_value
+        assert figure.ratio == pytest.approx(figure.value / figure.limit_value)
+        assert "p99 < 2000 ms" in figure.goal and "1 presses, 2 badges" in figure.note
 
 
 def test_seal_latency_reports_the_receipt_and_the_floor_against_one_raw_transfer() -> None:

@@ -1,15 +1,21 @@
-"""The built-in test camera: colour bars, a moving block and the burned-in caption; no hardware."""
+"""The built-in test camera: colour bars, a moving block and the burned-in caption; no hardware.
+
+It draws in I420 (what the H.264 encoder takes) unless asked for BGR, so the badge on the
+synthetic camera needs no colour conversion and never loads OpenCV.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from badge.errors import SourceError
-from badge.media import Image, VideoFrame
+from badge.media import Image, PixelFormat, VideoFrame
 from badge.overlay import draw_overlay
 
 # BGR: white, yellow, cyan, green, magenta, red, blue, black (the classic bar order).
@@ -75,8 +81,10 @@ class SyntheticCamera:
         realtime: bool,
         *,
         max_frames: int | None = None,
+        pixel_format: PixelFormat = "yuv420p",
     ) -> None:
-        """Prepare the pattern; raises SourceError for sizes H.264 cannot take or a bad rate."""
+        """Prepare the pattern in ``pixel_format``; raises SourceError for sizes H.264 cannot
+        take or a bad rate."""
         if width < 16 or height < 16 or width % 2 or height % 2:
             raise SourceError(
                 f"synthetic camera size must be even and at least 16, got {width}x{height}"
@@ -90,7 +98,14 @@ class SyntheticCamera:
         self.realtime = realtime
         self.max_frames = max_frames
         self._closed = False
-        self._background = _colour_bars(width, height)
+        if pixel_format not in ("yuv420p", "bgr24"):
+            raise SourceError(f"synthetic camera pixel format {pixel_format!r} is unknown")
+        self.pixel_format: PixelFormat = pixel_format
+        self._background = (
+            _colour_bars(width, height)
+            if pixel_format == "bgr24"
+            else _stacked(_bgr_to_i420(_colour_bars(width, 2)), width, height)
+        )
         self._block = max(8, height // 6)
         self._block_top = (height - self._block) // 2
         travel = width - self._block
@@ -108,7 +123,8 @@ class SyntheticCamera:
             if self.realtime:
                 index = schedule.wait_until_due(index)
             wall_ns = schedule.wall_ns(index)
-            yield VideoFrame(self._draw(index, wall_ns), index, schedule.mono_ns(index), wall_ns)
+            image = self._draw(index, wall_ns)
+            yield VideoFrame(image, index, schedule.mono_ns(index), wall_ns, self.pixel_format)
             index += 1
 
     def close(self) -> None:
@@ -122,10 +138,20 @@ class SyntheticCamera:
         left = offset if offset < travel else 2 * travel - offset  # bounce off the edges
         top = self._block_top
         size = self._block
-        image[top : top + size, left : left + size] = 0
         inner = size // 4
-        image[top + inner : top + size - inner, left + inner : left + size - inner] = 255
-        draw_overlay(image, self.badge_id, wall_ns, index)
+        if self.pixel_format == "bgr24":
+            image[top : top + size, left : left + size] = 0
+            image[top + inner : top + size - inner, left + inner : left + size - inner] = 255
+            draw_overlay(image, self.badge_id, wall_ns, index)
+            return image
+        luma, u, v = _planes(image, self.width, self.height)
+        luma[top : top + size, left : left + size] = 16  # video-range black and white
+        luma[top + inner : top + size - inner, left + inner : left + size - inner] = 235
+        bottom, right = draw_overlay(luma, self.badge_id, wall_ns, index)
+        half = (slice(top // 2, (top + size + 1) // 2), slice(left // 2, (left + size + 1) // 2))
+        for chroma in (u, v):  # the block and the caption box are grey: no colour
+            chroma[half] = 128
+            chroma[: (bottom + 1) // 2, : (right + 1) // 2] = 128
         return image
 
 
@@ -133,3 +159,48 @@ def _colour_bars(width: int, height: int) -> Image:
     columns = np.minimum(np.arange(width) * len(_BARS) // width, len(_BARS) - 1)
     row = _BARS[columns]
     return np.ascontiguousarray(np.broadcast_to(row, (height, width, 3)))
+
+
+def _planes(image: Image, width: int, height: int) -> tuple[Image, Image, Image]:
+    """Views of the Y, U and V planes of an I420 image."""
+    flat = image.reshape(-1)
+    luma_size = width * height
+    chroma = (height // 2, width // 2)
+    chroma_size = chroma[0] * chroma[1]
+    return (
+        flat[:luma_size].reshape(height, width),
+        flat[luma_size : luma_size + chroma_size].reshape(chroma),
+        flat[luma_size + chroma_size :].reshape(chroma),
+    )
+
+
+def _bgr_to_i420(bgr: Image) -> Image:
+    """BT.601 video-range I420 of a full-range BGR image (once, for the background), as
+    OpenCV's ``COLOR_BGR2YUV_I420`` converts it, averaging each 2 x 2 for chroma."""
+    height, width = bgr.shape[:2]
+    b, g, r = (bgr[..., channel].astype(np.float32) / 255 for channel in range(3))
+    y = 16 + 65.481 * r + 128.553 * g + 24.966 * b
+    u = 128 - 37.797 * r - 74.203 * g + 112.0 * b
+    v = 128 + 112.0 * r - 93.786 * g - 18.214 * b
+
+    def half(plane: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.floating[Any]]:
+        return np.asarray(plane.reshape(height // 2, 2, width // 2, 2).mean(axis=(1, 3)))
+
+    planar = np.empty((height * 3 // 2, width), dtype=np.uint8)
+    luma, u_plane, v_plane = _planes(planar, width, height)
+    luma[:] = np.clip(np.rint(y), 0, 255)
+    u_plane[:] = np.clip(np.rint(half(u)), 0, 255)
+    v_plane[:] = np.clip(np.rint(half(v)), 0, 255)
+    return planar
+
+
+def _stacked(two_rows: Image, width: int, height: int) -> Image:
+    """An I420 picture of ``height`` rows each like the two of ``two_rows`` (the bars do
+    not change down the picture), made without a full-size temporary."""
+    luma_row, u_row, v_row = (plane[0] for plane in _planes(two_rows, width, 2))
+    planar = np.empty((height * 3 // 2, width), dtype=np.uint8)
+    luma, u, v = _planes(planar, width, height)
+    luma[:] = luma_row
+    u[:] = u_row
+    v[:] = v_row
+    return planar

@@ -34,6 +34,8 @@ class SignedSegment:
 
     stem: str
     key_path: str
+    algorithm: str = "ed25519"
+    """The key's algorithm: ``ed25519`` or ``ecdsa-p256`` (decision 1901)."""
 
 
 @dataclass(frozen=True)
@@ -68,9 +70,7 @@ def render_instructions(facts: InstructionFacts) -> bytes:
         f"{COMMAND_PREFIX}sha256sum < {CLIP}",
         f'{COMMAND_PREFIX}cat segments/*.ts | cmp - {CLIP} && echo "{CLIP} is the segments joined"',
         "",
-        "3. The badge signed the description (.header) of every segment: each command prints",
-        "   'Signature Verified Successfully'. What the badge signs is the label",
-        f"   '{SIGNATURE_CONTEXT}', a zero byte, then the .header file.",
+        *_signature_intro(facts.segments),
         "",
         *[_segment_command(segment) for segment in facts.segments],
         "",
@@ -109,13 +109,46 @@ def commands(text: str) -> list[str]:
     ]
 
 
+def _signature_intro(segments: Sequence[SignedSegment]) -> list[str]:
+    lines = [
+        "3. The badge signed the description (.header) of every segment: each command prints",
+        "   'Signature Verified Successfully'. What the badge signs is the label",
+        f"   '{SIGNATURE_CONTEXT}', a zero byte, then the .header file.",
+    ]
+    if any(segment.algorithm == "ecdsa-p256" for segment in segments):
+        lines += [
+            "   This badge's key is ECDSA P-256, held in its secure hardware: its signatures",
+            "   are r then s (32 bytes each), which the commands turn into the DER form openssl",
+            "   reads; for those, openssl prints 'Verified OK'.",
+        ]
+    return lines
+
+
 def _segment_command(segment: SignedSegment) -> str:
+    if segment.algorithm == "ecdsa-p256":
+        return _p256_segment_command(segment)
     # OpenSSL 3 signs and verifies Ed25519 in one shot and needs a regular file to do so,
     # so the signed bytes go to a temporary file first.
     return (
         f"{COMMAND_PREFIX}f=$(mktemp) && {{ printf '{SIGNATURE_CONTEXT}\\0'; "
         f'cat {segment.stem}.header; }} > "$f" && openssl pkeyutl -verify -pubin '
         f'-inkey {segment.key_path} -rawin -in "$f" -sigfile {segment.stem}.sig && rm "$f"'
+    )
+
+
+def _p256_segment_command(segment: SignedSegment) -> str:
+    # r and s become the two INTEGERs of a DER SEQUENCE through openssl's own ASN.1
+    # generator, so nothing but coreutils and openssl is needed.
+    signature = f"{segment.stem}.sig"
+    as_hex = "| od -An -v -tx1 | tr -d ' \\n'"
+    return (
+        f"{COMMAND_PREFIX}f=$(mktemp) && {{ printf '{SIGNATURE_CONTEXT}\\0'; "
+        f'cat {segment.stem}.header; }} > "$f" && '
+        "printf 'asn1=SEQUENCE:sig\\n[sig]\\nr=INTEGER:0x%s\\ns=INTEGER:0x%s\\n' "
+        f'"$(head -c 32 {signature} {as_hex})" "$(tail -c 32 {signature} {as_hex})" '
+        '> "$f.cnf" && openssl asn1parse -genconf "$f.cnf" -out "$f.der" -noout && '
+        f'openssl dgst -sha256 -verify {segment.key_path} -signature "$f.der" "$f" && '
+        'rm "$f" "$f.cnf" "$f.der"'
     )
 
 
@@ -179,7 +212,11 @@ _WHAT_ELSE = (
     "  - every ledger entry describes the file it is about, and its inclusion proof leads",
     "    to the root of the signed checkpoint (RFC 9162 hashing; any implementation of",
     "    Certificate Transparency proofs can check them too);",
-    "  - the badge's keys are the ones the ledger records as enrolled;",
+    "  - the badge's keys are the ones the ledger records as enrolled, and it reports how",
+    "    each was made: by the badge (badge-generated), inside its secure hardware",
+    "    (badge-hardware), or, for badges enrolled before badges made their own keys, by",
+    "    the hospital's gateway (gateway-generated: the hospital held that key too, so its",
+    "    signatures are weaker evidence);",
     "  - the receipts are signed by the gateway, and custody.json is the custody log's",
     "    entries for this incident, each proven to be in the ledger.",
     "It prints what was proven (badge, times, segments) or exactly what failed and where.",

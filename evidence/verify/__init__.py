@@ -163,7 +163,10 @@ def _check_instructions(
         incident_id=record.incident_id,
         badge_id=record.badge_id,
         segments=[
-            SignedSegment(media.stems[seq], media.signers[seq]) for seq in sorted(media.stems)
+            SignedSegment(
+                media.stems[seq], media.signers[seq], media.keys[media.signers[seq]].algorithm
+            )
+            for seq in sorted(media.stems)
         ],
         timestamp_seconds=int(stamp.gen_time.timestamp()),
     )
@@ -220,6 +223,11 @@ def _summary(
         ca_fingerprint=None if ca is None else _fingerprint(ca),
         pinned_gateway_key=pinned["gateway_key"],
         pinned_ca=pinned["ca"],
+        badge_key_origins=tuple(
+            sorted(
+                {media.origins[path] for path in media.signers.values() if path in media.origins}
+            )
+        ),
     )
 
 

@@ -26,6 +26,9 @@ from evidence.verify.files import PackageContents
 from evidence.verify.findings import Findings
 from evidence.verify.ledger import LedgerView
 
+GATEWAY_GENERATED = "gateway-generated"
+KEY_ORIGINS = ("badge-generated", "badge-hardware", GATEWAY_GENERATED)
+"""How a badge key can have been made (evidence.enrolment.KeyOrigin's values)."""
 _BADGE_KEY = re.compile(r"keys/badge-([a-z0-9][a-z0-9-]*)-([1-9][0-9]*)\.pub")
 _SEALED_OVERHEAD = len(MAGIC) + 4 + SIGNATURE_SIZE
 """Bytes of a sealed segment besides its header and ciphertext: magic, length, signature."""
@@ -38,6 +41,8 @@ class MediaView:
     badge_id: str | None = None
     keys: dict[str, SigningPublicKey] = field(default_factory=dict)
     """Badge keys the ledger records as enrolled, by file."""
+    origins: dict[str, str] = field(default_factory=dict)
+    """How each of those keys was made, as its enrolment entry says, by file."""
     record: IncidentRecord | None = None
     headers: dict[int, SegmentHeader] = field(default_factory=dict)
     """Every well-formed header, by seq."""
@@ -83,8 +88,8 @@ def _read_incident(
 def _read_badge_keys(
     contents: PackageContents, view: LedgerView, media: MediaView, f: Findings
 ) -> None:
-    """Keep each badge key that a proven enrolment entry in the ledger names."""
-    enrolled: dict[tuple[str, int], object] = {}
+    """Keep each badge key that a proven enrolment entry in the ledger names, and its origin."""
+    enrolled: dict[tuple[str, int], tuple[object, str]] = {}
     for index, entry in view.of_kind("custody").items():
         subject, generation = entry.body.get("subject"), _detail(entry).get("key_generation")
         if (
@@ -93,7 +98,8 @@ def _read_badge_keys(
             and isinstance(subject, str)
             and isinstance(generation, int)
         ):
-            enrolled[(subject, generation)] = _detail(entry).get("public_key")
+            detail = _detail(entry)
+            enrolled[(subject, generation)] = (detail.get("public_key"), _origin(detail))
     for path in contents.paths("badge-key"):
         match = _BADGE_KEY.fullmatch(path)
         data = contents.small.get(path)
@@ -116,7 +122,8 @@ def _read_badge_keys(
         if key.pem() != data:
             f.fail(Check.BADGE_KEY, "it is not in the one PEM form keys are written in", file=path)
             continue
-        if enrolled.get((badge_id, generation)) != key.raw:
+        recorded, origin = enrolled.get((badge_id, generation), (None, ""))
+        if recorded != key.raw:
             f.fail(
                 Check.BADGE_KEY,
                 f"no proven ledger entry records this key as generation {generation} of badge "
@@ -125,8 +132,16 @@ def _read_badge_keys(
             )
             continue
         media.keys[path] = key
+        media.origins[path] = origin
     if not media.keys:
         f.fail(Check.BADGE_KEY, "the package holds no badge key the ledger records")
+
+
+def _origin(detail: dict[str, object]) -> str:
+    """How an enrolled key was made; entries from before badge-born keys do not say, and
+    every key then was made by the gateway."""
+    origin = detail.get("key_origin", GATEWAY_GENERATED)
+    return origin if origin in KEY_ORIGINS else "unknown"
 
 
 def _detail(entry: LedgerEntry) -> dict[str, object]:

@@ -41,6 +41,9 @@ class Summary:
     """SHA-256 of the evidence CA certificate as ``openssl x509 -fingerprint -sha256`` shows it."""
     pinned_gateway_key: bool = False
     pinned_ca: bool = False
+    badge_key_origins: tuple[str, ...] = ()
+    """How the badge keys that signed the segments were made, as their enrolment entries say:
+    ``badge-generated``, ``badge-hardware`` or ``gateway-generated``."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,7 @@ class VerificationReport:
             count = len(self.findings)
             lines.append(f"NOT VERIFIED: {count} problem{'s' if count != 1 else ''} found.")
             lines += [f"  {escape_unsafe(finding.line())}" for finding in self.findings]
+        lines += _provenance(self.summary)
         lines += _trust(self.summary)
         examined = ", ".join(
             f"{name} {count}" for name, count in sorted(self.examined.items()) if count
@@ -156,6 +160,29 @@ def _proven(summary: Summary) -> list[str]:
         f"  Exported by {exported_by} at {_time(summary.exported_at_ns)}: "
         f"{summary.justification!r}.",
     ]
+
+
+_ORIGIN_TEXT = {
+    "badge-hardware": "made inside the badge's secure hardware, which cannot export it",
+    "badge-generated": "made by the badge itself; the hospital received only its public key",
+}
+
+
+def _provenance(summary: Summary) -> list[str]:
+    """How the signing badge key was made, and plainly when that makes the signatures weaker."""
+    lines = [
+        f"Badge key ({origin}): {_ORIGIN_TEXT[origin]}."
+        for origin in summary.badge_key_origins
+        if origin in _ORIGIN_TEXT
+    ]
+    if any(origin not in _ORIGIN_TEXT for origin in summary.badge_key_origins):
+        lines += [
+            "WEAKER EVIDENCE: the badge key that signed this footage was made by the hospital's",
+            "gateway (gateway-generated) and copied to the badge, so the hospital held it too",
+            "and could have signed footage that no badge recorded. The signatures show the",
+            "footage is unchanged since it was signed, not that the badge alone signed it.",
+        ]
+    return lines
 
 
 def _trust(summary: Summary) -> list[str]:

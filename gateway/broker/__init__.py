@@ -3,8 +3,10 @@
 __all__ = [
     "access",
     "accounts",
+    "certificates",
     "config",
     "control",
     "dynsec",
+    "passwords",
 ]
 """The modules of this package."""

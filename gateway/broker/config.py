@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import ipaddress
 import os
 import pwd
 import re
 import secrets
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,8 +44,12 @@ _HASH_FORMAT = re.compile(r"\$7\$[1-9][0-9]{0,9}\$[A-Za-z0-9+/]{16}\$[A-Za-z0-9+
 DEFAULT_MAX_PACKET_BYTES: Final = 1024 * 1024 + 4096
 _MQTT_MAX_PACKET_BYTES = 268_435_455
 _USER_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+_LISTENER = re.compile(r"listener\s+([0-9]{1,5})(?:\s+(\S+))?")
+_PROBE_S = 0.5
 
 Role = Literal["badge", "gateway"]
+BadgeAuth = Literal["password", "certificate"]
+"""How clients prove who they are on the TLS listener (decision 1902)."""
 
 # A listener option in mosquitto 2.0 (before any "listener" line it would open a default
 # listener on port 1883), so it is repeated in each listener block.
@@ -67,8 +73,8 @@ def hash_broker_password(
     The result is ``$7$<iterations>$<base64 salt>$<base64 PBKDF2-HMAC-SHA512>``, the same
     string ``mosquitto_passwd`` writes. ``salt`` (12 bytes) is drawn at random unless given.
     The broker re-derives the hash on every CONNECT, so the iteration count is kept at
-    mosquitto's default: our passwords are 256-bit random tokens, which no iteration count
-    makes easier or harder to guess.
+    mosquitto's default: our passwords carry 256 bits (random or HMAC-derived), which no
+    iteration count makes easier or harder to guess.
     """
     if not isinstance(password, str) or not password or "\x00" in password:
         raise BrokerConfigError(
@@ -135,6 +141,9 @@ class BrokerSettings:
     autosave_interval_s: int = 60
     run_as_user: str = "mosquitto"
     """The account mosquitto drops to when started as root; it must own the files we write."""
+    badge_auth: BadgeAuth = "password"
+    """``certificate``: every client on the TLS listener shows a certificate from the
+    evidence CA and is known by its common name; badge passwords are then written nowhere."""
     dynsec_plugin: Path | None = None
     """mosquitto's dynamic security plugin; None: where Debian's mosquitto installs it."""
 
@@ -159,6 +168,10 @@ class BrokerSettings:
         _check_range("max_queued_messages", self.max_queued_messages, 1, 10**9)
         _check_range("max_queued_bytes", self.max_queued_bytes, 1, 2**62)
         _check_range("autosave_interval_s", self.autosave_interval_s, 1, 86_400)
+        if self.badge_auth not in ("password", "certificate"):
+            raise BrokerConfigError(
+                f"broker setting badge_auth={self.badge_auth!r}: use 'password' or 'certificate'"
+            )
         if not isinstance(self.run_as_user, str) or not _USER_NAME.fullmatch(self.run_as_user):
             raise BrokerConfigError(
                 f"broker setting run_as_user={self.run_as_user!r} is not a system user name"
@@ -173,14 +186,18 @@ def write_broker_config(
     *,
     server_hostnames: Sequence[str],
     server_ips: Sequence[str],
+    reset_accounts: bool = False,
 ) -> Path:
     """Write a complete mosquitto 2.0 configuration into ``out_dir``; return mosquitto.conf's path.
 
     Writes ``ca.crt``, a fresh ``server.crt``/``server.key`` issued by ``ca`` for the given
-    names, the dynamic security plugin's accounts and roles (``dynamic-security.json``,
-    mode 0600), and ``mosquitto.conf`` last, each atomically, so a broker (re)started at
-    any moment sees either the old set or a complete new one. The plugin reads its file
-    only when mosquitto starts (not on SIGHUP), and saves it on every change it is sent.
+    names, and ``mosquitto.conf`` last, each atomically, so a broker (re)started at any
+    moment sees either the old set or a complete new one. The dynamic security plugin's
+    accounts and roles (``dynamic-security.json``, mode 0600) are written only when there
+    are none yet, or with ``reset_accounts``: once the broker has run, the file is the
+    plugin's own (it saves it on every command, over whatever is there) and the running
+    gateway keeps the accounts in step with the registry (decision 1704). Resetting is for
+    a stopped broker only: ``broker_listening`` tells whether one answers.
     """
     out_dir = Path(out_dir).absolute()
     _check_accounts(accounts)
@@ -200,14 +217,53 @@ def write_broker_config(
     write_certificate(out_dir / CA_CERT_FILE, ca.certificate)
     write_certificate(out_dir / SERVER_CERT_FILE, server_cert)
     write_private_key(out_dir / SERVER_KEY_FILE, server_key)
-    rows = [(a.username, a.password_hash, a.role, a.disabled) for a in accounts]
-    _write_text(out_dir / DYNSEC_FILE, dynsec_document(rows), mode=0o600)
+    if reset_accounts or not (out_dir / DYNSEC_FILE).exists():
+        rows = [(a.username, a.password_hash, a.role, a.disabled) for a in accounts]
+        _write_text(out_dir / DYNSEC_FILE, dynsec_document(rows), mode=0o600)
     config_path = out_dir / CONFIG_FILE
     _write_text(config_path, _config_file(out_dir, persistence, settings, plugin), mode=0o644)
     for name in _OLD_FILES:
         (out_dir / name).unlink(missing_ok=True)
     _hand_to_broker_user(settings.run_as_user, out_dir, persistence)
     return config_path
+
+
+def broker_listening(out_dir: Path, settings: BrokerSettings) -> list[int]:
+    """The ports on which a broker answers now: those of ``settings`` and every listener of
+    the ``mosquitto.conf`` already in ``out_dir`` (a running broker may use older ones)."""
+    places = {(_reachable(settings.bind_tls), settings.tls_port)}
+    if settings.plain_port is not None:
+        places.add(("127.0.0.1", settings.plain_port))
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        for line in (Path(out_dir) / CONFIG_FILE).read_text().splitlines():
+            match = _LISTENER.fullmatch(line.strip())
+            if match:
+                places.add((_reachable(match.group(2) or "0.0.0.0"), int(match.group(1))))  # noqa: S104
+    answering = []
+    for host, port in sorted(places):
+        try:
+            with socket.create_connection((host, port), timeout=_PROBE_S):
+                answering.append(port)
+        except OSError:
+            continue
+    return sorted(set(answering))
+
+
+def refuse_while_running(out_dir: Path, settings: BrokerSettings) -> None:
+    """BrokerConfigError if a broker answers (its accounts must not be reset under it)."""
+    answering = broker_listening(out_dir, settings)
+    if answering:
+        ports = ", ".join(str(port) for port in answering)
+        raise BrokerConfigError(
+            f"a broker answers on port {ports}: stop it (systemctl stop mosquitto) before "
+            "--reset-accounts, or it saves its own accounts over the new file at its next "
+            "change; while it runs, 'gateway run' keeps its accounts in step by itself"
+        )
+
+
+def _reachable(address: str) -> str:
+    """Where to look for a listener bound to ``address`` from this machine."""
+    return {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(address, address)  # noqa: S104
 
 
 def _config_file(out_dir: Path, persistence: Path, settings: BrokerSettings, plugin: Path) -> str:
@@ -261,7 +317,7 @@ def _config_file(out_dir: Path, persistence: Path, settings: BrokerSettings, plu
         f"certfile {out_dir / SERVER_CERT_FILE}",
         f"keyfile {out_dir / SERVER_KEY_FILE}",
         "tls_version tlsv1.2",
-        "require_certificate false",
+        *_client_auth_lines(settings.badge_auth),
         *_CLIENT_ID_LINES,
     ]
     if settings.plain_port is not None:
@@ -273,6 +329,17 @@ def _config_file(out_dir: Path, persistence: Path, settings: BrokerSettings, plu
             *_CLIENT_ID_LINES,
         ]
     return "\n".join(lines) + "\n"
+
+
+def _client_auth_lines(badge_auth: BadgeAuth) -> list[str]:
+    if badge_auth == "password":
+        return ["require_certificate false"]
+    return [
+        "# Every client shows a certificate the evidence CA issued from its own key; its",
+        "# common name is its login, so no password is used here (decision 1902).",
+        "require_certificate true",
+        "use_identity_as_username true",
+    ]
 
 
 def _check_accounts(accounts: Sequence[BrokerAccount]) -> None:

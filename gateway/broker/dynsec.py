@@ -13,6 +13,7 @@ role: every badge's uplink, every badge's downlink, and the plugin's control top
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -50,17 +51,27 @@ def badge_role(badge_id: str) -> str:
     return f"badge:{badge_id}"
 
 
+def fingerprint(password_hash: str) -> str:
+    """A badge client's ``textdescription``: which registry password hash it was given (the
+    plugin never tells a client's password back, so the gateway compares this instead)."""
+    digest = hashlib.sha256(password_hash.encode("ascii")).hexdigest()[:32]
+    return f"medbadge password {digest}"
+
+
 def dynsec_document(accounts: Sequence[tuple[str, str, str, bool]]) -> str:
     """The plugin's JSON for ``accounts`` given as (name, $7$ hash, role, disabled)."""
     clients = []
     roles = [_gateway_role()]
     for name, password_hash, role, disabled in accounts:
         role_name = GATEWAY_ROLE if role == "gateway" else badge_role(name)
+        described: dict[str, object] = {}
         if role != "gateway":
-            roles.append(_badge_role(name))
+            roles.append(badge_role_document(name))
+            described["textdescription"] = fingerprint(password_hash)
         clients.append(
             {
                 "username": name,
+                **described,
                 **_password_fields(password_hash),
                 "roles": [{"rolename": role_name}],
                 "disabled": disabled,
@@ -97,7 +108,7 @@ def _acl(kind: str, topic: str) -> dict[str, object]:
     return {"acltype": kind, "topic": topic, "allow": True, "priority": 0}
 
 
-def _badge_role(badge_id: str) -> dict[str, object]:
+def badge_role_document(badge_id: str) -> dict[str, object]:
     """A badge publishes under its own badge/<id>/ subtree and reads its gateway/<id>/ one."""
     downlink = gateway_filter(badge_id)
     return {

@@ -8,10 +8,12 @@ __all__ = [
     "casefile",
     "core",
     "court",
+    "footage",
     "pages",
     "playback",
     "queries",
     "server",
+    "span",
     "users",
 ]
 """The modules of this package."""

@@ -104,6 +104,19 @@ def badges(console: Console, call: Call) -> Response:
                 "revoked_ns": badge.revoked_at_ns,
                 "online": bool(state and state.online),
                 "battery_percent": state.battery_percent if state else None,
+                "battery_millivolts": state.battery_millivolts if state else None,
+                "battery_rate_millipercent_per_hour": (
+                    state.battery_rate_millipercent_per_hour if state else None
+                ),
+                "low_battery": bool(
+                    state
+                    and state.battery_percent is not None
+                    and state.battery_percent < console.options.low_battery_percent
+                ),
+                "soc_temperature_millicelsius": (
+                    state.soc_temperature_millicelsius if state else None
+                ),
+                "clock_synchronised": state.clock_synchronised if state else None,
                 "storage_free_bytes": state.storage_free_bytes if state else None,
                 "last_heartbeat_ns": state.last_heartbeat_wall_ns if state else None,
                 "clock_offset_ns": state.clock_offset_ns if state else None,

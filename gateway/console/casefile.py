@@ -16,11 +16,13 @@ from typing import Literal
 from evidence.chain import check_chain
 from evidence.errors import EvidenceError
 from evidence.hashing import sha256
-from evidence.incident import IncidentRecord, SignedIncident
+from evidence.incident import IncidentRecord, Press, SignedIncident
 from evidence.keys import CustodianPrivateKey, SigningPublicKey
 from evidence.ledger.checkpoint import open_note
 from evidence.ledger.merkle import leaf_hash, verify_inclusion
 from evidence.segment import SealedSegment
+from gateway.alerts.alerts import SignedAlert
+from gateway.console.span import IncidentSpan, span_of
 from gateway.errors import GatewayError, PlaybackError
 from gateway.ledger.custody import CustodyEntry
 from gateway.ledger.ledger import Ledger, SignedCheckpoint
@@ -45,7 +47,9 @@ class CaseFile:
     alert: StoredAlert | None
     incident: StoredIncident | None
     record: IncidentRecord | None
+    span: IncidentSpan
     segments: tuple[StoredSegment, ...]
+    """The stored segments of the span: the pre-roll on, from the alert's first segment."""
     receipts: tuple[StoredReceipt, ...]
     checkpoint: SignedCheckpoint | None
 
@@ -53,6 +57,18 @@ class CaseFile:
     def expected_segments(self) -> int:
         """How many segments the incident record names (0 before the record arrives)."""
         return 0 if self.record is None else self.record.last_seq - self.record.first_seq + 1
+
+    @property
+    def presses(self) -> tuple[Press, ...]:
+        """Every press: the record's, or while it records the alert's one."""
+        if self.record is not None:
+            return self.record.presses
+        return () if self.span.alert is None else (self.span.alert.press,)
+
+    @property
+    def recording(self) -> bool:
+        """True while the badge still records the incident (alert stored, record not yet)."""
+        return self.span.recording
 
     @property
     def complete(self) -> bool:
@@ -86,11 +102,13 @@ def gather(ledger: Ledger, summary: IncidentSummary) -> CaseFile:
     catalogue = ledger.storage.catalogue
     badge, incident_id = summary.badge_id, summary.incident_id
     incident = catalogue.incident(badge, incident_id)
+    alert = catalogue.alert(badge, incident_id)
     record = None
-    segments: tuple[StoredSegment, ...] = ()
     if incident is not None:
         record = SignedIncident.from_bytes(incident.signed_record, "stored incident").record
-        segments = catalogue.segments(badge, incident.first_seq, incident.last_seq)
+    signed_alert = None if alert is None else SignedAlert.read(alert.signed_alert, "stored alert")
+    span = span_of(catalogue, badge, incident_id, signed_alert, record)
+    segments = span.segments(catalogue)
     receipts = [
         *catalogue.receipts(badge, "alert", incident_id),
         *catalogue.receipts(badge, "incident", incident_id),
@@ -98,9 +116,10 @@ def gather(ledger: Ledger, summary: IncidentSummary) -> CaseFile:
     ]
     return CaseFile(
         summary=summary,
-        alert=catalogue.alert(badge, incident_id),
+        alert=alert,
         incident=incident,
         record=record,
+        span=span,
         segments=segments,
         receipts=tuple(receipts),
         checkpoint=ledger.latest_checkpoint(),
@@ -114,12 +133,10 @@ def timeline(
 ) -> list[TimelineEvent]:
     """The incident's history in time order: presses, arrivals, segments, receipts, actions."""
     events: list[TimelineEvent] = []
-    record = case.record
-    if record is not None:
-        for number, press in enumerate(record.presses, start=1):
-            events.append(
-                TimelineEvent(press.wall_ns, "press", f"button press {number}", clock="badge")
-            )
+    for number, press in enumerate(case.presses, start=1):
+        events.append(
+            TimelineEvent(press.wall_ns, "press", f"button press {number}", clock="badge")
+        )
     if case.alert is not None:
         events.append(
             TimelineEvent(case.alert.received_wall_ns, "alert", "alert received by the gateway")
@@ -186,8 +203,11 @@ def check_store(
     missing: list[str] = []
     badge_id = case.summary.badge_id
     keys = [key for _, key in registry.key_history(badge_id)]
+    failures.extend(case.span.inconsistencies(ledger.storage.catalogue))
     if case.incident is None:
         missing.append("the incident record has not arrived yet")
+        if case.segments:
+            _check_segments(case.segments, keys, vault, findings, failures)
     else:
         _check_record(case.incident, keys, findings, failures)
         held = len(case.segments)

@@ -109,6 +109,8 @@ class ConsoleOptions:
     broker_port: int = 8883
     retention_days: int = 365
     """Footage last received longer ago than this may be deleted (``[retention] days``)."""
+    low_battery_percent: int = 20
+    """The badge list warns of a battery charge below this (``[console] low_battery_percent``)."""
     reserve: ReserveSettings | None = None
     """The free-space reserve below which every page warns "disk low" (``[reserve]``)."""
 

@@ -7,7 +7,9 @@ __all__ = ["SECURITY_HEADERS", "TLS_HEADERS"]
 SECURITY_HEADERS = (
     (
         b"content-security-policy",
-        b"default-src 'self'; img-src 'self' data:; media-src 'self'; object-src 'none'; "
+        # media-src blob: lets the player hand its MediaSource (footage it fetched from
+        # here) to the <video>; nothing else may be loaded from anywhere but the console
+        b"default-src 'self'; img-src 'self' data:; media-src 'self' blob:; object-src 'none'; "
         b"base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
     ),
     (b"x-content-type-options", b"nosniff"),

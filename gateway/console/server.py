@@ -123,6 +123,7 @@ def console_options(config: GatewayConfig) -> ConsoleOptions:
         broker_host=settings.hostnames[0] if settings.hostnames else config.broker.host,
         broker_port=config.broker.port,
         retention_days=config.retention_days,
+        low_battery_percent=settings.low_battery_percent,
         reserve=config.limits.reserve,
     )
 

@@ -1,7 +1,11 @@
-"""Badge enrolment: a badge's identity, registered here and bundled for its Pi."""
+"""Badge enrolment: one-time codes, badge-born public keys registered, the listener badges reach."""
 
 __all__ = [
+    "command",
     "enrolment",
+    "listener",
+    "nonces",
+    "qr",
     "registry",
 ]
 """The modules of this package."""

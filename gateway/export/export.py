@@ -423,6 +423,7 @@ class _Export:
                     SignedSegment(
                         segment_stem(stored.seq, self.digits),
                         badge_key_path(self.badge_id, staged.signers[stored.seq]),
+                        self.keys[staged.signers[stored.seq]].algorithm,
                     )
                     for stored in self.segments
                 ],

@@ -295,6 +295,9 @@ class Intake:
             heartbeat.pinned_segments,
             heartbeat.dropped_frames,
             heartbeat.outbox_pending,
+            heartbeat.battery_millivolts or 0,
+            abs(heartbeat.battery_rate_millipercent_per_hour or 0),
+            abs(heartbeat.soc_temperature_millicelsius or 0),
         )
         sample = ClockSample(heartbeat.boot, heartbeat.mono_ns, heartbeat.wall_ns, received)
         self._clocks.record(badge.badge_id, sample)

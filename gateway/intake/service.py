@@ -41,6 +41,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from evidence.topics import ALL_BADGES_FILTER, shared_subscription
 from gateway.alerts.alerts import AlertEvent
+from gateway.broker.certificates import gateway_certificate_files
 from gateway.broker.control import BrokerControl
 from gateway.broker.dynsec import RESPONSE_TOPIC
 from gateway.config import IntakeLimits, TimestampSettings
@@ -153,7 +154,13 @@ class IntakeService:
         )
         self._client.username_pw_set(username, password)
         if tls_ca is not None:
-            self._client.tls_set(ca_certs=str(tls_ca))
+            # the gateway's broker certificate, when broker-config made one (decision 1902)
+            own = gateway_certificate_files(data_dir)
+            self._client.tls_set(
+                ca_certs=str(tls_ca),
+                certfile=None if own is None else str(own[0]),
+                keyfile=None if own is None else str(own[1]),
+            )
         self._client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
         self._client.on_socket_open = _no_delay
         self._client.on_connect = self._on_connect

@@ -143,7 +143,8 @@ def _restore(args: argparse.Namespace, data_dir: GatewayDataDir) -> int:
         )
     print(
         "next: give the directory to the gateway's account (chown -R), run 'gateway "
-        "broker-config', reload mosquitto and start the gateway"
+        "broker-config', start mosquitto, then the gateway (it brings the badges' broker "
+        "accounts in step)"
     )
     return 0
 

@@ -30,6 +30,8 @@ TSA_VALIDITY = timedelta(days=10 * 365 + 3)
 # 825 days is the longest TLS server certificate lifetime Apple platforms accept from a
 # private CA; browsers on the console's workstations would reject a longer one.
 SERVER_VALIDITY = timedelta(days=825)
+CLIENT_VALIDITY = timedelta(days=825)
+"""A badge's broker certificate; a re-enrolment issues a new one."""
 # Certificates start slightly in the past so a client whose clock lags a little still
 # accepts a certificate issued a moment ago.
 _BACKDATE = timedelta(minutes=5)
@@ -162,9 +164,43 @@ class EvidenceCA:
         )
         return key, certificate
 
+    def issue_client_certificate(
+        self,
+        common_name: str,
+        request: x509.CertificateSigningRequest,
+        *,
+        validity: timedelta = CLIENT_VALIDITY,
+        now: datetime | None = None,
+    ) -> x509.Certificate:
+        """Certify a badge's own TLS key for the broker, from its CSR, as ``common_name``.
+
+        The CSR must be signed by the P-256 key it names (so its sender holds that key) and
+        name exactly ``common_name``: the broker takes that name as the login.
+        """
+        if not request.is_signature_valid:
+            raise CertificateError(
+                "the certificate request is not signed by the key it names; nothing was issued"
+            )
+        key = request.public_key()
+        if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(
+            key.curve, ec.SECP256R1
+        ):
+            raise CertificateError("a badge's broker certificate is for a P-256 key")
+        names = request.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        if [name.value for name in names] != [common_name]:
+            raise CertificateError(
+                f"the certificate request names {[n.value for n in names]!r}, not {common_name!r}"
+            )
+        builder = self._leaf_builder(key, common_name, validity, now)
+        return (
+            builder.add_extension(_key_usage(digital_signature=True), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False)
+            .sign(self.key, hashes.SHA256())
+        )
+
     def _leaf_builder(
         self,
-        key: ec.EllipticCurvePrivateKey,
+        key: ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey,
         common_name: str,
         validity: timedelta,
         now: datetime | None,
@@ -180,16 +216,17 @@ class EvidenceCA:
         if self.hospital_name:
             subject.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, self.hospital_name))
         ca_ski = x509.SubjectKeyIdentifier.from_public_key(self.key.public_key())
+        public = key.public_key() if isinstance(key, ec.EllipticCurvePrivateKey) else key
         return (
             x509.CertificateBuilder()
             .subject_name(x509.Name(subject))
             .issuer_name(self.certificate.subject)
-            .public_key(key.public_key())
+            .public_key(public)
             .serial_number(x509.random_serial_number())
             .not_valid_before(start)
             .not_valid_after(min(start + validity, ca_end))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), False)
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), False
             )

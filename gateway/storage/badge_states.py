@@ -30,6 +30,11 @@ class BadgeState:
     clock_drift_ppb: int | None
     clock_error_ns: int | None
     clock_samples: int | None
+    battery_millivolts: int | None = None
+    battery_rate_millipercent_per_hour: int | None = None
+    soc_temperature_millicelsius: int | None = None
+    clock_synchronised: bool | None = None
+    """Whether the badge's kernel said its wall clock was synchronised (None: unknown)."""
 
 
 @dataclass(frozen=True)
@@ -45,7 +50,9 @@ class ClockReading:
 _COLUMNS = (
     "badge_id, online, status_boot, status_wall_ns, boot, battery_percent, storage_free_bytes,"
     " ring_bytes, ring_segments, pinned_segments, dropped_frames, outbox_pending, recording,"
-    " last_heartbeat_wall_ns, clock_offset_ns, clock_drift_ppb, clock_error_ns, clock_samples"
+    " last_heartbeat_wall_ns, clock_offset_ns, clock_drift_ppb, clock_error_ns, clock_samples,"
+    " battery_millivolts, battery_rate_millipercent_per_hour, soc_temperature_millicelsius,"
+    " clock_synchronised"
 )
 
 
@@ -71,8 +78,10 @@ class BadgeStates:
             "INSERT INTO badge_state (badge_id, online, boot, battery_percent,"
             " storage_free_bytes, ring_bytes, ring_segments, pinned_segments, dropped_frames,"
             " outbox_pending, recording, last_heartbeat_wall_ns, clock_offset_ns,"
-            " clock_drift_ppb, clock_error_ns, clock_samples)"
-            " VALUES (?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " clock_drift_ppb, clock_error_ns, clock_samples, battery_millivolts,"
+            " battery_rate_millipercent_per_hour, soc_temperature_millicelsius,"
+            " clock_synchronised)"
+            " VALUES (?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (badge_id) DO UPDATE SET online = 1, boot = excluded.boot,"
             " battery_percent = excluded.battery_percent,"
             " storage_free_bytes = excluded.storage_free_bytes,"
@@ -83,7 +92,11 @@ class BadgeStates:
             " last_heartbeat_wall_ns = excluded.last_heartbeat_wall_ns,"
             " clock_offset_ns = excluded.clock_offset_ns,"
             " clock_drift_ppb = excluded.clock_drift_ppb,"
-            " clock_error_ns = excluded.clock_error_ns, clock_samples = excluded.clock_samples",
+            " clock_error_ns = excluded.clock_error_ns, clock_samples = excluded.clock_samples,"
+            " battery_millivolts = excluded.battery_millivolts,"
+            " battery_rate_millipercent_per_hour = excluded.battery_rate_millipercent_per_hour,"
+            " soc_temperature_millicelsius = excluded.soc_temperature_millicelsius,"
+            " clock_synchronised = excluded.clock_synchronised",
             (
                 heartbeat.badge,
                 heartbeat.boot,
@@ -100,6 +113,10 @@ class BadgeStates:
                 drift,
                 error,
                 samples,
+                heartbeat.battery_millivolts,
+                heartbeat.battery_rate_millipercent_per_hour,
+                heartbeat.soc_temperature_millicelsius,
+                None if heartbeat.clock_synchronised is None else int(heartbeat.clock_synchronised),
             ),
         )
 
@@ -134,4 +151,5 @@ def _state(row: Row) -> BadgeState:
     values = list(row)
     values[1] = bool(values[1])
     values[12] = None if values[12] is None else bool(values[12])
+    values[21] = None if values[21] is None else bool(values[21])
     return BadgeState(*values)

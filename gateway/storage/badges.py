@@ -28,6 +28,8 @@ class EnrolledBadge:
     broker_password_hash: str
     enrolled_at_ns: int
     revoked_at_ns: int | None
+    key_origin: str = "gateway-generated"
+    """How the current key was made: badge-generated, badge-hardware or gateway-generated."""
 
 
 @dataclass(frozen=True)
@@ -74,11 +76,14 @@ class BadgeRegistry:
         location: str,
         operator: str,
         rotate: bool,
+        key_origin: str,
+        tls_certificate: bytes | None = None,
     ) -> EnrolledBadge:
         """Register ``public_key`` for ``badge_id``; an existing id needs ``rotate=True``.
 
         A rotation retires the previous key (kept, so footage it signed still verifies)
-        and is recorded as an enrolment event.
+        and is recorded as an enrolment event. ``key_origin`` says how the key was made;
+        ``tls_certificate`` is the DER broker certificate issued with it, if any.
         """
         validate_badge_id(badge_id)
         now = time.time_ns()
@@ -107,9 +112,9 @@ class BadgeRegistry:
                     (now, badge_id),
                 )
             self._db.execute(
-                "INSERT INTO badge_keys (badge_id, generation, public_key, valid_from_ns)"
-                " VALUES (?, ?, ?, ?)",
-                (badge_id, generation, public_key.raw, now),
+                "INSERT INTO badge_keys (badge_id, generation, public_key, valid_from_ns,"
+                " origin, tls_certificate) VALUES (?, ?, ?, ?, ?, ?)",
+                (badge_id, generation, public_key.raw, now, key_origin, tls_certificate),
             )
             kind = "enrolled" if existing is None else "rotated"
             self._db.execute(
@@ -122,9 +127,9 @@ class BadgeRegistry:
     def revoke(self, badge_id: str, *, operator: str, reason: str) -> EnrolledBadge:
         """Mark ``badge_id`` revoked, recorded as an enrolment event.
 
-        The intake refuses a revoked badge at once; the broker refuses its login once
-        ``gateway broker-config`` has run again (it writes no account for it). Enrolling
-        it again with ``rotate`` issues a new key and lifts the revocation.
+        The intake refuses a revoked badge at once, and a running gateway deletes its broker
+        account within a poll. Enrolling it again with ``rotate`` issues a new key and lifts
+        the revocation.
         """
         now = time.time_ns()
         with self._db.transaction():
@@ -156,7 +161,7 @@ class BadgeRegistry:
         if row is None:
             raise EnrolmentError(f"badge {badge_id} is not enrolled")
         key = self._db.fetch_one(
-            "SELECT public_key FROM badge_keys WHERE badge_id = ? AND generation = ?",
+            "SELECT public_key, origin FROM badge_keys WHERE badge_id = ? AND generation = ?",
             (badge_id, row.key_generation),
         )
         if key is None:
@@ -173,6 +178,7 @@ class BadgeRegistry:
             broker_password_hash=row.broker_password_hash,
             enrolled_at_ns=row.enrolled_at_ns,
             revoked_at_ns=row.revoked_at_ns,
+            key_origin=str(key[1]),
         )
 
     def key_history(self, badge_id: str) -> list[tuple[int, SigningPublicKey]]:
@@ -182,6 +188,13 @@ class BadgeRegistry:
             (badge_id,),
         )
         return [(generation, SigningPublicKey.from_raw(blob(key))) for generation, key in rows]
+
+    def has_key(self, public_key: SigningPublicKey) -> str | None:
+        """The badge that has (or had) ``public_key``, if any: a key belongs to one badge."""
+        row = self._db.fetch_one(
+            "SELECT badge_id FROM badge_keys WHERE public_key = ?", (public_key.raw,)
+        )
+        return None if row is None else str(row[0])
 
     def events(self, badge_id: str) -> list[EnrolmentEvent]:
         """The badge's enrolment events, oldest first."""

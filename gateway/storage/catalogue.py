@@ -117,6 +117,8 @@ _INCIDENT_COLUMNS = (
 )
 _ALERT_COLUMNS = "badge_id, incident_id, signed_alert, alert_sha256, received_wall_ns, ledger_index"
 _RECEIPT_COLUMNS = "receipt_sha256, badge_id, subject, key, receipt, ledger_index, first_sent_ns"
+_LAST_SEQ = 2**63 - 1
+"""The largest seq SQLite can hold: the open end of a range."""
 _KEYS_PER_QUERY = 500
 """Segment receipts are looked up this many seqs at a time (a bound on bound parameters)."""
 
@@ -146,6 +148,27 @@ class Catalogue:
             (badge_id, first_seq, last_seq),
         )
         return tuple(_segment(row) for row in rows)
+
+    def named_in(
+        self, badge_id: str, incident_id: str, low_seq: int, high_seq: int | None, limit: int
+    ) -> list[int]:
+        """The seqs ``low_seq..high_seq`` (no upper bound for None) of the badge's segments
+        uploaded naming ``incident_id``, in order, at most ``limit`` (a key range, filtered)."""
+        rows = self._db.fetch_all(
+            "SELECT seq FROM segments WHERE badge_id = ? AND seq BETWEEN ? AND ?"
+            " AND incident_id = ? ORDER BY seq LIMIT ?",
+            (badge_id, low_seq, _LAST_SEQ if high_seq is None else high_seq, incident_id, limit),
+        )
+        return [int(row[0]) for row in rows]
+
+    def last_named(self, badge_id: str, incident_id: str, from_seq: int) -> int | None:
+        """The highest seq from ``from_seq`` on of the badge's segments uploaded naming
+        ``incident_id`` (None: none was)."""
+        row = self._db.fetch_one(
+            "SELECT MAX(seq) FROM segments WHERE badge_id = ? AND seq >= ? AND incident_id = ?",
+            (badge_id, from_seq, incident_id),
+        )
+        return None if row is None or row[0] is None else int(row[0])
 
     def put_segment(
         self,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.storage.database import Database
+from gateway.storage.database import Database, blob
 
 _COLUMNS = "badge_id, cut_off_at_ns, refusals, window_ns, detail"
 
@@ -18,6 +18,19 @@ class Cutoff:
     refusals: int
     window_ns: int
     detail: str
+
+
+@dataclass(frozen=True)
+class BrokerStanding:
+    """What the broker should hold for one enrolled badge."""
+
+    badge_id: str
+    state: str
+    """``"revoked"``, ``"cut-off"`` or ``"enrolled"``."""
+    password_hash: str
+    """The registry's hash of the badge's broker password (it changes with a rotation)."""
+    public_key: bytes
+    """The badge's current signing key, raw."""
 
 
 class BadgeCutoffs:
@@ -72,6 +85,27 @@ class BadgeCutoffs:
             badge_id: "revoked" if revoked is not None else "cut-off" if cut else "enrolled"
             for badge_id, revoked, cut in rows
         }
+
+    def accounts(self) -> list[BrokerStanding]:
+        """Every enrolled badge's standing with its password hash and current key, by id, in
+        one query."""
+        rows = self._db.fetch_all(
+            "SELECT badges.badge_id, badges.revoked_at_ns, badge_cutoffs.badge_id,"
+            " badges.broker_password_hash, badge_keys.public_key FROM badges"
+            " JOIN badge_keys ON badge_keys.badge_id = badges.badge_id"
+            " AND badge_keys.generation = badges.key_generation"
+            " LEFT JOIN badge_cutoffs ON badge_cutoffs.badge_id = badges.badge_id"
+            " ORDER BY badges.badge_id"
+        )
+        return [
+            BrokerStanding(
+                badge_id,
+                "revoked" if revoked is not None else "cut-off" if cut else "enrolled",
+                password_hash,
+                blob(key),
+            )
+            for badge_id, revoked, cut, password_hash, key in rows
+        ]
 
     def all(self) -> dict[str, Cutoff]:
         """Every badge cut off now, by id."""

@@ -276,6 +276,35 @@ MIGRATIONS: Sequence[str] = (
     );
     ALTER TABLE console_sessions ADD COLUMN second_factor_pending INTEGER NOT NULL DEFAULT 0;
     """,
+    # heartbeats carry the battery's voltage and rate, the SoC temperature, the clock's sync
+    """
+    ALTER TABLE badge_state ADD COLUMN battery_millivolts INTEGER;
+    ALTER TABLE badge_state ADD COLUMN battery_rate_millipercent_per_hour INTEGER;
+    ALTER TABLE badge_state ADD COLUMN soc_temperature_millicelsius INTEGER;
+    ALTER TABLE badge_state ADD COLUMN clock_synchronised INTEGER;
+    """,
+    # badge-born keys (decision 1900): every key says how it was made, the keys enrolled
+    # before were made by the gateway; one-time enrolment codes are kept as digests only
+    """
+    ALTER TABLE badge_keys ADD COLUMN origin TEXT NOT NULL DEFAULT 'gateway-generated'
+        CHECK (origin IN ('badge-generated', 'badge-hardware', 'gateway-generated'));
+    ALTER TABLE badge_keys ADD COLUMN tls_certificate BLOB;
+    CREATE TABLE enrolment_codes (
+        code_digest BLOB PRIMARY KEY,
+        badge_id TEXT NOT NULL,
+        rotate INTEGER NOT NULL,
+        wearer TEXT NOT NULL,
+        location TEXT NOT NULL,
+        operator TEXT NOT NULL,
+        broker_host TEXT NOT NULL,
+        broker_port INTEGER NOT NULL,
+        issued_at_ns INTEGER NOT NULL,
+        expires_at_ns INTEGER NOT NULL,
+        used_at_ns INTEGER,
+        outcome TEXT
+    );
+    CREATE INDEX enrolment_codes_by_issue ON enrolment_codes (issued_at_ns);
+    """,
     # which intake worker holds which shard of the badges, until when (decision 2303)
     """
     CREATE TABLE intake_shard_leases (

@@ -17,6 +17,7 @@ from gateway.storage.clock_samples import ClockSamples
 from gateway.storage.custody import CustodyEntries
 from gateway.storage.cutoffs import BadgeCutoffs
 from gateway.storage.database import Database, open_database
+from gateway.storage.enrolment_codes import EnrolmentCodes
 from gateway.storage.incident_index import IncidentIndex
 from gateway.storage.leaves import Leaves
 from gateway.storage.login_failures import LoginFailures
@@ -60,6 +61,7 @@ class Storage:
         self.checkpoints = Checkpoints(database)
         self.custody = CustodyEntries(database)
         self.badges = BadgeRegistry(database)
+        self.enrolment_codes = EnrolmentCodes(database)
         self.badge_states = BadgeStates(database)
         self.cutoffs = BadgeCutoffs(database)
         self.clock_samples = ClockSamples(database)

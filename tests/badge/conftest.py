@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from badge.config import BadgeConfig
+from demo.enrolment import enroll_badge
 from evidence.keys import CustodianPrivateKey, HpkeSuite
 from gateway.datadir import GatewayDataDir
-from gateway.enrolment.enrolment import enroll_badge
 
 
 @dataclass(frozen=True)

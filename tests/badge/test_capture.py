@@ -92,6 +92,28 @@ def test_frames_dropped_while_the_encoder_is_stalled_are_reported_by_the_next_se
     assert whole.decoded_video_frames == 120 - stats.frames_dropped
 
 
+def test_the_frame_queue_holds_its_byte_budget_while_the_encoder_is_stalled(
+    tmp_path: Path,
+) -> None:
+    """Room for eight frames by count, two by bytes: the bytes bound the memory."""
+    segments: list[EncodedSegment] = []
+
+    def slow_consumer(segment: EncodedSegment) -> None:
+        segments.append(segment)
+        if len(segments) == 1:
+            time.sleep(1.0)
+
+    camera = SyntheticCamera(320, 240, FPS, "B-17", realtime=True, max_frames=120)
+    frame_bytes = 320 * 240 * 3 // 2  # one I420 frame
+    settings = CaptureSettings(frame_queue=8, frame_queue_bytes=2 * frame_bytes)
+    loop = CaptureLoop(camera, None, settings, slow_consumer)
+    _run_to_end(loop)
+    assert loop.queue_peak_bytes[0] == 2 * frame_bytes
+    assert segments[1].dropped_frames >= 20, "the stall's frames beyond two are dropped"
+    assert sum(segment.dropped_frames for segment in segments) == loop.stats.frames_dropped
+    assert sum(segment.video_frames for segment in segments) + loop.stats.frames_dropped == 120
+
+
 def test_refused_segment_is_counted_and_its_frames_reported_by_the_next(tmp_path: Path) -> None:
     delivered: list[EncodedSegment] = []
     offered = 0

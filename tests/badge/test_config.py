@@ -46,6 +46,9 @@ def test_values_are_read(tmp_path: Path) -> None:
         ("[capture]\nfps = true\n", "capture.fps must be a whole number"),
         ("[capture]\nzoom = 2\n", "unknown key capture.zoom"),
         ("[cloud]\nx = 1\n", "unknown section"),
+        ("[battery]\ngauge = 'bq27441'\n", "battery.gauge = 'bq27441' is not one of"),
+        ("[battery]\naddress = 0x80\n", "battery.address = 128 is out of range"),
+        ("[battery]\npoll_seconds = 0\n", "battery.poll_seconds = 0.0 is out of range"),
         ("[badge\n", "cannot be read"),
     ],
 )

@@ -253,3 +253,52 @@ def test_run_stops_everything_even_when_supervising_fails(
         daemon.run()
     assert "badge stopped cleanly" in caplog.text
     assert not (tmp_path / "data" / "control.sock").exists()
+
+
+def test_heartbeats_and_incidents_carry_the_fuel_gauges_reading(
+    enrolled_badge: EnrolledBadge, tmp_path: Path, pins: MockFactory
+) -> None:
+    from badge.fuel_gauge import ADDRESS
+    from tests.fakes.fake_smbus2 import FakeMax17048, FakeSMBus
+
+    chip = FakeMax17048()
+    chip.set_battery(millivolts=3_650, percent=18.2, rate_percent_per_hour=-6.24)
+    FakeSMBus.adapters = {1: {ADDRESS: chip}}
+    config = enrolled_badge.config(
+        tmp_path / "data", incident={"post_roll_seconds": 0}, battery={"poll_seconds": 1}
+    )
+    running = BadgeDaemon(config, pin_factory=pins, smbus=FakeSMBus)
+    running.start()
+    try:
+        wait_until(lambda: running.battery.reads >= 1, timeout=5)
+        beat = running.heartbeat()
+        assert beat.battery_percent == 18
+        assert beat.battery_millivolts == 3_650
+        assert beat.battery_rate_millipercent_per_hour == -30 * 208
+        assert beat.clock_synchronised in (True, False)  # the kernel answers on Linux
+        assert running.status()["battery"] == {
+            "gauge": "max17048",
+            "percent": 18,
+            "millivolts": 3_650,
+            "rate_millipercent_per_hour": -6_240,
+        }
+        running.press()
+        wait_until(lambda: running.recorder.closed_count == 1, timeout=20)
+    finally:
+        running.stop()
+        FakeSMBus.adapters = {}
+    (record_path,) = (tmp_path / "data" / "incidents").glob("*.incident")
+    assert SignedIncident.from_bytes(record_path.read_bytes()).record.battery_percent == 18
+
+
+def test_a_badge_without_a_gauge_reports_the_battery_as_unknown(
+    enrolled_badge: EnrolledBadge, tmp_path: Path, pins: MockFactory
+) -> None:
+    config = enrolled_badge.config(tmp_path / "data", battery={"gauge": "none"})
+    running = BadgeDaemon(config, pin_factory=pins)
+    assert not running.battery.fitted
+    beat = running.heartbeat()
+    assert (beat.battery_percent, beat.battery_millivolts) == (None, None)
+    assert beat.battery_rate_millipercent_per_hour is None
+    running.outbox.close()
+    running.receipts.close()

@@ -20,7 +20,7 @@ from badge.ring import Ring, StoredSegment
 from evidence import durable
 from evidence.chain import FindingKind, check_chain
 from evidence.hashing import ZERO_DIGEST, sha256
-from evidence.keys import BadgeIdentity, CustodianPrivateKey
+from evidence.keys import BadgeIdentity, CustodianPrivateKey, SigningKey
 from evidence.segment import SealedSegment
 from tests.badge.recording import SEGMENT_NS, Recorder
 from tests.small_filesystem import CappedWrites, small_filesystem
@@ -519,6 +519,7 @@ def test_sigkill_at_random_moments_loses_no_renamed_segment(
     tmp_path: Path, identity: BadgeIdentity, custodian: CustodianPrivateKey
 ) -> None:
     key_path, custodian_path = tmp_path / "badge.key", tmp_path / "custodian.pub"
+    assert isinstance(identity.signing_key, SigningKey)
     identity.signing_key.save(key_path)
     custodian.public_key.save(custodian_path)
     directory = tmp_path / "ring"

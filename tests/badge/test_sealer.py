@@ -142,6 +142,26 @@ def test_submit_never_blocks_and_drops_are_declared_in_the_next_header(
     assert sealer.stats.sealed == 3
 
 
+@pytest.mark.timeout(60)
+def test_the_queue_is_bounded_in_bytes_not_only_in_segments(
+    tmp_path: Path, identity: BadgeIdentity, custodian: CustodianPrivateKey
+) -> None:
+    """Large segments while the flash lags: the queue holds its byte budget, no more."""
+    ring = GatedRing.open(tmp_path, pre_roll_ns=MINUTE_NS, max_bytes=1 << 30)
+    sealer = Sealer(identity, custodian.public_key, ring, queue_size=8, queue_bytes=25_000)
+    sealer.start()
+    assert sealer.submit(encoded(0, size=10_000))
+    assert ring.entered.wait(WAIT)  # stuck storing segment 0: the rest wait in the queue
+    results = [sealer.submit(encoded(index, size=10_000)) for index in range(1, 5)]
+    assert results == [True, True, False, False]  # a third would make 30,000 bytes
+    during = sealer.stats
+    assert (during.queue_depth, during.queue_bytes, during.dropped_segments) == (2, 20_000, 2)
+    ring.gate.set()
+    assert sealer.stop(WAIT)
+    assert sealer.stats.queue_peak_bytes == 20_000 and sealer.stats.sealed == 3
+    assert [h.dropped_frames for h in (s.header for s in read_back(ring))] == [0, 120, 0]
+
+
 def test_storage_full_is_reported_and_the_chain_continues_without_a_gap(
     tmp_path: Path, identity: BadgeIdentity, custodian: CustodianPrivateKey
 ) -> None:

@@ -36,7 +36,13 @@ FRAME_NS = 1_000_000_000 // FPS
 
 def _frames(seconds: float) -> list[VideoFrame]:
     camera = SyntheticCamera(
-        WIDTH, HEIGHT, FPS, "B-17", realtime=False, max_frames=round(seconds * FPS)
+        WIDTH,
+        HEIGHT,
+        FPS,
+        "B-17",
+        realtime=False,
+        max_frames=round(seconds * FPS),
+        pixel_format="bgr24",  # the helper below feeds PyAV BGR itself
     )
     return list(camera.frames())
 

@@ -6,6 +6,7 @@ import calendar
 import time
 from fractions import Fraction
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -59,14 +60,22 @@ def test_overlay_works_on_the_buffers_picamera2_maps(shape: tuple[int, ...]) -> 
 # -- synthetic camera ------------------------------------------------------------------------
 
 
-def test_synthetic_camera_fast_mode_has_exact_frame_timestamps_and_moving_picture() -> None:
-    camera = SyntheticCamera(320, 240, 30, "B-17", realtime=False, max_frames=45)
+@pytest.mark.parametrize(
+    ("pixel_format", "shape"), [("yuv420p", (360, 320)), ("bgr24", (240, 320, 3))]
+)
+def test_synthetic_camera_fast_mode_has_exact_frame_timestamps_and_moving_picture(
+    pixel_format: Literal["yuv420p", "bgr24"], shape: tuple[int, ...]
+) -> None:
+    camera = SyntheticCamera(
+        320, 240, 30, "B-17", realtime=False, max_frames=45, pixel_format=pixel_format
+    )
     assert isinstance(camera, FrameSource)
     frames = list(camera.frames())
     assert [frame.index for frame in frames] == list(range(45))
     period = 1_000_000_000 / 30
     for frame in frames:
-        assert frame.image.shape == (240, 320, 3) and frame.image.dtype == np.uint8
+        assert frame.pixel_format == pixel_format
+        assert frame.image.shape == shape and frame.image.dtype == np.uint8
         assert abs(frame.mono_ns - frames[0].mono_ns - frame.index * period) < 1
         assert frame.wall_ns - frames[0].wall_ns == frame.mono_ns - frames[0].mono_ns
     # The moving block (below the caption) changes the picture from frame to frame.
@@ -205,3 +214,20 @@ def test_alsa_microphone_absent_device_is_a_source_error() -> None:
     device = "hw:CARD=medbadge_absent_card"
     with pytest.raises(SourceError, match="medbadge_absent_card"):
         AlsaMicrophone(device)
+
+
+def test_the_synthetic_i420_picture_is_the_bgr_picture() -> None:
+    """The two formats draw the same scene: I420 decoded back to BGR matches the BGR frame."""
+    frames = {
+        pixel_format: next(
+            SyntheticCamera(
+                320, 240, 30, "B-17", realtime=False, max_frames=1, pixel_format=pixel_format
+            ).frames()
+        )
+        for pixel_format in ("yuv420p", "bgr24")
+    }
+    decoded = cv2.cvtColor(frames["yuv420p"].image, cv2.COLOR_YUV2BGR_I420).astype(np.int16)
+    bgr = frames["bgr24"].image.astype(np.int16)
+    body = (slice(60, None), slice(None))  # below the caption (whose box is grey in I420)
+    assert np.median(np.abs(decoded[body] - bgr[body])) <= 3
+    assert (decoded[:20, :100] > 200).any() and (decoded[:20, :100] < 40).any()

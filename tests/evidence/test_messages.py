@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -99,3 +101,55 @@ def test_garbage_is_always_our_error(data: bytes) -> None:
     ):
         with pytest.raises(EvidenceError):
             parse()
+
+
+def test_heartbeat_health_fields_round_trip_signed_and_negative() -> None:
+    full = dataclasses.replace(
+        heartbeat(),
+        battery_percent=41,
+        battery_millivolts=3_712,
+        battery_rate_millipercent_per_hour=-4_160,
+        soc_temperature_millicelsius=-2_500,
+        clock_synchronised=False,
+    )
+    assert Heartbeat.open(full.sign(BADGE), BADGE.public_key, "hb") == full
+
+
+def test_a_heartbeat_from_an_earlier_badge_reads_its_new_fields_as_unknown() -> None:
+    """A badge of the release before sends no health fields past ``recording``."""
+    earlier = {
+        "type": Heartbeat.TYPE,
+        **{
+            name: value
+            for name, value in dataclasses.asdict(heartbeat()).items()
+            if name not in ("battery_millivolts", "battery_rate_millipercent_per_hour")
+            and name not in ("soc_temperature_millicelsius", "clock_synchronised")
+        },
+    }
+    signed = Envelope.sign(earlier, BADGE, "medbadge heartbeat v1").to_bytes()
+    opened = Heartbeat.open(signed, BADGE.public_key, "hb")
+    assert opened == heartbeat() and opened.battery_millivolts is None
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("battery_millivolts", -1),
+        ("battery_rate_millipercent_per_hour", True),
+        ("soc_temperature_millicelsius", "hot"),
+        ("clock_synchronised", 1),
+    ],
+)
+def test_heartbeat_health_fields_of_the_wrong_kind_are_refused(name: str, value: object) -> None:
+    fields_map = {"type": Heartbeat.TYPE, **dataclasses.asdict(heartbeat()), name: value}
+    signed = Envelope.sign(fields_map, BADGE, "medbadge heartbeat v1").to_bytes()
+    with pytest.raises(SegmentFormatError, match=name):
+        Heartbeat.open(signed, BADGE.public_key, "hb")
+
+
+def test_a_required_heartbeat_field_may_not_be_left_out() -> None:
+    fields_map = {"type": Heartbeat.TYPE, **dataclasses.asdict(heartbeat())}
+    del fields_map["boot"]
+    signed = Envelope.sign(fields_map, BADGE, "medbadge heartbeat v1").to_bytes()
+    with pytest.raises(SegmentFormatError, match="differ from the expected"):
+        Heartbeat.open(signed, BADGE.public_key, "hb")

@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from demo.enrolment import enroll_badge
 from evidence.bundle import EnrolmentBundle
 from evidence.hashing import ZERO_DIGEST, sha256
 from evidence.incident import IncidentRecord, Press, SignedIncident, sign_alert
@@ -18,7 +19,6 @@ from evidence.messages import Heartbeat, Receipt, Rejection, SegmentChunk, Statu
 from evidence.segment import SealedSegment, SegmentFacts, seal_segment
 from evidence.topics import badge_topic, parse_gateway_topic
 from gateway.datadir import GatewayDataDir
-from gateway.enrolment.enrolment import enroll_badge
 
 CODEC: dict[str, str | int] = {
     "container": "mpegts",
@@ -172,14 +172,14 @@ class BadgeMessages:
             for index in range(count)
         ]
 
-    def heartbeat(self, mono_ns: int, wall_ns: int) -> bytes:
+    def heartbeat(self, mono_ns: int, wall_ns: int, *, battery_percent: int = 77) -> bytes:
         """A signed heartbeat read at ``mono_ns`` / ``wall_ns``."""
         return Heartbeat(
             badge=self.badge_id,
             boot=self.boot,
             mono_ns=mono_ns,
             wall_ns=wall_ns,
-            battery_percent=77,
+            battery_percent=battery_percent,
             storage_free_bytes=5 * 10**9,
             ring_bytes=123_456,
             ring_segments=30,
@@ -187,6 +187,10 @@ class BadgeMessages:
             dropped_frames=2,
             outbox_pending=1,
             recording=True,
+            battery_millivolts=3_912,
+            battery_rate_millipercent_per_hour=-2_080,
+            soc_temperature_millicelsius=51_540,
+            clock_synchronised=True,
         ).sign(self.identity.signing_key)
 
     def status(self, state: str) -> bytes:

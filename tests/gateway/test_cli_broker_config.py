@@ -12,11 +12,12 @@ from cryptography import x509
 
 from evidence.topics import ALL_BADGES_FILTER, badge_topic
 from gateway.broker.config import CONFIG_FILE, SERVER_CERT_FILE
-from gateway.broker.dynsec import DYNSEC_FILE
+from gateway.broker.dynsec import DYNSEC_FILE, fingerprint
 from gateway.cli import main
 from gateway.config import GATEWAY_PASSWORD_FILE
 from gateway.datadir import GatewayDataDir
 from gateway.storage.cutoffs import Cutoff
+from tests.enrol import enrol_by_cli
 from tests.gateway.generated_broker import (
     GeneratedBroker,
     badge_tls_session,
@@ -36,20 +37,30 @@ def data(tmp_path: Path) -> Path:
     assert main(["--data", str(root), "init", "--hospital", "City Hospital 4"]) == 0
     for badge in ("er-badge-01", "er-badge-02"):
         bundle = tmp_path / "bundles" / badge
-        assert main(["--data", str(root), "enroll", badge, "-o", str(bundle)]) == 0
+        assert enrol_by_cli(root, badge, bundle) == 0
     return root
+
+
+def storage_hash(data: Path, badge_id: str) -> str:
+    storage = GatewayDataDir(data).storage()
+    try:
+        return storage.badges.get(badge_id).broker_password_hash
+    finally:
+        storage.close()
 
 
 def gateway_password(data: Path) -> str:
     return (data / "keys" / GATEWAY_PASSWORD_FILE).read_text().strip()
 
 
-def test_enroll_reminds_to_regenerate_the_broker_config(
+def test_enroll_says_no_broker_restart_is_needed(
     data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     capsys.readouterr()
-    assert main(["--data", str(data), "enroll", "icu-badge-01", "-o", str(tmp_path / "b")]) == 0
-    assert "gateway broker-config" in capsys.readouterr().out
+    assert enrol_by_cli(data, "icu-badge-01", tmp_path / "b") == 0
+    out = capsys.readouterr().out
+    assert "no broker restart" in out
+    assert "broker-config" not in out
 
 
 def test_files_accounts_and_the_gateway_password(
@@ -60,7 +71,7 @@ def test_files_accounts_and_the_gateway_password(
     out = capsys.readouterr().out
     broker_dir = data / "broker"
     assert f"mosquitto -c {broker_dir / CONFIG_FILE}" in out
-    assert "systemctl restart mosquitto" in out
+    assert "without one" in out
     password_file = data / "keys" / GATEWAY_PASSWORD_FILE
     assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
     password = gateway_password(data)
@@ -76,12 +87,17 @@ def test_files_accounts_and_the_gateway_password(
         "127.0.0.1",
         "10.0.0.5",
     ]
-    # a second run keeps the gateway's password (its hash is fresh: a new salt)
-    salt_before = clients[-1]["salt"]
+    # a second run keeps the gateway's password and leaves the accounts to the broker
+    accounts_before = (broker_dir / DYNSEC_FILE).read_bytes()
     write_config(data)
     assert gateway_password(data) == password
+    assert (broker_dir / DYNSEC_FILE).read_bytes() == accounts_before
+    assert "kept the broker's accounts" in capsys.readouterr().out
+    # --reset-accounts (no broker runs here) writes them again: a fresh salt, same password
+    write_config(data, "--reset-accounts")
     again = json.loads((broker_dir / DYNSEC_FILE).read_text())["clients"]
-    assert again[-1]["salt"] != salt_before
+    assert again[-1]["salt"] != clients[-1]["salt"]
+    assert "2 badge account(s)" in capsys.readouterr().out
 
 
 def test_out_directory_and_no_plain_listener_by_default(data: Path, tmp_path: Path) -> None:
@@ -131,23 +147,35 @@ def test_generated_config_runs_mosquitto_for_badges_and_the_gateway(
                 session.close()
 
 
-def test_a_new_badge_logs_in_after_regenerating_and_a_restart(data: Path, tmp_path: Path) -> None:
+def test_broker_config_leaves_a_running_brokers_accounts_alone(
+    data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     tls_port, plain_port = write_config(data)
+    broker_dir = data / "broker"
     bundle = tmp_path / "bundles" / "icu-badge-07"
-    with GeneratedBroker(data / "broker", tls_port, plain_port) as broker:
-        assert main(["--data", str(data), "enroll", "icu-badge-07", "-o", str(bundle)]) == 0
-        before = badge_tls_session(broker, bundle)
-        before.close()
-        assert before.connack is not None and before.connack.is_failure
+    with GeneratedBroker(broker_dir, tls_port, plain_port) as broker:
+        assert enrol_by_cli(data, "icu-badge-07", bundle) == 0
+        accounts_before = (broker_dir / DYNSEC_FILE).read_bytes()
         write_config(data, ports=(tls_port, plain_port))
-        broker.stop()  # the dynamic security plugin reads its accounts only at start
+        assert (broker_dir / DYNSEC_FILE).read_bytes() == accounts_before
+        # a reset over a running broker is refused, saying why and what to do
+        capsys.readouterr()
+        args = ["--data", str(data), "broker-config", "--reset-accounts"]
+        args += ["--tls-port", str(tls_port), "--plain-port", str(plain_port), "--bind", HOST]
+        assert main([*args, "--broker-user", current_user()]) == 1
+        err = capsys.readouterr().err
+        low, high = sorted((plain_port, tls_port))
+        assert f"a broker answers on port {low}, {high}" in err
+        assert "systemctl stop mosquitto" in err
+        assert (broker_dir / DYNSEC_FILE).read_bytes() == accounts_before
+        # stopped, the broker's accounts may be reset from the registry
+        broker.stop()
+        assert main([*args, "--broker-user", current_user()]) == 0
+        assert (broker_dir / DYNSEC_FILE).read_bytes() != accounts_before
         broker.start()
         after = badge_tls_session(broker, bundle)
         after.close()
         assert after.connack is not None and after.connack.value == 0
-        old = badge_tls_session(broker, tmp_path / "bundles" / "er-badge-01")
-        old.close()
-        assert old.connack is not None and old.connack.value == 0
 
 
 def test_a_cut_off_badge_is_written_disabled_and_a_revoked_one_not_at_all(data: Path) -> None:
@@ -159,6 +187,9 @@ def test_a_cut_off_badge_is_written_disabled_and_a_revoked_one_not_at_all(data: 
         storage.close()
     write_config(data)
     clients = json.loads((data / "broker" / DYNSEC_FILE).read_text())["clients"]
+    assert [client["textdescription"] for client in clients[:-1]] == [
+        fingerprint(storage_hash(data, "er-badge-01"))
+    ]
     assert [(client["username"], client["disabled"]) for client in clients] == [
         ("er-badge-01", True),
         ("gateway", False),

@@ -109,6 +109,7 @@ secret_file = "pager.secret"
         ("[brokers]\nhost = 'x'", r"unknown section\(s\) \['brokers'\]"),
         ("[log]\nlevel = 'loud'", "log.level = 'loud' is not one of"),
         ("[live]\nqueue_limit = 0", "live.queue_limit = 0"),
+        ("[console]\nlow_battery_percent = 101", "console.low_battery_percent = 101"),
         ("webhook = 3", r"\[\[webhook\]\] must be an array of tables"),
         ("[[webhook]]\nurl = 'ftp://x/'\nsecret_file = 's'", "must be an http"),
         ("[[webhook]]\nurl = 'http://x/'", r"webhook\[0\].secret_file is required"),
@@ -247,3 +248,9 @@ def test_the_intake_limits(tmp_path: Path) -> None:
         GatewayConfig.from_mapping(tmp_path, {"quarantine": {"total_bytes": 10}})
     with pytest.raises(GatewayConfigError, match=r"unknown key\(s\) cutoff.after"):
         GatewayConfig.from_mapping(tmp_path, {"cutoff": {"after": 1}})
+
+
+def test_the_low_battery_threshold_is_read(tmp_path: Path) -> None:
+    assert load(tmp_path, "").console.low_battery_percent == 20
+    config = load(tmp_path, "[console]\nlow_battery_percent = 35\n")
+    assert config.console.low_battery_percent == 35

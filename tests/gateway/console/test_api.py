@@ -4,11 +4,9 @@ CSRF, rate limits, custody records, playback, search, enrolment and the live str
 from __future__ import annotations
 
 import http.client
-import io
 import json
 import re
 import subprocess
-import tarfile
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from badge.enrolment import enrol
+from demo.enrolment import LocalTransport
 from evidence.bundle import EnrolmentBundle
 from gateway.broker.accounts import broker_accounts
 from gateway.broker.config import hash_broker_password
@@ -134,7 +134,7 @@ def test_footage_plays_only_after_a_recorded_justification(
     )
     assert granted.status == 303
     player = officer.request(granted.headers["location"].split("#")[0]).text
-    found = re.search(r'src="(/incidents/badge-a/inc-1/video/[^"]+)"', player)
+    found = re.search(r'data-stream="(/incidents/badge-a/inc-1/video/[^"]+)"', player)
     assert found is not None
     video = officer.request(found.group(1))
     assert video.status == 200 and video.headers["content-type"] == "video/mp4"
@@ -176,33 +176,30 @@ def test_search_filters_and_pages_through_incidents(console: ConsoleHarness) -> 
     assert 'id="older"' in page and "a-4" in page and "a-2" not in page
 
 
-def test_enrolment_bundle_downloads_once_and_revocation_closes_the_broker_account(
+def test_enrolment_code_enrols_the_badges_own_key_and_revocation_closes_the_broker_account(
     console: ConsoleHarness, tmp_path: Path
 ) -> None:
     admin = WebClient(console.url)
     admin.login("adam")
     token = admin.csrf("/badges")
-    enrolled = admin.request(
+    issued = admin.request(
         "/badges/enrol",
         {"csrf": token, "badge_id": "er-badge-07", "wearer": "Dr. N. Sadykov", "location": "ER"},
     )
-    assert enrolled.status == 303
-    link = re.search(
-        r'href="(/badges/bundle/[^"]+)"', admin.request(enrolled.headers["location"]).text
-    )
-    assert link is not None
-    bundle = admin.request(link.group(1))
-    assert bundle.status == 200 and "attachment" in bundle.headers["content-disposition"]
-    with tarfile.open(fileobj=io.BytesIO(bundle.body)) as archive:
-        archive.extractall(tmp_path / "unpacked", filter="data")
-    loaded = EnrolmentBundle.load(tmp_path / "unpacked" / "er-badge-07")
+    assert issued.status == 200  # shown on this page only, never in a URL to follow
+    code = re.search(r'<code id="code">([A-Z2-7-]+)</code>', issued.text)
+    assert code is not None
+    assert re.search(r'<div id="code-qr"><svg [^>]*class="segno"', issued.text)
+    data_dir = console.hospital.data_dir
+    enrol(tmp_path / "badge", "er-badge-07", code.group(1), LocalTransport(data_dir))
+    loaded = EnrolmentBundle.load(tmp_path / "badge")
     assert loaded.identity.badge_id == "er-badge-07"
-    assert admin.request(link.group(1)).status == 400  # once only
+    page = admin.request("/badges").text
+    assert "er-badge-07" in page and code.group(1) not in page
     revoked = admin.request(
         "/badges/er-badge-07/revoke", {"csrf": token, "reason": "lost in the car park"}
     )
     assert revoked.status == 303
-    data_dir = console.hospital.data_dir
     storage = data_dir.storage()
     try:
         assert storage.badges.get("er-badge-07").revoked_at_ns is not None
@@ -380,3 +377,26 @@ def test_the_page_and_the_api_read_a_custody_search_alike(console: ConsoleHarnes
         for path in ("/custody", "/api/custody"):
             refused = auditor.request(f"{path}?{query}")
             assert refused.status == 400, (path, query)
+
+
+def test_the_badge_list_warns_of_a_low_battery(console: ConsoleHarness) -> None:
+    """Below ``[console] low_battery_percent`` (20 by default) a badge's charge is flagged."""
+    low = BadgeMessages.of(console.hospital.bundles["badge-a"])
+    fine = BadgeMessages.of(console.hospital.bundles["badge-b"])
+    now = time.time_ns()
+    console.send(
+        [
+            (low.topic("heartbeat"), low.heartbeat(10**9, now, battery_percent=12)),
+            (fine.topic("heartbeat"), fine.heartbeat(10**9, now, battery_percent=20)),
+        ]
+    )
+    client = WebClient(console.url)
+    client.login("olga")
+    page = client.request("/badges").text
+    assert re.search(r'<strong class="low-battery" role="alert">LOW 12 %</strong>', page)
+    assert page.count("low-battery") == 1 and "<td class=\"battery\">20 %</td>" in page
+    listed = {b["badge"]: b for b in json.loads(client.request("/api/badges").text)["badges"]}
+    assert listed["badge-a"]["low_battery"] is True and listed["badge-b"]["low_battery"] is False
+    assert listed["badge-a"]["battery_millivolts"] == 3_912
+    assert listed["badge-a"]["soc_temperature_millicelsius"] == 51_540
+    assert listed["badge-a"]["clock_synchronised"] is True

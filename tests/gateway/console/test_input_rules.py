@@ -72,8 +72,7 @@ def test_enrolment_refuses_a_wearer_with_a_bidi_override_in_the_console_and_the_
     assert refused.status == 400 and "RIGHT-TO-LEFT OVERRIDE" in refused.text
     assert "\u202e" not in refused.text
     data = str(console.hospital.data_dir.root)
-    bundle = str(tmp_path / "b")
-    assert main(["--data", data, "enroll", "er-8", "-o", bundle, "--location", "ER\x00"]) == 1
+    assert main(["--data", data, "enroll", "er-8", "--no-serve", "--location", "ER\x00"]) == 1
     assert "location 'ER\\x00' holds \\x00" in capsys.readouterr().err
     assert main(["--data", data, "init", "--hospital", "Clinic\u2067 7"]) == 1
     assert "RIGHT-TO-LEFT ISOLATE" in capsys.readouterr().err

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from demo.enrolment import enroll_badge
 from evidence.bundle import EnrolmentBundle
 from evidence.hashing import sha256
 from evidence.keys import HpkeSuite
@@ -20,7 +21,6 @@ from evidence.timestamp import verify_timestamp
 from evidence.verify import verify_package
 from gateway.cli import main as gateway_main
 from gateway.datadir import GatewayDataDir
-from gateway.enrolment.enrolment import enroll_badge
 from gateway.errors import ExportError, LedgerIntegrityError
 from gateway.export.export import ExportRequest, ExportResult, export_incident
 from gateway.intake.intake import Intake

@@ -132,6 +132,7 @@ def test_samples_are_kept_in_the_database_and_pruned(tmp_path: Path) -> None:
         location="",
         operator="test",
         rotate=False,
+        key_origin="badge-generated",
     )
     clocks = BadgeClocks(storage.clock_samples)
     samples = heartbeats(KEEP_SAMPLES + 10, offset_ns=SECOND)

@@ -535,6 +535,8 @@ def test_heartbeat_and_status_update_the_badge_state(gateway: Gateway) -> None:
     state = gateway.badge_state("badge-a")
     assert state is not None and state.online and state.battery_percent == 77
     assert (state.ring_segments, state.dropped_frames, state.recording) == (30, 2, True)
+    assert (state.battery_millivolts, state.battery_rate_millipercent_per_hour) == (3_912, -2_080)
+    assert (state.soc_temperature_millicelsius, state.clock_synchronised) == (51_540, True)
     assert state.clock_offset_ns is not None and state.clock_error_ns is not None
     assert abs(state.clock_offset_ns - CLOCK_OFFSET_NS) <= state.clock_error_ns
     gateway.send(a.topic("status"), a.status("offline"))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from badge.errors import EnrolmentError as BadgeEnrolmentError
 from evidence.bundle import EnrolmentBundle
 from evidence.keys import SigningKey
 from evidence.ledger.checkpoint import NoteVerifier, open_note
@@ -18,6 +20,7 @@ from gateway.errors import CustodyError, LedgerIntegrityError, StorageError
 from gateway.ledger.custody import CustodyEntry, CustodyLog
 from gateway.ledger.ledger import Ledger, LedgerEntry, open_ledger
 from gateway.storage import StorageSettings, open_storage
+from tests.enrol import enrol_by_cli
 from tests.storage_backends import DatabaseFactory, TestDatabase
 
 ORIGIN = "test-hospital/medbadge-ledger"
@@ -137,7 +140,7 @@ def test_entries_survive_reopen(custody: Custody, tmp_path: Path) -> None:
 def test_each_entry_is_provable_in_the_ledger(custody: Custody) -> None:
     made = record_day(custody.log)
     checkpoint = custody.ledger.checkpoint()
-    open_note(checkpoint.note, [NoteVerifier(ORIGIN, custody.key.public_key.key)])
+    open_note(checkpoint.note, [NoteVerifier(ORIGIN, custody.key.public_key.ed25519_key)])
     for entry in made:
         leaf = custody.ledger.leaf(entry.ledger_index)
         proof = custody.ledger.inclusion_proof(entry.ledger_index, checkpoint.size)
@@ -179,14 +182,15 @@ def data_dir(tmp_path: Path) -> GatewayDataDir:
 
 
 def enroll(data_dir: GatewayDataDir, bundle: Path, *extra: str) -> int:
-    args = ["--data", str(data_dir.root), "enroll", "badge-x", "-o", str(bundle), *extra]
-    return main(args)
+    return enrol_by_cli(data_dir.root, "badge-x", bundle, *extra)
 
 
 def test_enrolment_and_key_rotation_are_custody_entries(
     data_dir: GatewayDataDir, tmp_path: Path
 ) -> None:
-    assert enroll(data_dir, tmp_path / "b1", "--operator", "admin-kim") == 0
+    assert enroll(data_dir, tmp_path / "b1", "--operator", "admin-kim", "--wearer", "Nurse X") == 0
+    first = EnrolmentBundle.load(tmp_path / "b1").identity.signing_key
+    shutil.copytree(tmp_path / "b1", tmp_path / "b2")
     assert enroll(data_dir, tmp_path / "b2", "--operator", "admin-lee", "--rotate") == 0
     storage = data_dir.storage()
     try:
@@ -196,11 +200,17 @@ def test_enrolment_and_key_rotation_are_custody_entries(
             ("admin-kim", "enrol"),
             ("admin-lee", "key-rotation"),
         ]
-        keys = [EnrolmentBundle.load(tmp_path / b).identity.signing_key for b in ("b1", "b2")]
-        assert [e.detail for e in entries] == [
-            {"key_generation": 1, "public_key": keys[0].public_key.raw},
-            {"key_generation": 2, "public_key": keys[1].public_key.raw},
-        ]
+        keys = [first, EnrolmentBundle.load(tmp_path / "b2").identity.signing_key]
+        assert keys[0].public_key.raw != keys[1].public_key.raw
+        for entry, key, generation, wearer in zip(
+            entries, keys, (1, 2), ("Nurse X", ""), strict=True
+        ):
+            assert entry.detail["key_generation"] == generation
+            assert entry.detail["public_key"] == key.public_key.raw
+            assert entry.detail["key_origin"] == "badge-generated"
+            assert entry.detail["wearer"] == wearer
+            signature = entry.detail["proof_of_possession"]
+            assert isinstance(signature, bytes) and len(signature) == 64
         assert [e.kind for e in storage.badges.events("badge-x")] == [
             "enrolled",
             "rotated",
@@ -226,8 +236,9 @@ def test_enrolment_refuses_an_altered_ledger(
     editor.execute("UPDATE ledger_leaves SET leaf_hash = zeroblob(32) WHERE leaf_index = 0")
     editor.commit()
     editor.close()
-    assert enroll(data_dir, tmp_path / "b2", "--rotate") == 1
-    assert "ledger leaf 0's stored hash 0000" in capsys.readouterr().err
+    shutil.copytree(tmp_path / "b1", tmp_path / "b2")
+    with pytest.raises(BadgeEnrolmentError, match="ledger leaf 0's stored hash 0000"):
+        enroll(data_dir, tmp_path / "b2", "--rotate")
     storage = data_dir.storage()
     try:
         assert storage.badges.get("badge-x").key_generation == 1

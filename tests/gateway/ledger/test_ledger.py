@@ -139,7 +139,7 @@ def fill(ledger: Ledger, count: int) -> None:
 
 def trusted(store: Store) -> NoteVerifier:
     """The checkpoint key as a court would build it: from the gateway's public key alone."""
-    return NoteVerifier(ORIGIN, store.key.public_key.key)
+    return NoteVerifier(ORIGIN, store.key.public_key.ed25519_key)
 
 
 # -- the tree -----------------------------------------------------------------------------
@@ -486,7 +486,7 @@ def test_a_full_incident_is_in_the_ledger_in_order_with_proofs(tmp_path: Path) -
         last = ledger.latest_checkpoint()
         assert last is not None and last.size == ledger.size
         assert tsa.digests == [sha256(last.note)] and last.timestamp_token is not None
-        open_note(last.note, [NoteVerifier(ledger.origin, hospital.gateway_key.key)])
+        open_note(last.note, [NoteVerifier(ledger.origin, hospital.gateway_key.ed25519_key)])
         for index in range(last.size):
             proof = ledger.inclusion_proof(index, last.size)
             verify_inclusion(leaf_hash(ledger.leaf(index)), index, last.size, proof, last.root)

@@ -91,7 +91,14 @@ def test_new_alerts_arrive_in_order_and_the_index_catches_up_by_arrival(
     try:
         key = SigningKey.generate().public_key
         storage.badges.enroll(
-            "badge-a", key, "x", wearer="", location="", operator="test", rotate=False
+            "badge-a",
+            key,
+            "x",
+            wearer="",
+            location="",
+            operator="test",
+            rotate=False,
+            key_origin="badge-generated",
         )
         assert storage.catalogue.add_alert(alert("inc-1", 300))
         assert not storage.catalogue.add_alert(alert("inc-1", 400))  # stored once

@@ -44,7 +44,7 @@ def test_writers_on_many_connections_queue_behind_one_lock(
     first = open_storage(settings(url, tmp_path))
     first.badges.enroll(
         "badge-a", SigningKey.generate().public_key, "x", wearer="", location="",
-        operator="test", rotate=False,
+        operator="test", rotate=False, key_origin="gateway-generated",
     )
     first.close()
     failures: list[BaseException] = []
@@ -119,7 +119,7 @@ def test_the_console_and_cutoff_stores_keep_their_records_on_postgresql(
     try:
         storage.badges.enroll(
             "badge-a", SigningKey.generate().public_key, "x", wearer="", location="",
-            operator="test", rotate=False,
+            operator="test", rotate=False, key_origin="gateway-generated",
         )
         storage.users.add("olga", "hash", "officer", 1, "test")
         failure = LoginFailureRecord("olga", "10.0.0.7", 3, 50)
