@@ -13,6 +13,7 @@ from pathlib import Path
 from evidence.durable import write_durably
 from evidence.errors import EvidenceError
 from evidence.keys import HpkeSuite
+from gateway import migrate_command
 from gateway.broker.accounts import broker_accounts
 from gateway.broker.certificates import ensure_gateway_certificate
 from gateway.broker.config import (
@@ -155,6 +156,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     console.add_argument("--config", type=Path, help="configuration (default: DATA/gateway.toml)")
     _add_export_command(commands)
+    migrate_command.add_command(commands)
     maintenance.add_commands(commands)
     add_user_command(commands)
     return parser
@@ -208,7 +210,7 @@ def create_first_admin(data_dir: GatewayDataDir, username: str, password: str) -
 
 
 def _run(args: argparse.Namespace) -> int:
-    data_dir = GatewayDataDir(args.data)
+    data_dir = GatewayDataDir(args.data, getattr(args, "config", None))
     if args.command == "init":
         check_name(args.hospital, "hospital name")
         admin_password = _admin_password(args)
@@ -226,6 +228,8 @@ def _run(args: argparse.Namespace) -> int:
         return _run_console(args, data_dir)
     if args.command == "export":
         return _export(args, data_dir)
+    if args.command == migrate_command.COMMAND:
+        return migrate_command.run(args, data_dir)
     if args.command in maintenance.COMMANDS:
         return maintenance.run(args, data_dir)
     if args.command == "revoke":

@@ -143,6 +143,20 @@ class TimestampSettings:
 
 
 @dataclass(frozen=True)
+class S3VaultConfig:
+    """``[vault]`` with ``url = "s3://bucket"``: footage in an S3 bucket with Object Lock."""
+
+    bucket: str
+    endpoint: str
+    """The S3 API's URL."""
+    credentials_file: Path
+    """JSON ``{"access_key": ..., "secret_key": ...}``, readable by its owner alone."""
+    region: str = "us-east-1"
+    ca_file: Path | None = None
+    """The CA bundle of an https endpoint under a private CA (default: the system's)."""
+
+
+@dataclass(frozen=True)
 class MonitoringSettings:
     """The health and metrics listener of ``gateway run`` (``/healthz``, ``/metrics``)."""
 
@@ -216,6 +230,11 @@ class GatewayConfig:
     timestamps: TimestampSettings = TimestampSettings()
     retention_days: int = 365
     """Footage older than this (and not on legal hold) may be deleted by a custodian."""
+    database_url: str = ""
+    """``[database] url``: a ``postgresql://`` URL; empty, the SQLite file in the data
+    directory."""
+    vault: S3VaultConfig | None = None
+    """``[vault]``: an S3 bucket; None, the vault directory in the data directory."""
     monitoring: MonitoringSettings = MonitoringSettings()
     limits: IntakeLimits = IntakeLimits()
 
@@ -250,6 +269,8 @@ class GatewayConfig:
         console = tables.table("console")
         stamps = tables.table("timestamps")
         retention = tables.table("retention")
+        database = tables.table("database")
+        vault = tables.table("vault")
         monitoring = tables.table("monitoring")
         limits = tuple(tables.table(name) for name in ("quarantine", "reserve", "cutoff"))
         hooks = tables.array("webhook")
@@ -269,15 +290,60 @@ class GatewayConfig:
             console=_console(console),
             timestamps=_timestamps(stamps),
             retention_days=retention.integer("days", 365, 1, 36500),
+            database_url=_database_url(database),
+            vault=_vault(vault),
             monitoring=_monitoring(monitoring),
             limits=_limits(*limits),
         )
-        for table in (broker, paths, live, log, console, stamps, retention, monitoring, *limits):
+        for table in (
+            broker, paths, live, log, console, stamps, retention, database, vault, monitoring,
+            *limits,
+        ):
             table.finish()
         urls = [hook.url for hook in config.webhooks]
         if len(set(urls)) != len(urls):
             raise GatewayConfigError("a [[webhook]] url is listed twice: list each URL once")
         return config
+
+
+def _database_url(table: _Table) -> str:
+    url = table.text("url", "")
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise GatewayConfigError(
+            f"database.url must be a postgresql:// URL (or absent for SQLite), not {parts.scheme!r}"
+        )
+    if parts.password is not None or "password=" in parts.query:
+        raise GatewayConfigError(
+            "database.url must not hold a password: name a file only the gateway can read"
+            " with ?passfile=/path (PostgreSQL's own password file)"
+        )
+    return url
+
+
+def _vault(table: _Table) -> S3VaultConfig | None:
+    url = table.text("url", "")
+    if not url:
+        return None
+    parts = urlsplit(url)
+    bucket = parts.netloc
+    if parts.scheme != "s3" or not bucket or parts.path not in ("", "/"):
+        raise GatewayConfigError(f"vault.url = {url!r} must be s3://bucket (or absent)")
+    endpoint = table.text("endpoint", "")
+    if not endpoint.startswith(("https://", "http://")):
+        raise GatewayConfigError("vault.endpoint must be the http(s):// URL of the S3 API")
+    credentials = table.optional_path("credentials_file")
+    if credentials is None:
+        raise GatewayConfigError("vault.credentials_file is required with vault.url")
+    return S3VaultConfig(
+        bucket=bucket,
+        endpoint=endpoint,
+        credentials_file=credentials,
+        region=table.text("region", "us-east-1"),
+        ca_file=table.optional_path("ca_file"),
+    )
 
 
 def _limits(quarantine: _Table, reserve: _Table, cutoff: _Table) -> IntakeLimits:

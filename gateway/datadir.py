@@ -14,10 +14,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from evidence.keyfiles import read_public_file, read_secret_file
 from evidence.keys import CustodianPrivateKey, CustodianPublicKey, HpkeSuite, SigningKey
-from gateway.config import TimestampSettings
+from gateway.config import GatewayConfig, TimestampSettings
 from gateway.errors import GatewayConfigError, GatewayError
 from gateway.pki.ca import EvidenceCA, write_certificate, write_private_key
 from gateway.storage import Storage, StorageSettings, open_storage
+from gateway.storage.s3_vault_settings import S3VaultSettings
 from gateway.timestamping.authority import TimeStampAuthority
 from gateway.timestamping.client import TsaClient
 from gateway.timestamping.timestamper import Timestamper
@@ -35,6 +36,8 @@ class GatewayDataDir:
     """Paths inside a gateway data directory, and the operations that create and read it."""
 
     root: Path
+    config_file: Path | None = None
+    """The gateway.toml that names the storage, when not ``root / "gateway.toml"``."""
 
     @property
     def keys(self) -> Path:
@@ -88,8 +91,20 @@ class GatewayDataDir:
 
     @property
     def storage_settings(self) -> StorageSettings:
-        """Where this gateway keeps its records and footage."""
-        return StorageSettings(database=self.database_path, vault=self.vault_dir)
+        """Where this gateway keeps its records and footage: ``[database]`` and ``[vault]``
+        of gateway.toml, by default the SQLite file and the vault directory here."""
+        config = GatewayConfig.load(self.root, self.config_file)
+        vault: Path | S3VaultSettings = self.vault_dir
+        if config.vault is not None:
+            vault = S3VaultSettings(
+                bucket=config.vault.bucket,
+                endpoint=config.vault.endpoint,
+                credentials_file=config.vault.credentials_file,
+                retention_days=config.retention_days,
+                region=config.vault.region,
+                ca_file=config.vault.ca_file,
+            )
+        return StorageSettings(database=config.database_url or self.database_path, vault=vault)
 
     def is_initialised(self) -> bool:
         """True when ``gateway init`` has run here."""

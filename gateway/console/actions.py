@@ -69,4 +69,8 @@ class AlertDesk:
                 detail={"badge": badge_id},
             )
             self._index.set_legal_hold(badge_id, incident_id, held)
+        # the store's own hold too, where it has one (S3 Object Lock): a hold placed there
+        # keeps the footage even from the gateway's own account
+        for sha in dict.fromkeys(self._storage.retention.footage(badge_id, incident_id)):
+            self._storage.vault.hold(sha, held)
         return entry

@@ -77,6 +77,7 @@ class _Setup:
     timestamps: TimestampSettings | None
     log_level: str
     limits: IntakeLimits | None = None
+    config_file: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,7 @@ class StoreStage:
         self._failure: str | None = None
         self._reader = threading.Thread(target=self._read, name="intake-store", daemon=True)
         level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
-        self._send(_Setup(data_dir.root, timestamps, level, limits))
+        self._send(_Setup(data_dir.root, timestamps, level, limits, data_dir.config_file))
 
     @property
     def pid(self) -> int | None:
@@ -343,7 +344,7 @@ def _serve(connection: Connection) -> int:
         log.error("the intake process did not say where to store: the store process ends")
         return EXIT_ORPHANED
     configure_logging(setup.log_level)
-    data_dir = GatewayDataDir(setup.root)
+    data_dir = GatewayDataDir(setup.root, setup.config_file)
     timestamps = setup.timestamps
     timestamper = None if timestamps is None else data_dir.configured_timestamper(timestamps)
 

@@ -305,5 +305,13 @@ MIGRATIONS: Sequence[str] = (
     );
     CREATE INDEX enrolment_codes_by_issue ON enrolment_codes (issued_at_ns);
     """,
+    # which intake worker holds which shard of the badges, until when (decision 2303)
+    """
+    CREATE TABLE intake_shard_leases (
+        shard INTEGER NOT NULL PRIMARY KEY,
+        holder TEXT NOT NULL,
+        expires_ns INTEGER NOT NULL
+    );
+    """,
 )
 """Each entry moves the schema one version up; never edit one that has shipped."""

@@ -6,6 +6,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
+from gateway.errors import StorageError
 from gateway.storage.alert_actions import AlertActions
 from gateway.storage.alert_feed import AlertFeed
 from gateway.storage.badge_states import BadgeStates
@@ -21,20 +22,26 @@ from gateway.storage.incident_index import IncidentIndex
 from gateway.storage.leaves import Leaves
 from gateway.storage.login_failures import LoginFailures
 from gateway.storage.retention import RetentionRecords
+from gateway.storage.s3_vault_settings import S3VaultSettings
 from gateway.storage.second_factors import SecondFactors
 from gateway.storage.sessions import ConsoleSessions
+from gateway.storage.shard_leases import ShardLeases
 from gateway.storage.users import ConsoleUsers
 from gateway.storage.vault import DirectoryVault, Vault
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+"""How a database URL of the PostgreSQL backend begins."""
 
 
 @dataclass(frozen=True)
 class StorageSettings:
-    """Where the gateway keeps its records and its footage (the one-box backends)."""
+    """Where the gateway keeps its records and its footage."""
 
-    database: Path
-    """The SQLite database file."""
-    vault: Path
-    """The directory of sealed segments."""
+    database: Path | str
+    """The SQLite database file (the one-box default), or a ``postgresql://`` URL."""
+    vault: Path | S3VaultSettings
+    """The directory of sealed segments (the one-box default), or an S3 bucket with Object
+    Lock."""
 
 
 class Storage:
@@ -62,6 +69,7 @@ class Storage:
         self.sessions = ConsoleSessions(database)
         self.login_failures = LoginFailures(database)
         self.second_factors = SecondFactors(database)
+        self.shard_leases = ShardLeases(database)
         self.alert_actions = AlertActions(database)
         self.alert_feed = AlertFeed(database)
         self.incident_index = IncidentIndex(database)
@@ -86,9 +94,33 @@ def open_storage(settings: StorageSettings) -> Storage:
 
     This is the one place the storage is opened; StorageError or VaultError says why not.
     """
-    database = open_database(settings.database)
+    database = _open_database(settings.database)
     try:
-        return Storage(database, DirectoryVault(settings.vault))
+        return Storage(database, _open_vault(settings.vault))
     except BaseException:
         database.close()
         raise
+
+
+def _open_database(where: Path | str) -> Database:
+    """The SQLite file at a path, or the PostgreSQL database a URL names."""
+    if isinstance(where, Path):
+        return open_database(where)
+    if not where.startswith(POSTGRES_SCHEMES):
+        raise StorageError(
+            f"database {where.split('://')[0]!r}: a database URL starts with postgresql://"
+        )
+    # psycopg is imported only where PostgreSQL is used: the one-box gateway needs none
+    from gateway.storage.postgres import open_postgres  # noqa: PLC0415
+
+    return open_postgres(where)
+
+
+def _open_vault(where: Path | S3VaultSettings) -> Vault:
+    """The directory vault at a path, or the S3 bucket the settings name."""
+    if isinstance(where, Path):
+        return DirectoryVault(where)
+    # boto3 is imported only where the S3 vault is used
+    from gateway.storage.s3_vault import connect  # noqa: PLC0415
+
+    return connect(where)

@@ -2,8 +2,8 @@
 
 ``Vault`` is the seam every caller uses, and all it knows: a segment is named by its SHA-256
 and read as a stream; nothing outside the vault knows where or how it is kept. The
-directory below is the one-box backend; an S3-compatible store with object lock can
-implement the same methods (DESIGN decision 9).
+directory below is the one-box backend; ``gateway.storage.s3_vault`` keeps the same
+segments in an S3-compatible store with Object Lock (DESIGN decision 9, decision 2301).
 
 In the directory a stored segment lives at ``<root>/<hex[:2]>/<hex>.mbseal``. A put copies
 from a stream in 1 MiB blocks (a segment is never held whole in memory here), hashing as it
@@ -34,7 +34,8 @@ _FILE_MODE = 0o440
 """Stored evidence is read-only, even for the gateway's own account."""
 
 
-def _hex(sha256: bytes) -> str:
+def vault_name(sha256: bytes) -> str:
+    """The hex name a segment is stored under; VaultError unless ``sha256`` is a digest."""
     if not isinstance(sha256, bytes) or len(sha256) != DIGEST_SIZE:
         raise VaultError(f"vault keys are {DIGEST_SIZE}-byte SHA-256 digests, got {sha256!r}")
     return sha256.hex()
@@ -72,6 +73,11 @@ class Vault(Protocol):
         VaultError if they cannot be removed."""
         ...
 
+    def hold(self, sha256: bytes, held: bool) -> None:
+        """Place (``held``) or release the store's own legal hold on the segment, where the
+        store has one; the database's hold is what retention obeys either way."""
+        ...
+
 
 class DirectoryVault:
     """The vault as a directory tree on the gateway's own disk."""
@@ -88,7 +94,7 @@ class DirectoryVault:
 
     def _path(self, sha256: bytes) -> Path:
         """Where bytes with this SHA-256 are (or would be) stored."""
-        name = _hex(sha256)
+        name = vault_name(sha256)
         return self.root / name[:2] / f"{name}{SUFFIX}"
 
     def exists(self, sha256: bytes) -> bool:
@@ -129,6 +135,9 @@ class DirectoryVault:
             raise VaultError(
                 f"segment {sha256.hex()} could not be removed from {self.root}: {error}"
             ) from None
+
+    def hold(self, sha256: bytes, held: bool) -> None:
+        """Nothing: a directory has no hold of its own (the database's is obeyed)."""
 
     def _missing(self, sha256: bytes) -> VaultError:
         return VaultError(f"vault {self.root} holds no segment with SHA-256 {sha256.hex()}")

@@ -46,9 +46,15 @@ class Hospital:
         return self.data_dir.signing_key().public_key
 
 
-def make_hospital(root: Path, badge_ids: tuple[str, ...] = ("badge-a", "badge-b")) -> Hospital:
-    """Initialise a gateway in ``root / "gateway"`` and enroll ``badge_ids``."""
+def make_hospital(
+    root: Path, badge_ids: tuple[str, ...] = ("badge-a", "badge-b"), config: str = ""
+) -> Hospital:
+    """Initialise a gateway in ``root / "gateway"`` and enroll ``badge_ids``; ``config`` is
+    the text of its gateway.toml (the default: none, so SQLite and the vault directory)."""
     data_dir = GatewayDataDir(root / "gateway")
+    if config:
+        data_dir.root.mkdir(parents=True, exist_ok=True)
+        (data_dir.root / "gateway.toml").write_text(config)
     data_dir.initialise("Test Hospital", HpkeSuite.X25519, None)
     bundles = {}
     for badge_id in badge_ids:

@@ -35,6 +35,7 @@ from gateway.intake.intake import Intake
 from gateway.storage import Storage
 from tests.gateway.badge_messages import BOOT_MONO_NS, BadgeMessages, Hospital, make_hospital
 from tests.mosquitto import free_port
+from tests.storage_backends import TestDatabase
 
 PASSWORD = "correct horse battery staple"  # noqa: S105 - the test users' password
 USERS = {
@@ -150,6 +151,8 @@ class ConsoleHarness:
     follower: AlertFollower
     follower_storage: Storage
     published: list[tuple[str, bytes]] = field(default_factory=list)
+    database: TestDatabase | None = None
+    """The hospital's database, read directly by tests that check rows."""
 
     @property
     def url(self) -> str:
@@ -172,11 +175,12 @@ class ConsoleHarness:
 
 @contextmanager
 def running_console(
-    root: Path, settings: dict[str, dict[str, object]] | None = None
+    root: Path, settings: dict[str, dict[str, object]] | None = None, toml: str = ""
 ) -> Iterator[ConsoleHarness]:
     """A hospital with USERS and badges badge-a and badge-b, its intake and its console;
-    ``settings`` are more tables of ``gateway.toml``."""
-    hospital = make_hospital(root)
+    ``settings`` are more tables of ``gateway.toml``; ``toml`` is the file's text, read by
+    the data directory (none: SQLite and the vault directory)."""
+    hospital = make_hospital(root, config=toml)
     secrets = add_users(hospital)
     channel = AlertChannel()
     published: list[tuple[str, bytes]] = []

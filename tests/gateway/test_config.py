@@ -190,6 +190,48 @@ def test_an_external_tsa_needs_its_ca(tmp_path: Path) -> None:
     assert config.timestamps.tsa_ca_file == tmp_path / "pki.crt"
 
 
+def test_the_database_and_the_vault_default_to_the_data_directory(tmp_path: Path) -> None:
+    config = GatewayConfig.load(tmp_path)
+    assert (config.database_url, config.vault) == ("", None)
+
+
+def test_postgresql_and_an_s3_vault_are_chosen_by_url(tmp_path: Path) -> None:
+    config = load(
+        tmp_path,
+        '[database]\nurl = "postgresql://gateway@db.hospital.kz/medbadge?passfile=/etc/pgpass"\n'
+        '[vault]\nurl = "s3://medbadge-vault"\nendpoint = "https://s3.hospital.kz"\n'
+        'credentials_file = "keys/s3.json"\nregion = "kz-1"\n',
+    )
+    assert config.database_url.startswith("postgresql://gateway@db.hospital.kz/")
+    assert config.vault is not None
+    assert (config.vault.bucket, config.vault.endpoint, config.vault.region) == (
+        "medbadge-vault",
+        "https://s3.hospital.kz",
+        "kz-1",
+    )
+    assert config.vault.credentials_file == tmp_path / "keys" / "s3.json"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[database]\nurl = "mysql://db/x"\n', "must be a postgresql:// URL"),
+        ('[database]\nurl = "postgresql://gw:secret@db/x"\n', "must not hold a password"),
+        ('[database]\nurl = "postgresql://gw@db/x?password=secret"\n', "must not hold a password"),
+        ('[vault]\nurl = "s3://"\n', "must be s3://bucket"),
+        ('[vault]\nurl = "s3://b/sub"\n', "must be s3://bucket"),
+        ('[vault]\nurl = "s3://b"\ncredentials_file = "k"\n', "vault.endpoint must be"),
+        ('[vault]\nurl = "s3://b"\nendpoint = "http://s3"\n', "credentials_file is required"),
+        ('[vault]\nurl = "s3://b"\nendpoint = "http://s3"\ncredentials_file = "k"\nx = 1\n',
+         "unknown key"),
+    ],
+)
+def test_bad_storage_settings_are_refused(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(GatewayConfigError, match=message) as refused:
+        load(tmp_path, text)
+    assert "secret" not in str(refused.value)
+
+
 def test_the_intake_limits(tmp_path: Path) -> None:
     assert GatewayConfig.from_mapping(tmp_path, {}).limits == IntakeLimits()
     raw = {

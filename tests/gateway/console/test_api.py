@@ -6,7 +6,6 @@ from __future__ import annotations
 import http.client
 import json
 import re
-import sqlite3
 import subprocess
 import threading
 import time
@@ -34,22 +33,23 @@ from tests.gateway.console_support import (
     running_console,
     seal_recording,
 )
+from tests.storage_backends import DatabaseFactory
 
 
 @pytest.fixture
-def console(tmp_path: Path) -> Iterator[ConsoleHarness]:
-    with running_console(tmp_path) as harness:
+def console(tmp_path: Path, database_factory: DatabaseFactory) -> Iterator[ConsoleHarness]:
+    root = tmp_path / "gateway"
+    database = database_factory(root)
+    with running_console(tmp_path, toml=database.gateway_toml(root)) as harness:
+        harness.database = database
         yield harness
 
 
 def custody_rows(console: ConsoleHarness) -> list[tuple[str, str, str, str]]:
-    connection = sqlite3.connect(console.hospital.data_dir.database_path)
-    try:
-        rows = connection.execute(
-            "SELECT actor, action, subject, justification FROM custody_entries ORDER BY entry_id"
-        ).fetchall()
-    finally:
-        connection.close()
+    assert console.database is not None
+    rows = console.database.rows(
+        "SELECT actor, action, subject, justification FROM custody_entries ORDER BY entry_id"
+    )
     return [tuple(row) for row in rows]
 
 

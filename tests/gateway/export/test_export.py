@@ -37,6 +37,9 @@ from tests.gateway.court_package import (
     export,
     record_footage,
 )
+from tests.postgres import PostgresServer
+from tests.seaweedfs import SeaweedServer
+from tests.storage_backends import TestDatabase
 
 
 @dataclass(frozen=True)
@@ -333,3 +336,19 @@ def test_the_export_takes_any_timestamper_whose_certificates_it_can_carry(
     token = result.checkpoint.timestamp_token
     assert token is not None
     verify_timestamp(token, result.checkpoint.note_sha256, own.ca_certificate)
+
+
+def test_a_hospital_on_postgresql_and_s3_exports_a_package_that_verifies(
+    tmp_path: Path, postgres_server: PostgresServer, seaweed_server: SeaweedServer
+) -> None:
+    root = tmp_path / "gateway"
+    database = TestDatabase("postgresql", postgres_server.create_database())
+    bucket = seaweed_server.create_bucket("export-vault")
+    config = database.gateway_toml(root) + seaweed_server.vault_toml(bucket, tmp_path)
+    hospital = make_hospital(tmp_path, ("badge-a",), config=config)
+    incident = deliver_incident(hospital, record_footage(2.0))
+    assert not hospital.data_dir.database_path.exists() and not hospital.data_dir.vault_dir.exists()
+    result = export(hospital, incident.incident_id, tmp_path / "package.zip")
+    assert result.report.verified and verify_package(result.path).verified
+    with zipfile.ZipFile(result.path) as archive:
+        assert archive.read(CLIP) == b"".join(incident.plaintexts)

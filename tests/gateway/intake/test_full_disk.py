@@ -20,11 +20,12 @@ from gateway.intake import reassembly
 from gateway.storage import vault
 from tests.gateway.intake.test_intake import Gateway
 from tests.small_filesystem import CappedWrites
+from tests.storage_backends import TestDatabase
 
 
 @pytest.fixture
 def gateway(tmp_path: Path) -> Iterator[Gateway]:
-    gateway = Gateway(tmp_path)
+    gateway = Gateway(tmp_path, TestDatabase("sqlite", tmp_path / "gateway" / "gateway.db"))
     yield gateway
     gateway.intake.close()
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -33,6 +32,7 @@ from tests.gateway.badge_messages import (
     receipts,
     rejections,
 )
+from tests.storage_backends import DatabaseFactory, TestDatabase
 
 CLOCK_OFFSET_NS = 3_000_000_000
 """The gateway's clock runs this far ahead of the badges' in these tests."""
@@ -55,8 +55,9 @@ class SteppingClock:
 class Gateway:
     """An Intake on a fresh hospital, with what it published and announced."""
 
-    def __init__(self, root: Path) -> None:
-        self.hospital: Hospital = make_hospital(root)
+    def __init__(self, root: Path, database: TestDatabase) -> None:
+        self.database = database
+        self.hospital: Hospital = make_hospital(root, config=database.gateway_toml(root))
         self.clock = SteppingClock(BASE_WALL_NS + CLOCK_OFFSET_NS)
         self.published: list[tuple[str, bytes]] = []
         self.alerts: list[AlertEvent] = []
@@ -92,19 +93,34 @@ class Gateway:
         return rejections(self.published, self.hospital.gateway_key)
 
     def rows(self, sql: str, *args: object) -> list[tuple[Any, ...]]:
-        connection = sqlite3.connect(self.hospital.data_dir.database_path)
-        try:
-            return connection.execute(sql, args).fetchall()
-        finally:
-            connection.close()
+        return self.database.rows(sql, *args)
 
     def alter(self, sql: str) -> None:
-        """Change the database from outside the gateway, as someone with file access would."""
-        connection = sqlite3.connect(self.hospital.data_dir.database_path, isolation_level=None)
-        try:
-            connection.execute(sql)
-        finally:
-            connection.close()
+        """Change the database from outside the gateway, as someone with direct access would."""
+        self.database.edit(sql)
+
+    def refuse_segment_receipts(self, refused: bool) -> None:
+        """A trigger that makes every segment receipt's insert fail (or its removal)."""
+        if self.database.backend == "sqlite":
+            self.alter(
+                "CREATE TRIGGER no_segment_receipts BEFORE INSERT ON receipts"
+                " WHEN NEW.subject = 'segment' BEGIN SELECT RAISE(ABORT, 'receipts are full');"
+                " END"
+                if refused
+                else "DROP TRIGGER no_segment_receipts"
+            )
+            return
+        if not refused:
+            self.alter("DROP TRIGGER no_segment_receipts ON receipts")
+            return
+        self.alter(
+            "CREATE FUNCTION receipts_are_full() RETURNS trigger LANGUAGE plpgsql"
+            " AS $$ BEGIN RAISE EXCEPTION 'receipts are full'; END $$"
+        )
+        self.alter(
+            "CREATE TRIGGER no_segment_receipts BEFORE INSERT ON receipts FOR EACH ROW"
+            " WHEN (NEW.subject = 'segment') EXECUTE FUNCTION receipts_are_full()"
+        )
 
     def badge_state(self, badge_id: str) -> BadgeState | None:
         storage = self.hospital.data_dir.storage()
@@ -118,8 +134,16 @@ class Gateway:
 
 
 @pytest.fixture
-def gateway(tmp_path: Path) -> Iterator[Gateway]:
-    gateway = Gateway(tmp_path)
+def gateway(tmp_path: Path, database_factory: DatabaseFactory) -> Iterator[Gateway]:
+    gateway = Gateway(tmp_path, database_factory(tmp_path / "gateway"))
+    yield gateway
+    gateway.intake.close()
+
+
+@pytest.fixture
+def sqlite_gateway(tmp_path: Path) -> Iterator[Gateway]:
+    """The gateway on SQLite alone, for a test of what is refused before any storage."""
+    gateway = Gateway(tmp_path, TestDatabase("sqlite", tmp_path / "gateway" / "gateway.db"))
     yield gateway
     gateway.intake.close()
 
@@ -560,8 +584,9 @@ def _canonical_maps() -> st.SearchStrategy[bytes]:
 
 
 def test_random_garbage_is_refused_and_counted_and_the_intake_keeps_working(
-    gateway: Gateway,
+    sqlite_gateway: Gateway,
 ) -> None:
+    gateway = sqlite_gateway  # parsing, not storage: once is enough
     # the checks are under test here, not the cut-off that would stop the flood (test_cutoff)
     gateway.limits = IntakeLimits(cutoff=CutoffSettings(refusals=100_000))
     gateway.restart()
@@ -624,16 +649,13 @@ def test_a_segment_row_commits_only_together_with_its_receipt(gateway: Gateway) 
     (segment,) = a.seal(1)
     gateway.send(a.topic("incident"), a.incident("inc-1", 0, 0))
     leaves = gateway.rows("SELECT COUNT(*) FROM ledger_leaves")
-    gateway.alter(
-        "CREATE TRIGGER no_segment_receipts BEFORE INSERT ON receipts"
-        " WHEN NEW.subject = 'segment' BEGIN SELECT RAISE(ABORT, 'receipts are full'); END"
-    )
+    gateway.refuse_segment_receipts(True)
     gateway.send_segment(a, segment, "inc-1")
     assert gateway.intake.counts() == {"internal-error": 1}
     assert gateway.published == []
     assert gateway.rows("SELECT COUNT(*) FROM segments") == [(0,)]  # the row went with it
     assert gateway.rows("SELECT COUNT(*) FROM ledger_leaves") == leaves
-    gateway.alter("DROP TRIGGER no_segment_receipts")
+    gateway.refuse_segment_receipts(False)
     gateway.send(a.topic("segment"), a.chunks(segment, "inc-1")[-1])  # a redelivery
     assert [r.key for r in gateway.receipts()] == ["0", "inc-1"]
     assert gateway.rows("SELECT COUNT(*) FROM segments") == [(1,)]

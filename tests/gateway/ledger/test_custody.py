@@ -21,6 +21,7 @@ from gateway.ledger.custody import CustodyEntry, CustodyLog
 from gateway.ledger.ledger import Ledger, LedgerEntry, open_ledger
 from gateway.storage import StorageSettings, open_storage
 from tests.enrol import enrol_by_cli
+from tests.storage_backends import DatabaseFactory, TestDatabase
 
 ORIGIN = "test-hospital/medbadge-ledger"
 START_NS = 1_800_000_000_000_000_000
@@ -40,17 +41,18 @@ class Clock:
 class Custody:
     """A custody log on a fresh gateway database, with its ledger."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, database: TestDatabase) -> None:
         self.key = SigningKey.generate()
-        self.settings = StorageSettings(root / "gateway.db", root / "vault")
+        self.database = database
+        self.settings = StorageSettings(database.location, root / "vault")
         self.storage = open_storage(self.settings)
         self.ledger = Ledger(self.storage, self.key, ORIGIN, clock=Clock())
         self.log = CustodyLog(self.ledger)
 
 
 @pytest.fixture
-def custody(tmp_path: Path) -> Iterator[Custody]:
-    custody = Custody(tmp_path)
+def custody(tmp_path: Path, database_factory: DatabaseFactory) -> Iterator[Custody]:
+    custody = Custody(tmp_path, database_factory(tmp_path))
     yield custody
     custody.storage.close()
 
@@ -175,23 +177,15 @@ def test_the_entries_about_one_subject_form_a_chain(custody: Custody) -> None:
     ]
 
 
-def test_a_search_row_that_differs_from_its_leaf_is_refused(
-    custody: Custody, tmp_path: Path
-) -> None:
+def test_a_search_row_that_differs_from_its_leaf_is_refused(custody: Custody) -> None:
     record_day(custody.log)
-    editor = sqlite3.connect(tmp_path / "gateway.db")
-    editor.execute("UPDATE custody_entries SET justification = 'routine' WHERE entry_id = 3")
-    editor.commit()
-    editor.close()
+    custody.database.edit("UPDATE custody_entries SET justification = 'routine' WHERE entry_id = 3")
     with pytest.raises(LedgerIntegrityError, match=r"custody entry 3 .* differs from the ledger"):
         custody.log.entries()
 
 
-def test_a_custody_entry_and_its_leaf_commit_together(custody: Custody, tmp_path: Path) -> None:
-    editor = sqlite3.connect(tmp_path / "gateway.db")
-    editor.execute("ALTER TABLE custody_entries RENAME COLUMN at_ns TO gone")
-    editor.commit()
-    editor.close()
+def test_a_custody_entry_and_its_leaf_commit_together(custody: Custody) -> None:
+    custody.database.edit("ALTER TABLE custody_entries RENAME COLUMN at_ns TO gone")
     with pytest.raises(StorageError, match="at_ns"):
         custody.log.record("guard", "login", "guard")
     assert custody.ledger.size == 0  # the leaf was rolled back with the failed row

@@ -53,6 +53,7 @@ from tests.gateway.badge_messages import (
     make_hospital,
     receipts,
 )
+from tests.storage_backends import DatabaseFactory, TestDatabase
 
 ORIGIN = "test-hospital/medbadge-ledger"
 
@@ -99,11 +100,11 @@ class SteppingClock:
 
 
 class Store:
-    """A gateway database file and the key that signs its checkpoints."""
+    """A gateway database and the key that signs its checkpoints."""
 
-    def __init__(self, root: Path) -> None:
-        self.path = root / "gateway.db"
-        self.settings = StorageSettings(self.path, root / "vault")
+    def __init__(self, root: Path, database: TestDatabase) -> None:
+        self.database = database
+        self.settings = StorageSettings(database.location, root / "vault")
         self.key = SigningKey.generate()
         self.opened: list[Storage] = []
 
@@ -116,13 +117,8 @@ class Store:
         return Ledger(self.storage(), self.key, ORIGIN, timestamper, clock=SteppingClock())
 
     def tamper(self, sql: str, *args: object) -> None:
-        """Change the database as an intruder with file access would (no ledger code)."""
-        connection = sqlite3.connect(self.path)
-        try:
-            connection.execute(sql, args)
-            connection.commit()
-        finally:
-            connection.close()
+        """Change the database as an intruder with direct access would (no ledger code)."""
+        self.database.edit(sql, *args)
 
     def close(self) -> None:
         for storage in self.opened:
@@ -130,8 +126,8 @@ class Store:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    store = Store(tmp_path)
+def store(tmp_path: Path, database_factory: DatabaseFactory) -> Iterator[Store]:
+    store = Store(tmp_path, database_factory(tmp_path))
     yield store
     store.close()
 
@@ -591,3 +587,32 @@ def test_the_hospitals_own_tsa_stamps_checkpoints_through_the_seam(store: Store)
     assert made.timestamp_token is not None
     info = verify_timestamp(made.timestamp_token, sha256(made.note), ca.certificate)
     assert info.digest == sha256(made.note)
+
+
+def test_gateway_processes_on_one_database_append_through_one_sequencer(store: Store) -> None:
+    """Each worker has its own connection; the database's write lock is the one sequencer,
+    so the log stays contiguous and every index is given once."""
+    ledgers = [store.open() for _ in range(3)]
+    given: list[int] = []
+    failures: list[BaseException] = []
+
+    def work(ledger: Ledger, worker: int) -> None:
+        try:
+            for number in range(15):
+                given.append(ledger.append("custody", {"worker": worker, "number": number}))
+        except BaseException as error:
+            failures.append(error)
+
+    threads = [
+        threading.Thread(target=work, args=(ledger, worker))
+        for worker, ledger in enumerate(ledgers)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert sorted(given) == list(range(45))
+    checkpoint = ledgers[0].checkpoint()
+    assert checkpoint.size == 45
+    assert store.open().verify_against_last_checkpoint() == checkpoint

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from badge.media import EncodedSegment
+from gateway.console.actions import AlertDesk
 from gateway.errors import ExportError, RetentionError
 from gateway.ledger.custody import CustodyLog
 from gateway.ledger.ledger import Ledger, open_ledger
@@ -24,6 +25,9 @@ from gateway.storage.catalogue import StoredSegment
 from tests.gateway.badge_messages import Hospital, make_hospital
 from tests.gateway.console_support import WebClient, running_console
 from tests.gateway.court_package import deliver_incident, export, record_footage
+from tests.postgres import PostgresServer
+from tests.seaweedfs import SeaweedServer
+from tests.storage_backends import DatabaseFactory, TestDatabase
 
 
 @cache
@@ -61,8 +65,9 @@ class Stored:
 
 
 @pytest.fixture
-def stored(tmp_path: Path) -> Iterator[Stored]:
-    hospital = make_hospital(tmp_path)
+def stored(tmp_path: Path, database_factory: DatabaseFactory) -> Iterator[Stored]:
+    database = database_factory(tmp_path / "gateway")
+    hospital = make_hospital(tmp_path, config=database.gateway_toml(tmp_path / "gateway"))
     incident = deliver_incident(hospital, list(_footage()))
     storage = hospital.data_dir.storage()
     ledger = open_ledger(hospital.data_dir, storage)
@@ -145,3 +150,55 @@ def test_only_a_custodian_may_apply_retention(tmp_path: Path) -> None:
         refused = custodian.request("/retention", {**form, "csrf": token})
         assert refused.status == 400
         assert "not due for deletion" in refused.text
+
+
+def test_on_s3_the_store_refuses_an_early_deletion_and_a_console_hold_is_the_stores(
+    tmp_path: Path, postgres_server: PostgresServer, seaweed_server: SeaweedServer
+) -> None:
+    """The retention policy's clock says due; the store's lock, set from the days at
+    arrival, says not yet: the store refuses, the footage stays, the ledger has the record.
+    A legal hold placed and released in the console is placed and released in the store."""
+    root = tmp_path / "gateway"
+    database = TestDatabase("postgresql", postgres_server.create_database())
+    bucket = seaweed_server.create_bucket("retention-vault")
+    config = database.gateway_toml(root) + (
+        f'[vault]\nurl = "s3://{bucket}"\nendpoint = "{seaweed_server.endpoint}"\n'
+        f'credentials_file = "{seaweed_server.credentials_file(tmp_path)}"\n'
+        "[retention]\ndays = 1\n"
+    )
+    hospital = make_hospital(tmp_path, config=config)
+    incident = deliver_incident(hospital, list(_footage()))
+    storage = hospital.data_dir.storage()
+    try:
+        ledger = open_ledger(hospital.data_dir, storage)
+        shas = [bytes(sha) for (sha,) in database.rows("SELECT sealed_sha256 FROM segments")]
+        assert shas and all(storage.vault.exists(sha) for sha in shas)
+        last = max(int(n) for (n,) in database.rows("SELECT received_wall_ns FROM segments"))
+        (due,) = due_incidents(storage, last + 2 * DAY_NS, 1)
+        size = ledger.size
+        custody = CustodyLog(ledger)
+        with pytest.raises(RetentionError, match=r"refused to delete.*the deletion is recorded"):
+            delete_incident_footage(custody, due, actor="carl", justification="policy: 1 day")
+        assert all(storage.vault.exists(sha) for sha in shas)
+        assert ledger.size == size + 1
+        (entry,) = custody.entries(action="retention-delete")
+        assert entry.subject == incident.incident_id
+        assert deletion(storage, "badge-a", incident.incident_id) is not None
+
+        def s3_holds() -> set[str]:
+            client = seaweed_server.client()
+            return {
+                client.get_object_legal_hold(
+                    Bucket=bucket, Key=f"{sha.hex()[:2]}/{sha.hex()}.mbseal"
+                )["LegalHold"]["Status"]
+                for sha in shas
+            }
+
+        storage.incident_index.catch_up()
+        desk = AlertDesk(custody)
+        desk.hold("carl", "badge-a", incident.incident_id, True, "case 2026-0417")
+        assert s3_holds() == {"ON"}  # the console's hold is the store's own too
+        desk.hold("carl", "badge-a", incident.incident_id, False, "case closed")
+        assert s3_holds() == {"OFF"}
+    finally:
+        storage.close()

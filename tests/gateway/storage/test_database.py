@@ -1,4 +1,5 @@
-"""The SQLite backend: durable settings, one transaction helper, errors of our own, migrations."""
+"""The database seam: one transaction helper, errors of our own, migrations, arrival order;
+the SQLite backend's durable settings (the shared tests run on PostgreSQL too)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from gateway.storage import StorageSettings, open_storage
 from gateway.storage.catalogue import NewAlert
 from gateway.storage.database import SqliteDatabase
 from gateway.storage.schema import MIGRATIONS
+from tests.storage_backends import DatabaseFactory
 
 
 def settings(root: Path) -> StorageSettings:
@@ -33,8 +35,10 @@ def alert(incident_id: str, received_ns: int) -> NewAlert:
     return NewAlert("badge-a", incident_id, b"signed", bytes(32), Press(1, 2, 3), "", received_ns)
 
 
-def test_a_joined_transaction_commits_or_rolls_back_with_its_owner(tmp_path: Path) -> None:
-    storage = open_storage(settings(tmp_path))
+def test_a_joined_transaction_commits_or_rolls_back_with_its_owner(
+    tmp_path: Path, database_factory: DatabaseFactory
+) -> None:
+    storage = open_storage(StorageSettings(database_factory(tmp_path).location, tmp_path / "v"))
     try:
         with pytest.raises(RuntimeError), storage.transaction() as joined:
             assert joined is False and storage.in_transaction
@@ -79,8 +83,11 @@ def test_a_database_newer_than_the_software_is_refused(tmp_path: Path) -> None:
         open_storage(settings(tmp_path))
 
 
-def test_new_alerts_arrive_in_order_and_the_index_catches_up_by_arrival(tmp_path: Path) -> None:
-    storage = open_storage(settings(tmp_path))
+def test_new_alerts_arrive_in_order_and_the_index_catches_up_by_arrival(
+    tmp_path: Path, database_factory: DatabaseFactory
+) -> None:
+    database = database_factory(tmp_path)
+    storage = open_storage(StorageSettings(database.location, tmp_path / "vault"))
     try:
         key = SigningKey.generate().public_key
         storage.badges.enroll(
@@ -96,7 +103,7 @@ def test_new_alerts_arrive_in_order_and_the_index_catches_up_by_arrival(tmp_path
         assert storage.catalogue.add_alert(alert("inc-1", 300))
         assert not storage.catalogue.add_alert(alert("inc-1", 400))  # stored once
         assert storage.catalogue.add_alert(alert("inc-2", 100))  # an older clock, a later arrival
-        arrivals = rows(tmp_path / "gateway.db", "SELECT incident_id, arrival FROM alerts")
+        arrivals = database.rows("SELECT incident_id, arrival FROM alerts")
         assert sorted(arrivals) == [("inc-1", 1), ("inc-2", 2)]
         assert storage.incident_index.catch_up() == 2
         assert storage.incident_index.catch_up() == 0  # nothing new since
