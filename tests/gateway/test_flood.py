@@ -134,7 +134,9 @@ def test_a_flood_trips_the_quota_and_the_cut_off_and_an_alert_still_arrives(
             dropped = attacker.wait_disconnected(5)  # by the broker, for the cut-off
         finally:
             attacker.close()
-        assert dropped.getName() == "Administrative action"
+        # the broker's kick says "Administrative action", unless it closes the socket while
+        # the flooder is mid-publish ("Unspecified error"); the refused login below is the proof
+        assert dropped.getName() in {"Administrative action", "Unspecified error"}
         assert (event.badge_id, event.incident_id) == ("badge-b", "inc-b")
         assert flooded.rows("SELECT badge_id, incident_id FROM alerts") == [("badge-b", "inc-b")]
         assert flooded.rows("SELECT badge_id FROM badge_cutoffs") == [("badge-a",)]
