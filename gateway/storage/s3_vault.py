@@ -24,7 +24,8 @@ import hashlib
 import io
 import json
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, BinaryIO, cast
@@ -122,26 +123,14 @@ class S3Vault:
 
     def size(self, sha256: bytes) -> int:
         """How many bytes are stored under this SHA-256; VaultError if none are."""
-        try:
+        with self._reading(sha256):
             head = self._s3.head_object(Bucket=self.bucket, Key=self._key(sha256))
-        except ClientError as error:
-            if _code(error) in _MISSING:
-                raise self._missing(sha256) from None
-            raise self._failed(f"cannot read segment {sha256.hex()}", error) from None
-        except BotoCoreError as error:
-            raise self._failed(f"cannot read segment {sha256.hex()}", error) from None
         return int(head["ContentLength"])
 
     def open(self, sha256: bytes) -> BinaryIO:
         """The stored bytes as a stream read from the store as it is read here."""
-        try:
+        with self._reading(sha256):
             found = self._s3.get_object(Bucket=self.bucket, Key=self._key(sha256))
-        except ClientError as error:
-            if _code(error) in _MISSING:
-                raise self._missing(sha256) from None
-            raise self._failed(f"cannot read segment {sha256.hex()}", error) from None
-        except BotoCoreError as error:
-            raise self._failed(f"cannot read segment {sha256.hex()}", error) from None
         return cast(BinaryIO, io.BufferedReader(_Body(found["Body"]), _BLOCK))
 
     def put(self, stream: BinaryIO, sha256: bytes) -> None:
@@ -241,6 +230,18 @@ class S3Vault:
         except (ClientError, BotoCoreError) as error:
             raise self._failed("cannot list the bucket", error) from None
         return not listed.get("Versions") and not listed.get("DeleteMarkers")
+
+    @contextmanager
+    def _reading(self, sha256: bytes) -> Iterator[None]:
+        """Turn the store's refusal to read ``sha256`` into a VaultError saying why."""
+        try:
+            yield
+        except ClientError as error:
+            if _code(error) in _MISSING:
+                raise self._missing(sha256) from None
+            raise self._failed(f"cannot read segment {sha256.hex()}", error) from None
+        except BotoCoreError as error:
+            raise self._failed(f"cannot read segment {sha256.hex()}", error) from None
 
     def _missing(self, sha256: bytes) -> VaultError:
         return VaultError(f"S3 bucket {self.bucket} holds no segment with SHA-256 {sha256.hex()}")
