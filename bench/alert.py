@@ -41,6 +41,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from badge.heartbeat import read_heartbeat
@@ -314,39 +315,79 @@ def _receipted(receipts: ReceiptStore, incident_id: str) -> Callable[[], bool]:
     return lambda: receipts.get("incident", incident_id) is not None
 
 
+@dataclass
+class PressingBadge:
+    """A badge's ring, outbox, receipts, uplink and incident recorder, as the daemon wires
+    them, for a benchmark's pressing badge in a process of its own."""
+
+    bundle: EnrolmentBundle
+    ring: Ring
+    outbox: Outbox
+    receipts: ReceiptStore
+    uplink: Uplink
+    recorder: IncidentRecorder
+
+    @classmethod
+    def start(
+        cls,
+        bundle_dir: Path,
+        data_dir: Path,
+        *,
+        ring_pre_roll_ns: int,
+        pre_roll_ns: int,
+        post_roll_ns: int,
+    ) -> PressingBadge:
+        """Open its stores in ``data_dir``, connect, and say ``ready`` on stdout.
+
+        ``ring_pre_roll_ns`` is how much unpinned footage the ring keeps; ``pre_roll_ns``
+        and ``post_roll_ns`` are the incident's.
+        """
+        bundle = EnrolmentBundle.load(bundle_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        ring = Ring.open(data_dir / "ring", pre_roll_ns=ring_pre_roll_ns, max_bytes=10**9)
+        outbox = Outbox(data_dir / "outbox.db")
+        receipts = ReceiptStore(data_dir / "receipts.db")
+
+        def heartbeat() -> Heartbeat:
+            return read_heartbeat(bundle.identity.badge_id, ring, outbox)
+
+        uplink = Uplink(
+            bundle.identity, bundle, ring, outbox, receipts=receipts, tls=True, heartbeat=heartbeat
+        )
+        recorder = IncidentRecorder(
+            data_dir / "incidents",
+            ring,
+            bundle.identity,
+            outbox,
+            pre_roll_ns=pre_roll_ns,
+            post_roll_ns=post_roll_ns,
+            location="bench",
+            on_change=lambda recording: None if recording else uplink.wake(),
+        )
+        uplink.start()
+        _wait_for(lambda: uplink.connected, "the badge's uplink connecting")
+        print("ready", flush=True)
+        return cls(bundle, ring, outbox, receipts, uplink, recorder)
+
+    def stop(self) -> None:
+        """Disconnect and close its stores."""
+        self.uplink.stop()
+        self.outbox.close()
+        self.receipts.close()
+
+
 def _badge(bundle_dir: Path, data_dir: Path) -> int:
     """The pressing badge: answer ``press`` and ``close`` on stdin until it closes."""
-    bundle = EnrolmentBundle.load(bundle_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    ring = Ring.open(data_dir / "ring", pre_roll_ns=0, max_bytes=10**9)
-    outbox = Outbox(data_dir / "outbox.db")
-    receipts = ReceiptStore(data_dir / "receipts.db")
-
-    def heartbeat() -> Heartbeat:
-        return read_heartbeat(bundle.identity.badge_id, ring, outbox)
-
-    uplink = Uplink(
-        bundle.identity, bundle, ring, outbox, receipts=receipts, tls=True, heartbeat=heartbeat
+    badge = PressingBadge.start(
+        bundle_dir, data_dir, ring_pre_roll_ns=0, pre_roll_ns=0, post_roll_ns=0
     )
-    recorder = IncidentRecorder(
-        data_dir / "incidents",
-        ring,
-        bundle.identity,
-        outbox,
-        pre_roll_ns=0,
-        post_roll_ns=0,
-        location="bench",
-        on_change=lambda recording: None if recording else uplink.wake(),
-    )
-    uplink.start()
-    _wait_for(lambda: uplink.connected, "the badge's uplink")
-    print("ready", flush=True)
+    bundle, ring, receipts, recorder = badge.bundle, badge.ring, badge.receipts, badge.recorder
     incident = ""
     for line in sys.stdin:
         if line.strip() == "press":
             pressed = time.monotonic_ns()
             incident = recorder.press().incident_id  # what the button does in the daemon
-            uplink.wake()
+            badge.uplink.wake()
             print(incident, pressed, flush=True)
         elif line.strip() == "close":
             now = time.monotonic_ns()
@@ -364,9 +405,7 @@ def _badge(bundle_dir: Path, data_dir: Path) -> int:
             recorder.segment_stored(ring.store(sealed))
             _wait_for(_receipted(receipts, incident), "the incident receipt")
             print("closed", flush=True)
-    uplink.stop()
-    outbox.close()
-    receipts.close()
+    badge.stop()
     return 0
 
 

@@ -31,21 +31,13 @@ from pathlib import Path
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from badge.capture import CaptureLoop, CaptureSettings
-from badge.heartbeat import read_heartbeat
-from badge.incident import IncidentRecorder
 from badge.media import EncodedSegment
-from badge.outbox import Outbox
-from badge.receipts import ReceiptStore
-from badge.ring import Ring
 from badge.sources.audio import SyntheticMicrophone
 from badge.sources.synthetic import SyntheticCamera
-from badge.uplink import Uplink
-from bench.alert import BadgeProcess, _receipted, start_fleet
+from bench.alert import BadgeProcess, PressingBadge, _receipted, start_fleet
 from bench.loopback import BenchHospital
 from bench.report import Figure
 from demo.run import DEMO_OFFICER, DEMO_PASSWORD, add_demo_officer
-from evidence.bundle import EnrolmentBundle
-from evidence.messages import Heartbeat
 from evidence.segment import SegmentFacts, seal_segment
 
 BADGES = 200
@@ -191,29 +183,15 @@ def _badge(bundle_dir: Path, data_dir: Path) -> int:
     Its footage keeps one monotonic clock of its own (2 s a segment), so segments and
     presses stay in order however quickly the presses follow each other.
     """
-    bundle = EnrolmentBundle.load(bundle_dir)
     recording = _recording()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    ring = Ring.open(data_dir / "ring", pre_roll_ns=10 * SEGMENT_NS, max_bytes=10**9)
-    outbox = Outbox(data_dir / "outbox.db")
-    receipts = ReceiptStore(data_dir / "receipts.db")
-
-    def heartbeat() -> Heartbeat:
-        return read_heartbeat(bundle.identity.badge_id, ring, outbox)
-
-    uplink = Uplink(
-        bundle.identity, bundle, ring, outbox, receipts=receipts, tls=True, heartbeat=heartbeat
-    )
-    recorder = IncidentRecorder(
-        data_dir / "incidents",
-        ring,
-        bundle.identity,
-        outbox,
+    badge = PressingBadge.start(
+        bundle_dir,
+        data_dir,
+        ring_pre_roll_ns=10 * SEGMENT_NS,
         pre_roll_ns=PRE_ROLL_SEGMENTS * SEGMENT_NS,
         post_roll_ns=POST_ROLL_NS,
-        location="bench",
-        on_change=lambda recording: None if recording else uplink.wake(),
     )
+    bundle, ring, receipts, recorder = badge.bundle, badge.ring, badge.receipts, badge.recorder
     footage_ns = time.monotonic_ns()
 
     def store(encoded: EncodedSegment) -> None:
@@ -233,9 +211,6 @@ def _badge(bundle_dir: Path, data_dir: Path) -> int:
         footage_ns += SEGMENT_NS
         recorder.segment_stored(ring.store(sealed))
 
-    uplink.start()
-    _wait_for(lambda: uplink.connected, "the badge's uplink connecting")
-    print("ready", flush=True)
     incident = ""
     for line in sys.stdin:
         if line.strip() == "press":
@@ -243,15 +218,13 @@ def _badge(bundle_dir: Path, data_dir: Path) -> int:
                 store(encoded)
             pressed = time.monotonic_ns()
             incident = recorder.press(mono_ns=footage_ns - 1).incident_id
-            uplink.wake()
+            badge.uplink.wake()
             print(incident, pressed, flush=True)
         elif line.strip() == "close":
             store(recording[0])  # the post-roll's segment: it closes the incident
             _wait_for(_receipted(receipts, incident), "the incident receipt")
             print("closed", flush=True)
-    uplink.stop()
-    outbox.close()
-    receipts.close()
+    badge.stop()
     return 0
 
 
